@@ -1,0 +1,1 @@
+//! Typed single-producer single-consumer channels between processes.

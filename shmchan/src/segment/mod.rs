@@ -1,0 +1,2 @@
+//! Where shared bytes live: anonymous mappings, System V segments and POSIX shared memory
+//! objects, each starting with a validated header.

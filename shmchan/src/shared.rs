@@ -1,0 +1,1 @@
+//! `Shared<T, L>`: a value in a segment paired with a lock.

@@ -1,0 +1,2 @@
+//! Cross-process synchronisation: the sequence lock, the robust writer lock and fcntl record
+//! locks.

@@ -1,0 +1,106 @@
+//! Process and thread identity and liveness, robust against pid reuse: an owner is identified by
+//! its id *and* its start time (`/proc/<pid>/stat` field 22, in clock ticks since boot).
+
+/// The calling process's id.
+pub(crate) fn pid() -> u32 {
+    std::process::id()
+}
+
+/// The calling thread's id (system-unique among live threads on Linux).
+pub(crate) fn tid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// What `/proc` says about a process or thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Running or sleeping.
+    Alive,
+    /// Alive but stopped (`SIGSTOP`, traced): it will not make progress until continued.
+    Stopped,
+    /// Gone, a zombie, or a different process now holds the id (start time differs).
+    Dead,
+}
+
+/// Fields 3 (state) and 22 (start time) of a `/proc/.../stat` file.
+fn parse_stat(stat: &str) -> Option<(u8, u64)> {
+    // The command name (field 2) is in parentheses and may contain spaces or ')': split after
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // `rest` starts at field 3; field 22 is 19 further.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn read_stat(path: &str) -> Option<(u8, u64)> {
+    parse_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The start time of process `pid`, or `None` if it does not exist.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    read_stat(&format!("/proc/{pid}/stat")).map(|(_, t)| t)
+}
+
+/// The start time of thread `tid` (any process), or `None` if it does not exist.
+pub(crate) fn thread_start_time(tid: u32) -> Option<u64> {
+    // /proc/<tid>/stat resolves for any thread id, not only for thread-group leaders.
+    read_stat(&format!("/proc/{tid}/stat")).map(|(_, t)| t)
+}
+
+/// The process id (thread group id) of thread `tid`, or `None` if it does not exist.
+pub(crate) fn thread_group_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the process or thread `id` started at `start_time` still exists.
+///
+/// A `start_time` of 0 means "unknown": only existence is checked.
+pub(crate) fn liveness(id: u32, start_time: u64) -> Liveness {
+    if id == 0 {
+        return Liveness::Dead;
+    }
+    match read_stat(&format!("/proc/{id}/stat")) {
+        None => Liveness::Dead,
+        Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
+        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
+        Some((b'T' | b't', _)) => Liveness::Stopped,
+        Some(_) => Liveness::Alive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_handles_parentheses_in_comm() {
+        let line = "42 (a) b) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 123456 0 0";
+        assert_eq!(parse_stat(line), Some((b'S', 123456)));
+    }
+
+    #[test]
+    fn self_is_alive_and_start_time_is_checked() {
+        let t = process_start_time(pid()).expect("own /proc/self/stat");
+        assert_eq!(liveness(pid(), t), Liveness::Alive);
+        assert_eq!(liveness(pid(), t + 1), Liveness::Dead);
+        assert_eq!(thread_group_of(tid()), Some(pid()));
+        assert!(thread_start_time(tid()).is_some());
+    }
+
+    #[test]
+    fn reaped_child_is_dead() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let id = child.id();
+        child.wait().expect("wait");
+        assert_eq!(liveness(id, 0), Liveness::Dead);
+    }
+}

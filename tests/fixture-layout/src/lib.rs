@@ -1,0 +1,1 @@
+//! Types compiled separately from the tests that compare their fingerprints.
