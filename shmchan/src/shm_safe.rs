@@ -22,7 +22,11 @@
 ///
 /// An implementation must uphold every point above. [`LAYOUT`](ShmSafe::LAYOUT) must give the real
 /// size, alignment and field offsets; [`view`](ShmSafe::view) and [`view_mut`](ShmSafe::view_mut)
-/// must only access the bytes of the value they are given.
+/// must only access the bytes of the value they are given, only through raw pointers (volatile
+/// reads and writes), never by forming a `&Self`/`&mut Self` or a reference to a part of it, and
+/// the views they return must be neither `Send` nor `Sync`: a generated `ViewMut` hands out
+/// nested mutable views from `&self`, so several views of the same bytes may coexist within one
+/// thread (they behave like `Cell`s).
 ///
 /// # Examples
 ///
