@@ -1,0 +1,317 @@
+//! What the kernel says about segments and processes, read from `/proc` and `/dev/shm` without
+//! attaching anything.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+
+/// Where the kernel lists System V segments.
+pub const SYSV_TABLE: &str = "/proc/sysvipc/shm";
+/// Where POSIX shared memory objects live (glibc's `shm_open` opens files here).
+pub const POSIX_DIR: &str = "/dev/shm";
+
+/// `SHM_DEST` in the mode bits: `IPC_RMID` was called, the segment goes when the last process
+/// detaches. Its key is then reset to `IPC_PRIVATE`.
+pub const SHM_DEST: u32 = 0o1000;
+/// `SHM_LOCKED` in the mode bits: `SHM_LOCK` keeps the pages in memory.
+pub const SHM_LOCKED: u32 = 0o2000;
+
+/// One line of `/proc/sysvipc/shm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SysvEntry {
+    /// The IPC key (0 = `IPC_PRIVATE`, also after `IPC_RMID`).
+    pub key: i32,
+    /// The segment id.
+    pub shmid: i32,
+    /// Permission bits plus `SHM_DEST` / `SHM_LOCKED`.
+    pub perms: u32,
+    /// Size in bytes as requested at creation.
+    pub size: u64,
+    /// Creator pid.
+    pub cpid: u32,
+    /// Last `shmat`/`shmdt` pid.
+    pub lpid: u32,
+    /// Current attach count.
+    pub nattch: u64,
+    /// Owner uid and gid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Last attach, detach and change times (seconds since the epoch, 0 = never).
+    pub atime: i64,
+    /// Last detach time.
+    pub dtime: i64,
+    /// Last change time.
+    pub ctime: i64,
+    /// Resident and swapped bytes, when the kernel reports them.
+    pub rss: Option<u64>,
+    /// Swapped bytes.
+    pub swap: Option<u64>,
+}
+
+impl SysvEntry {
+    /// Whether `IPC_RMID` was already called (gone once the last process detaches).
+    pub fn marked_for_removal(&self) -> bool {
+        self.perms & SHM_DEST != 0
+    }
+}
+
+/// Parses the whole of `/proc/sysvipc/shm`. Columns are found by their header names, so a kernel
+/// that adds or reorders columns is still read; lines that do not parse are skipped.
+pub fn parse_sysv_table(text: &str) -> Vec<SysvEntry> {
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let cols: HashMap<&str, usize> = header
+        .split_whitespace()
+        .enumerate()
+        .map(|(i, name)| (name, i))
+        .collect();
+    lines
+        .filter_map(|line| parse_sysv_line(&cols, line))
+        .collect()
+}
+
+fn parse_sysv_line(cols: &HashMap<&str, usize>, line: &str) -> Option<SysvEntry> {
+    let values: Vec<&str> = line.split_whitespace().collect();
+    let get = |name: &str| cols.get(name).and_then(|&i| values.get(i)).copied();
+    let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
+    let unum = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+    let u32_of = |name: &str| unum(name).and_then(|v| u32::try_from(v).ok());
+    Some(SysvEntry {
+        key: i32::try_from(num("key")?).ok()?,
+        shmid: i32::try_from(num("shmid")?).ok()?,
+        // The kernel prints the mode in octal.
+        perms: u32::from_str_radix(get("perms")?, 8).ok()?,
+        size: unum("size")?,
+        cpid: u32_of("cpid")?,
+        lpid: u32_of("lpid").unwrap_or(0),
+        nattch: unum("nattch")?,
+        uid: u32_of("uid")?,
+        gid: u32_of("gid").unwrap_or(0),
+        cuid: u32_of("cuid").unwrap_or(0),
+        cgid: u32_of("cgid").unwrap_or(0),
+        atime: num("atime").unwrap_or(0),
+        dtime: num("dtime").unwrap_or(0),
+        ctime: num("ctime").unwrap_or(0),
+        rss: unum("rss"),
+        swap: unum("swap"),
+    })
+}
+
+/// Reads and parses `/proc/sysvipc/shm`.
+pub fn sysv_segments() -> Result<Vec<SysvEntry>, String> {
+    std::fs::read_to_string(SYSV_TABLE)
+        .map(|t| parse_sysv_table(&t))
+        .map_err(|e| format!("cannot read {SYSV_TABLE}: {e} (is /proc mounted?)"))
+}
+
+/// One file in `/dev/shm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosixEntry {
+    /// The `shm_open` name: `/` + file name.
+    pub name: String,
+    /// Size in bytes (`st_size`).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Last modification (seconds since the epoch).
+    pub mtime: i64,
+}
+
+/// Lists the regular files of `/dev/shm` (POSIX shared memory objects and, named `sem.*`, POSIX
+/// named semaphores). A missing directory is an empty list.
+pub fn posix_objects() -> Vec<PosixEntry> {
+    let Ok(dir) = std::fs::read_dir(POSIX_DIR) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PosixEntry> = dir
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            // symlink_metadata: never follow a link out of /dev/shm.
+            let meta = entry.path().symlink_metadata().ok()?;
+            if !meta.file_type().is_file() {
+                return None;
+            }
+            Some(PosixEntry {
+                name: format!("/{}", entry.file_name().to_str()?),
+                size: meta.len(),
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: meta.mtime(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The metadata of one POSIX object, if it exists as a regular file.
+pub fn posix_object(name: &str) -> Option<PosixEntry> {
+    posix_objects().into_iter().find(|e| e.name == name)
+}
+
+/// How many processes map each `/dev/shm` object, from `/proc/<pid>/maps` (the POSIX analogue
+/// of `shm_nattch`). Processes whose maps we may not read (other users, without privileges) are
+/// not counted.
+pub fn posix_mappers() -> HashMap<String, u64> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return counts;
+    };
+    for entry in proc_dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        let mut seen: Vec<&str> = maps.lines().filter_map(mapped_shm_name).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for obj in seen {
+            *counts.entry(format!("/{obj}")).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The `/dev/shm` object a `/proc/<pid>/maps` line maps, if any.
+fn mapped_shm_name(line: &str) -> Option<&str> {
+    // The path is the sixth field and may contain spaces; it is everything after the inode.
+    let path = line.splitn(6, char::is_whitespace).nth(5)?.trim_start();
+    let rest = path.strip_prefix("/dev/shm/")?;
+    Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
+}
+
+/// Whether a process is still there, per `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Running or sleeping.
+    Alive,
+    /// Stopped (`SIGSTOP`, traced): alive but making no progress.
+    Stopped,
+    /// Gone, a zombie, or its pid now belongs to a process started at another time.
+    Dead,
+}
+
+impl Liveness {
+    /// `alive`, `stopped`, `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Stopped => "stopped",
+            Liveness::Dead => "dead",
+        }
+    }
+}
+
+/// Fields 3 (state) and 22 (start time, clock ticks since boot) of `/proc/<pid>/stat`.
+pub fn parse_stat(stat: &str) -> Option<(u8, u64)> {
+    // The command name (field 2) is in parentheses and may hold spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The liveness of `pid`; with a non-zero `start_time` (recorded by shmchan in its headers) a
+/// process that reuses the pid counts as dead.
+pub fn liveness(pid: u32, start_time: u64) -> Liveness {
+    if pid == 0 {
+        return Liveness::Dead;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s));
+    match stat {
+        None => Liveness::Dead,
+        Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
+        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
+        Some((b'T' | b't', _)) => Liveness::Stopped,
+        Some(_) => Liveness::Alive,
+    }
+}
+
+/// The user name of `uid` from `/etc/passwd`, or the number.
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap
+         0          3  1600                  4096   100   101      2  1000  1000  1000  1000 1700000000 1700000001 1700000002                  4096                     0
+1409351681         98   644                 65536  2000  2000      0     0     0     0     0          0          0 1700000003                     0                     0
+garbage line
+";
+
+    #[test]
+    fn parses_the_kernel_table_by_column_name() {
+        let t = parse_sysv_table(SAMPLE);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].shmid, 3);
+        assert_eq!(t[0].perms, 0o1600);
+        assert!(t[0].marked_for_removal());
+        assert_eq!((t[0].cpid, t[0].lpid, t[0].nattch), (100, 101, 2));
+        assert_eq!(t[0].rss, Some(4096));
+        assert_eq!(t[1].key, 1409351681);
+        assert_eq!(t[1].size, 65536);
+        assert!(!t[1].marked_for_removal());
+    }
+
+    #[test]
+    fn empty_or_odd_tables_parse_to_nothing() {
+        assert!(parse_sysv_table("").is_empty());
+        assert!(parse_sysv_table("key shmid\n1").is_empty());
+    }
+
+    #[test]
+    fn maps_lines_name_their_shm_object() {
+        let l = "7f00-7f01 rw-s 00000000 00:19 1234                       /dev/shm/tick";
+        assert_eq!(mapped_shm_name(l), Some("tick"));
+        let l = "7f00-7f01 rw-s 00000000 00:19 1234   /dev/shm/a b (deleted)";
+        assert_eq!(mapped_shm_name(l), Some("a b"));
+        assert_eq!(
+            mapped_shm_name("7f00-7f01 r-xp 00000000 08:01 1 /usr/bin/x"),
+            None
+        );
+        assert_eq!(mapped_shm_name("7f00-7f01 rw-p 00000000 00:00 0"), None);
+    }
+
+    #[test]
+    fn own_process_is_alive_and_pid_reuse_is_dead() {
+        let me = std::process::id();
+        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).expect("own stat");
+        let (_, start) = parse_stat(&stat).expect("parse own stat");
+        assert_eq!(liveness(me, start), Liveness::Alive);
+        assert_eq!(liveness(me, start + 1), Liveness::Dead);
+        assert_eq!(liveness(0, 0), Liveness::Dead);
+    }
+}

@@ -1,0 +1,166 @@
+//! Segments that are not shmchan's, or claim to be and lie: listed with a reason, never a crash,
+//! never removed without `--force`.
+
+mod common;
+
+use common::*;
+
+const MAGIC: &[u8; 8] = b"SHMCHAN\0";
+
+#[test]
+fn foreign_sysv_segment_is_listed_as_not_shmchan() {
+    let _s = serial();
+    let seg = RawSysv::new(libc::IPC_PRIVATE, 4096, b"hello from another program");
+    let row = ls_row_sysv(seg.shmid).expect("ls lists the segment");
+    assert_eq!(row["status"], "not shmchan");
+    assert_eq!(row["size"], 4096);
+    assert_eq!(row["creator_pid"], std::process::id());
+    assert_eq!(row["creator"], "alive");
+    assert!(
+        row["reason"].as_str().unwrap_or("").contains("magic"),
+        "{row}"
+    );
+    let text = ok(&["ls"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{} ", seg.shmid)) && l.contains("not shmchan")),
+        "{text}"
+    );
+    let text = ok(&["inspect", &seg.shmid.to_string()]);
+    assert!(text.contains("not shmchan"), "{text}");
+}
+
+#[test]
+fn garbage_after_the_magic_is_corrupted_with_a_reason() {
+    let _s = serial();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend((0..200u32).map(|i| (i.wrapping_mul(151) ^ 0x5a) as u8));
+    let seg = RawSysv::new(libc::IPC_PRIVATE, 4096, &bytes);
+    let row = ls_row_sysv(seg.shmid).expect("ls lists the segment");
+    assert_eq!(row["status"], "corrupted", "{row}");
+    assert!(!row["reason"].as_str().unwrap_or("").is_empty());
+    let out = shmchan(&["inspect", &seg.shmid.to_string()]);
+    assert!(
+        out.status.success(),
+        "inspect of a corrupted segment reports, does not fail"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("corrupted"));
+    // Not removed by rm --stale: its header is not readable enough to know its creator.
+    let out = json(&["rm", "--stale", "--dry-run"]);
+    assert!(
+        !out.to_string().contains(&format!("\"{}\"", seg.shmid)),
+        "{out}"
+    );
+}
+
+#[test]
+fn truncated_header_is_corrupted() {
+    let _s = serial();
+    let seg = RawSysv::new(
+        libc::IPC_PRIVATE,
+        24,
+        &[MAGIC.as_slice(), &[1, 0, 0, 0]].concat(),
+    );
+    let row = ls_row_sysv(seg.shmid).expect("ls lists the segment");
+    assert_eq!(row["status"], "corrupted", "{row}");
+    assert!(
+        row["reason"].as_str().unwrap_or("").contains("truncated"),
+        "{row}"
+    );
+}
+
+#[test]
+fn tiny_and_empty_posix_objects_are_not_shmchan() {
+    let _s = serial();
+    let empty = RawPosix::new("empty", b"");
+    let tiny = RawPosix::new("tiny", b"SHM");
+    for obj in [&empty, &tiny] {
+        let row = ls_row_posix(&obj.name).expect("ls lists the object");
+        assert_eq!(row["status"], "not shmchan", "{row}");
+        let text = ok(&["inspect", &obj.name]);
+        assert!(text.contains("not shmchan"), "{text}");
+    }
+}
+
+#[test]
+fn rm_refuses_foreign_segments_without_force() {
+    let _s = serial();
+    let seg = RawSysv::new(libc::IPC_PRIVATE, 4096, b"not ours");
+    let id = seg.shmid.to_string();
+    let err = fails(&["rm", &id]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(sysv_exists(seg.shmid), "refused rm removed nothing");
+    let out = ok(&["rm", "--force", "--dry-run", &id]);
+    assert!(out.contains("would remove"), "{out}");
+    assert!(sysv_exists(seg.shmid), "dry run removed nothing");
+    let out = ok(&["rm", "--force", &id]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!sysv_exists(seg.shmid), "rm --force removed it");
+}
+
+#[test]
+fn rm_refuses_foreign_posix_objects_and_force_unlinks() {
+    let _s = serial();
+    let obj = RawPosix::new("rm", b"someone else's data");
+    let err = fails(&["rm", &obj.name]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(std::path::Path::new(&format!("/dev/shm{}", obj.name)).exists());
+    ok(&["rm", "--force", &obj.name]);
+    assert!(!std::path::Path::new(&format!("/dev/shm{}", obj.name)).exists());
+}
+
+#[test]
+fn keys_find_their_segment() {
+    let _s = serial();
+    let key = test_key(1);
+    let seg = RawSysv::new(key, 128, b"keyed");
+    let arg = format!("0x{:08x}", key as u32);
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["shmid"], seg.shmid);
+    assert_eq!(v["key"], arg);
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line() {
+    let _s = serial();
+    for args in [
+        &["inspect", "0xnothex"][..],
+        &["inspect", "-5"],
+        &["inspect", "/a/b"],
+        &["inspect", "0x0"],
+        &["inspect", "2147483647"],
+        &["inspect", "/shmchan-test-no-such-object"],
+        &["rm", "2147483647"],
+        &["watch", "1", "--interval", "fast"],
+    ] {
+        let err = fails(args);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains("error"), "{args:?}: {err}");
+    }
+    // An unknown id among known ones: the error is reported, nothing else happens.
+    let err = fails(&["rm", "2147483647"]);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("no System V segment"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_reports_kernel_values() {
+    let _s = serial();
+    let v = json(&["limits"]);
+    let shmmni: u64 = std::fs::read_to_string("/proc/sys/kernel/shmmni")
+        .expect("shmmni")
+        .trim()
+        .parse()
+        .expect("number");
+    assert_eq!(v["shmmni"], shmmni);
+    assert_eq!(v["shmmin"], 1);
+    assert!(v["shmmax"].as_u64().is_some());
+    let text = ok(&["limits"]);
+    assert!(text.contains("sysctl -w kernel.shmmax="), "{text}");
+    assert!(text.contains("/dev/shm"), "{text}");
+}
