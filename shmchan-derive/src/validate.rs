@@ -4,7 +4,6 @@
 
 use proc_macro2::Span;
 use std::collections::HashMap;
-use syn::spanned::Spanned;
 
 use crate::ast::{Data, Input, Style};
 
@@ -86,8 +85,8 @@ pub fn check(input: &Input<'_>, cx: &mut Ctxt) {
                 );
             }
             for field in fields {
-                if let Some((span, why)) = refused_type(field.ty) {
-                    cx.error(span, why);
+                if let Some((ty, why)) = refused_type(field.ty) {
+                    cx.push(syn::Error::new_spanned(ty, why));
                 }
             }
             check_accessor_names(input, cx);
@@ -136,9 +135,9 @@ fn check_repr(input: &Input<'_>, cx: &mut Ctxt) {
 }
 
 /// A field type refused by its very name, with the reason and the fix. Other non-`ShmSafe` types
-/// are caught by the trait bound the expansion puts on every field.
-pub fn refused_type(ty: &syn::Type) -> Option<(Span, String)> {
-    let span = ty.span();
+/// are caught by the trait bound the expansion puts on every field. Returns the offending (part
+/// of the) type, for the error's span.
+pub fn refused_type(ty: &syn::Type) -> Option<(&syn::Type, String)> {
     let why = match ty {
         syn::Type::Reference(_) => {
             "references cannot be placed in shared memory: an address means \
@@ -174,7 +173,7 @@ pub fn refused_type(ty: &syn::Type) -> Option<(Span, String)> {
         }
         _ => return None,
     };
-    Some((span, why))
+    Some((ty, why))
 }
 
 fn refused_path(name: &str, no_arguments: bool) -> Option<String> {

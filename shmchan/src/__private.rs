@@ -115,3 +115,45 @@ pub const fn padding_before(field: &str, bytes: usize) -> ConstMessage {
         .num(bytes)
         .str("]` before it")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_formatted_in_decimal() {
+        let m = ConstMessage::new()
+            .num(0)
+            .str(" ")
+            .num(7)
+            .str(" ")
+            .num(usize::MAX);
+        assert_eq!(m.as_str(), format!("0 7 {}", usize::MAX));
+    }
+
+    #[test]
+    fn padding_messages_name_bytes_field_and_fix() {
+        assert_eq!(
+            padding_after("Order", "flag", 3, false).as_str(),
+            "3 bytes of padding after field `flag` of `Order`; add `_pad: [u8; 3]` after it, \
+             or order the fields from largest to smallest alignment (padding bytes are \
+             uninitialised and differ between processes)"
+        );
+        assert!(
+            padding_after("Order", "side", 1, true)
+                .as_str()
+                .starts_with("1 byte of trailing padding after the last field `side`")
+        );
+        assert_eq!(
+            padding_before("x", 4).as_str(),
+            "4 bytes of padding before the first field `x`; add `_pad: [u8; 4]` before it"
+        );
+    }
+
+    #[test]
+    fn overlong_text_is_dropped_whole_not_cut() {
+        let long = "é".repeat(ConstMessage::CAPACITY);
+        let m = ConstMessage::new().str("a").str(&long).str("b");
+        assert_eq!(m.as_str(), "ab");
+    }
+}

@@ -40,7 +40,10 @@ impl<'i, 'a> Gen<'i, 'a> {
         });
         let field_bounds = input.fields().iter().map(|f| {
             let ty = f.ty;
-            quote_spanned!(ty.span()=> #ty: #private::ShmSafe,)
+            // Every token of the bound carries the field type's span (not just `#ty`), so that
+            // rustc reports an unsatisfied bound at the field rather than at the derive.
+            let bound = respan(quote!(#private::ShmSafe), ty.span());
+            quote_spanned!(ty.span()=> #ty: #bound,)
         });
         Gen {
             input,
@@ -56,6 +59,23 @@ impl<'i, 'a> Gen<'i, 'a> {
             private,
         }
     }
+}
+
+/// `tokens` with every span replaced by `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tree = proc_macro2::TokenTree::Group(group);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// The full expansion for a valid struct: layout checks, `ShmSafe` impl, views.
@@ -95,6 +115,7 @@ pub fn checks_only(input: &Input<'_>, flagged: &[bool]) -> TokenStream {
         .filter(|(_, flagged)| !**flagged)
         .map(|(f, _)| {
             let ty = f.ty;
+            let private = respan(private.clone(), ty.span());
             quote_spanned! {ty.span()=>
                 {
                     fn assert_shm_safe<T: #private::ShmSafe>() {}

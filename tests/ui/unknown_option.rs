@@ -1,0 +1,10 @@
+use shmchan::ShmSafe;
+
+#[derive(ShmSafe, Clone, Copy)]
+#[repr(C)]
+#[shmchan(krate = "shmchan")]
+struct Tick {
+    seq: u64,
+}
+
+fn main() {}
