@@ -152,7 +152,9 @@ fn views_work_over_memory_that_was_never_a_rust_value() {
     // every bit pattern is), and only used through this view until the view is dropped.
     let mut v = unsafe { MixedViewMut::from_raw(ptr) };
     v.set_c(0xBEEF);
-    v.path().view_mut(2).map(|mut p| p.set_y(-1));
+    if let Some(mut p) = v.path().view_mut(2) {
+        p.set_y(-1);
+    }
     assert_eq!(v.get().c, 0xBEEF);
     // SAFETY: as above, and no mutable view is used any more.
     let r = unsafe { <Mixed as ShmSafe>::view(ptr) };
@@ -184,7 +186,9 @@ fn generic_struct_views() {
         items: [Point::default(); 2],
     };
     let mut v = SlotsViewMut::new(&mut s);
-    v.items().view_mut(1).map(|mut p| p.set_x(3));
+    if let Some(mut p) = v.items().view_mut(1) {
+        p.set_x(3);
+    }
     v.set_len(v.len() + 2);
     let r: <Slots<Point, 2> as ShmSafe>::View<'_> = v.as_view();
     let copy = r; // views are `Copy`
