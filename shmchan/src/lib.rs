@@ -46,6 +46,9 @@ pub mod view;
 pub mod __private;
 
 pub use error::{Error, Result, Target};
+pub use segment::{
+    DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
+};
 pub use shm_safe::{Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
 
 /// Derives [`ShmSafe`] for a `#[repr(C)]` or `#[repr(transparent)]` struct, checking at compile

@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 pub(crate) mod futex;
+pub(crate) mod mman;
+pub(crate) mod posix_shm;
 pub(crate) mod proc;
+pub(crate) mod sysv;
 
 /// The calling thread's current `errno`.
 pub(crate) fn last_errno() -> i32 {

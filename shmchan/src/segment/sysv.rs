@@ -1,0 +1,133 @@
+//! System V segments (seed 002): `shmget` with `IPC_CREAT | IPC_EXCL`, `shmat` (read-write or
+//! `SHM_RDONLY`), `shmdt` on drop, and the last-detacher cleanup of DESIGN §3.
+
+use super::Cleanup;
+use super::header::{FLAG_REMOVE_WHEN_UNUSED, OFF_FLAGS};
+use crate::error::{Error, Result, Target};
+use crate::sys::mman::Region;
+use crate::sys::sysv::{self, Attachment, Create, ShmStat};
+use std::sync::atomic::Ordering;
+
+/// A System V attachment plus what its drop must do.
+#[derive(Debug)]
+pub(super) struct SysvBacking {
+    pub shmid: i32,
+    att: Option<Attachment>,
+    pub cleanup: Cleanup,
+}
+
+fn size_error(err: Error, len: usize) -> Error {
+    match err {
+        Error::InvalidSize {
+            call,
+            target,
+            reason,
+            ..
+        } => Error::InvalidSize {
+            call,
+            target,
+            requested: len as u64,
+            reason,
+        },
+        other => other,
+    }
+}
+
+impl SysvBacking {
+    /// `shmget(key, len, IPC_CREAT | IPC_EXCL | mode)` then `shmat` read-write. The segment is
+    /// removed again if anything fails before the caller publishes it (`Cleanup::Always`).
+    pub(super) fn create(key: i32, len: usize, mode: u32, target: &Target) -> Result<SysvBacking> {
+        super::limits::check_sysv(len, target)?;
+        let shmid = sysv::get(key, len, Create::Exclusive, mode)
+            .map_err(|e| size_error(Error::from_errno("shmget", e, target.clone()), len))?;
+        match Attachment::attach(shmid, len, false) {
+            Ok(att) => Ok(SysvBacking {
+                shmid,
+                att: Some(att),
+                cleanup: Cleanup::Always,
+            }),
+            Err(e) => {
+                let _ = sysv::remove(shmid);
+                Err(Error::from_errno("shmat", e, target.clone()))
+            }
+        }
+    }
+
+    /// `shmget(key, 0, 0)`, `IPC_STAT` for the size, then `shmat`.
+    pub(super) fn open(key: i32, read_only: bool, target: &Target) -> Result<SysvBacking> {
+        let shmid = sysv::get(key, 0, Create::No, 0)
+            .map_err(|e| Error::from_errno("shmget", e, target.clone()))?;
+        Self::attach_id(shmid, read_only, target)
+    }
+
+    /// Attaches segment `shmid` (found by key, or listed by a tool).
+    pub(super) fn attach_id(shmid: i32, read_only: bool, target: &Target) -> Result<SysvBacking> {
+        let st = stat(shmid, target)?;
+        if st.mode & sysv::SHM_DEST != 0 {
+            // Linux still lets one attach a removed segment until its last detach; we do not.
+            return Err(Error::Removed {
+                call: "shmctl(IPC_STAT)",
+                target: target.clone(),
+            });
+        }
+        if st.size < super::header::FIXED_LEN {
+            return Err(Error::NotShmchan {
+                target: target.clone(),
+                reason: format!("{} bytes is too small to hold a shmchan header", st.size),
+            });
+        }
+        let att = Attachment::attach(shmid, st.size, read_only)
+            .map_err(|e| Error::from_errno("shmat", e, target.clone()))?;
+        Ok(SysvBacking {
+            shmid,
+            att: Some(att),
+            cleanup: Cleanup::Never,
+        })
+    }
+
+    pub(super) fn region(&self) -> Option<Region<'_>> {
+        self.att.as_ref().map(Attachment::region)
+    }
+
+    /// `IPC_RMID` now.
+    pub(super) fn remove(&self, target: &Target) -> Result<()> {
+        sysv::remove(self.shmid)
+            .map_err(|e| Error::from_errno("shmctl(IPC_RMID)", e, target.clone()))
+    }
+}
+
+pub(super) fn stat(shmid: i32, target: &Target) -> Result<ShmStat> {
+    sysv::stat(shmid).map_err(|e| Error::from_errno("shmctl(IPC_STAT)", e, target.clone()))
+}
+
+impl Drop for SysvBacking {
+    fn drop(&mut self) {
+        let Some(att) = self.att.take() else { return };
+        let remove = match self.cleanup {
+            Cleanup::Never => false,
+            Cleanup::Always => true,
+            Cleanup::IfFlagged => att
+                .region()
+                .atomic_u32(OFF_FLAGS)
+                .is_some_and(|f| f.load(Ordering::Acquire) & FLAG_REMOVE_WHEN_UNUSED != 0),
+        };
+        let _ = att.detach();
+        if !remove {
+            return;
+        }
+        if self.cleanup == Cleanup::Always {
+            let _ = sysv::remove(self.shmid);
+            return;
+        }
+        // Stat *after* our own detach: of two handles detaching at once, whichever stats last
+        // sees 0 attachments, so the segment cannot leak; both may remove it, and the second
+        // IPC_RMID fails harmlessly (EINVAL/EIDRM).
+        let unused = matches!(
+            sysv::stat(self.shmid),
+            Ok(st) if st.nattch == 0 && st.mode & sysv::SHM_DEST == 0
+        );
+        if unused {
+            let _ = sysv::remove(self.shmid);
+        }
+    }
+}
