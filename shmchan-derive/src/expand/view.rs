@@ -71,6 +71,8 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
     let view_ty = quote!(#view<'a, #args>);
     let view_mut_ty = quote!(#view_mut<'a, #args>);
     let name = g.input.ident.to_string();
+    let view_name = view.to_string();
+    let view_mut_name = view_mut.to_string();
     let force = if g.is_generic {
         let all = super::layout::force_all(g);
         quote!(let () = #all;)
@@ -158,6 +160,22 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
 
         #[automatically_derived]
         impl #impl_generics ::core::marker::Copy for #view_ty #where_clause {}
+
+        // Shows the address only: the fields may be in shared memory that another process is
+        // writing, and printing them is the caller's choice (`get()` copies them out).
+        #[automatically_derived]
+        impl #impl_generics ::core::fmt::Debug for #view_ty #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#view_name).field("ptr", &self.ptr).finish()
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::core::fmt::Debug for #view_mut_ty #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#view_mut_name).field("ptr", &self.ptr).finish()
+            }
+        }
 
         #[automatically_derived]
         #[allow(private_bounds)]
