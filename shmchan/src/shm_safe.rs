@@ -61,6 +61,27 @@ pub unsafe trait ShmSafe: Copy + Sized + 'static {
     ///
     /// Equal in every process built from the same definition; different when any field's name,
     /// type, offset or order changes. Segments store it and [`open`](crate) checks it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct V1 {
+    ///     seq: u64,
+    /// }
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct V2 {
+    ///     seq: i64, // same size; the type (and the struct name) differ
+    /// }
+    ///
+    /// assert_eq!(V1::FINGERPRINT, shmchan::fingerprint(&V1::LAYOUT));
+    /// assert_ne!(V1::FINGERPRINT, V2::FINGERPRINT);
+    /// ```
     const FINGERPRINT: u64 = fingerprint(&Self::LAYOUT);
 
     /// Read access to a value in (possibly shared) memory: for a struct its generated
@@ -80,6 +101,24 @@ pub unsafe trait ShmSafe: Copy + Sized + 'static {
     /// `ptr` must be non-null, aligned for `Self`, and valid for reads of `size_of::<Self>()`
     /// bytes for `'a`, and no one may write those bytes during `'a` except through the same
     /// protocol the caller follows (a lock that excludes writers, or a private copy).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Point {
+    ///     x: f32,
+    ///     y: f32,
+    /// }
+    ///
+    /// let p = Point { x: 1.0, y: 2.0 };
+    /// // SAFETY: a reference is aligned and valid, and `p` is not written while viewed.
+    /// let v = unsafe { Point::view(&p) };
+    /// assert_eq!(v.y(), 2.0);
+    /// ```
     unsafe fn view<'a>(ptr: *const Self) -> Self::View<'a>;
 
     /// Builds a read-write view over the value at `ptr`.
@@ -88,6 +127,25 @@ pub unsafe trait ShmSafe: Copy + Sized + 'static {
     ///
     /// As for [`view`](ShmSafe::view), plus: valid for writes, and no one else may read or write
     /// those bytes during `'a` (the caller holds an exclusive lock or owns the memory).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Point {
+    ///     x: f32,
+    ///     y: f32,
+    /// }
+    ///
+    /// let mut p = Point { x: 1.0, y: 2.0 };
+    /// // SAFETY: a unique reference is aligned, valid and exclusive while the view is used.
+    /// let mut v = unsafe { Point::view_mut(&mut p) };
+    /// v.set_x(v.x() + v.y());
+    /// assert_eq!(p.x, 3.0);
+    /// ```
     unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a>;
 }
 
@@ -234,6 +292,12 @@ const ALL_PRIMS: [PrimKind; 14] = [
 
 impl PrimKind {
     /// The stable one-byte code used in fingerprints and in the serialised layout of a segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::PrimKind::U8.code(), 1);
+    /// ```
     pub const fn code(self) -> u8 {
         match self {
             PrimKind::U8 => 1,
@@ -254,6 +318,15 @@ impl PrimKind {
     }
 
     /// The kind whose [`code`](PrimKind::code) is `code`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::PrimKind;
+    ///
+    /// assert_eq!(PrimKind::from_code(14), Some(PrimKind::F64));
+    /// assert_eq!(PrimKind::from_code(0), None);
+    /// ```
     pub const fn from_code(code: u8) -> Option<PrimKind> {
         if code >= 1 && code as usize <= ALL_PRIMS.len() {
             Some(ALL_PRIMS[code as usize - 1])
@@ -263,6 +336,12 @@ impl PrimKind {
     }
 
     /// The Rust name of the type (`"u64"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::PrimKind::I16.name(), "i16");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             PrimKind::U8 => "u8",
@@ -283,6 +362,12 @@ impl PrimKind {
     }
 
     /// The size in bytes on this target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::PrimKind::Usize.size(), size_of::<usize>());
+    /// ```
     pub const fn size(self) -> usize {
         match self {
             PrimKind::U8 | PrimKind::I8 => 1,

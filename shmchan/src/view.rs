@@ -33,8 +33,37 @@ impl<T: ShmSafe, const N: usize> Clone for ArrayView<'_, T, N> {
 }
 impl<T: ShmSafe, const N: usize> Copy for ArrayView<'_, T, N> {}
 
+/// Shows the address only: the elements may be in memory another process is writing.
+impl<T: ShmSafe, const N: usize> core::fmt::Debug for ArrayView<'_, T, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ArrayView")
+            .field("ptr", &self.ptr)
+            .field("len", &N)
+            .finish()
+    }
+}
+
+/// Shows the address only: the elements may be in memory another process is writing.
+impl<T: ShmSafe, const N: usize> core::fmt::Debug for ArrayViewMut<'_, T, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ArrayViewMut")
+            .field("ptr", &self.ptr)
+            .field("len", &N)
+            .finish()
+    }
+}
+
 impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     /// A view over an array in ordinary memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::view::ArrayView;
+    ///
+    /// let v = ArrayView::new(&[1.5f64, 2.5]);
+    /// assert_eq!(v.get(1), Some(2.5));
+    /// ```
     pub fn new(array: &'a [T; N]) -> Self {
         // SAFETY: a shared reference is aligned, valid for reads for `'a`, and nobody writes
         // through it during `'a`.
@@ -47,6 +76,17 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     ///
     /// The contract of [`ShmSafe::view`]: `ptr` aligned and valid for reads for `'a`, and not
     /// written during `'a` except under the caller's locking protocol.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::view::ArrayView;
+    ///
+    /// let words = [7u32; 3];
+    /// // SAFETY: `words` is aligned, readable, and not written while the view is used.
+    /// let v = unsafe { ArrayView::from_raw(&raw const words) };
+    /// assert_eq!(v.to_array(), [7, 7, 7]);
+    /// ```
     pub unsafe fn from_raw(ptr: *const [T; N]) -> Self {
         ArrayView {
             ptr,
@@ -55,12 +95,26 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     }
 
     /// The number of elements, `N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::view::ArrayView::new(&[0u8; 5]).len(), 5);
+    /// ```
     #[allow(clippy::len_without_is_empty)]
     pub const fn len(&self) -> usize {
         N
     }
 
-    /// The element at `index`, or `None` when `index >= N`.
+    /// The element at `index` (a volatile read of that element only), or `None` when
+    /// `index >= N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let v = shmchan::view::ArrayView::new(&[10u16, 20]);
+    /// assert_eq!((v.get(0), v.get(2)), (Some(10), None));
+    /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         if index >= N {
             return None;
@@ -69,7 +123,26 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
         Some(unsafe { core::ptr::read_volatile(self.ptr.cast::<T>().add(index)) })
     }
 
-    /// A view of the element at `index` (a nested view for struct elements).
+    /// A view of the element at `index` (a nested view for struct elements, the value for
+    /// numbers), or `None` when `index >= N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    /// use shmchan::view::ArrayView;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Level {
+    ///     price: u32,
+    ///     size: u32,
+    /// }
+    ///
+    /// let book = [Level { price: 100, size: 3 }, Level { price: 101, size: 5 }];
+    /// let v = ArrayView::new(&book);
+    /// assert_eq!(v.view(1).map(|level| level.size()), Some(5));
+    /// ```
     pub fn view(&self, index: usize) -> Option<T::View<'a>> {
         if index >= N {
             return None;
@@ -79,6 +152,12 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     }
 
     /// Copies the whole array out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::view::ArrayView::new(&[1i8, -1]).to_array(), [1, -1]);
+    /// ```
     pub fn to_array(&self) -> [T; N] {
         // SAFETY: the contract makes the whole array readable.
         unsafe { core::ptr::read_volatile(self.ptr) }
@@ -106,6 +185,14 @@ pub struct ArrayViewMut<'a, T: ShmSafe, const N: usize> {
 
 impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
     /// A view over an array in ordinary memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [0u64; 2];
+    /// shmchan::view::ArrayViewMut::new(&mut a).set(1, 9);
+    /// assert_eq!(a, [0, 9]);
+    /// ```
     pub fn new(array: &'a mut [T; N]) -> Self {
         // SAFETY: a unique reference is aligned, valid for reads and writes, and exclusive for `'a`.
         unsafe { Self::from_raw(array) }
@@ -117,6 +204,18 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
     ///
     /// The contract of [`ShmSafe::view_mut`]: `ptr` aligned and valid for reads and writes for
     /// `'a`, and nobody else accesses it during `'a`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::view::ArrayViewMut;
+    ///
+    /// let mut a = [0u32; 4];
+    /// // SAFETY: `a` is aligned, valid, and accessed only through the view while it is used.
+    /// let mut v = unsafe { ArrayViewMut::from_raw(&raw mut a) };
+    /// v.store([1, 2, 3, 4]);
+    /// assert_eq!(a, [1, 2, 3, 4]);
+    /// ```
     pub unsafe fn from_raw(ptr: *mut [T; N]) -> Self {
         ArrayViewMut {
             ptr,
@@ -125,12 +224,27 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
     }
 
     /// The number of elements, `N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shmchan::view::ArrayViewMut::new(&mut [0u8; 3]).len(), 3);
+    /// ```
     #[allow(clippy::len_without_is_empty)]
     pub const fn len(&self) -> usize {
         N
     }
 
-    /// The element at `index`, or `None` when `index >= N`.
+    /// The element at `index` (a volatile read of that element only), or `None` when
+    /// `index >= N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [4u16, 5];
+    /// let v = shmchan::view::ArrayViewMut::new(&mut a);
+    /// assert_eq!((v.get(1), v.get(2)), (Some(5), None));
+    /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         if index >= N {
             return None;
@@ -144,12 +258,31 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
     /// # Panics
     ///
     /// When `index >= N`, like slice indexing; [`try_set`](Self::try_set) does not panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [0i32; 2];
+    /// shmchan::view::ArrayViewMut::new(&mut a).set(0, -3);
+    /// assert_eq!(a, [-3, 0]);
+    /// ```
     pub fn set(&mut self, index: usize, value: T) {
         assert!(index < N, "index {index} out of bounds for an array of {N}");
         self.try_set(index, value);
     }
 
-    /// Writes `value` at `index` and returns `true`, or returns `false` when `index >= N`.
+    /// Writes `value` at `index` (a volatile write of that element only) and returns `true`, or
+    /// returns `false` when `index >= N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [0u8; 2];
+    /// let mut v = shmchan::view::ArrayViewMut::new(&mut a);
+    /// assert!(v.try_set(1, 7));
+    /// assert!(!v.try_set(2, 7));
+    /// assert_eq!(a, [0, 7]);
+    /// ```
     pub fn try_set(&mut self, index: usize, value: T) -> bool {
         if index >= N {
             return false;
@@ -159,7 +292,29 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
         true
     }
 
-    /// A read-write view of the element at `index`.
+    /// A read-write view of the element at `index` (a nested view for struct elements, the
+    /// value for numbers), or `None` when `index >= N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    /// use shmchan::view::ArrayViewMut;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy, Default)]
+    /// #[repr(C)]
+    /// struct Level {
+    ///     price: u32,
+    ///     size: u32,
+    /// }
+    ///
+    /// let mut book = [Level::default(); 2];
+    /// let mut v = ArrayViewMut::new(&mut book);
+    /// if let Some(mut level) = v.view_mut(1) {
+    ///     level.set_size(5);
+    /// }
+    /// assert_eq!(book[1].size, 5);
+    /// ```
     pub fn view_mut(&mut self, index: usize) -> Option<T::ViewMut<'_>> {
         if index >= N {
             return None;
@@ -170,12 +325,42 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
     }
 
     /// Copies the whole array out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [1u8, 2];
+    /// assert_eq!(shmchan::view::ArrayViewMut::new(&mut a).to_array(), [1, 2]);
+    /// ```
     pub fn to_array(&self) -> [T; N] {
         // SAFETY: the contract makes the whole array readable.
         unsafe { core::ptr::read_volatile(self.ptr) }
     }
 
+    /// A read view of the same array, borrowing this one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [5u8; 2];
+    /// let v = shmchan::view::ArrayViewMut::new(&mut a);
+    /// assert_eq!(v.as_view().get(0), Some(5));
+    /// ```
+    pub fn as_view(&self) -> ArrayView<'_, T, N> {
+        // SAFETY: the read view lives no longer than `&self`, during which this view's exclusive
+        // contract covers it; reads only.
+        unsafe { ArrayView::from_raw(self.ptr) }
+    }
+
     /// Overwrites the whole array.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut a = [0u8; 2];
+    /// shmchan::view::ArrayViewMut::new(&mut a).store([3, 4]);
+    /// assert_eq!(a, [3, 4]);
+    /// ```
     pub fn store(&mut self, value: [T; N]) {
         // SAFETY: the contract gives us exclusive write access to the whole array.
         unsafe { core::ptr::write_volatile(self.ptr, value) }
