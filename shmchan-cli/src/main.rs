@@ -12,6 +12,7 @@
 //! `--json` on any command prints one JSON document instead of a table.
 
 mod args;
+mod attach;
 mod cmd;
 mod probe;
 mod procfs;

@@ -229,6 +229,12 @@ pub fn parse_stat(stat: &str) -> Option<(u8, u64)> {
     Some((state, start))
 }
 
+/// The start time of process or thread `id` (clock ticks since boot), if it exists.
+pub fn start_time(id: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, t)| t)
+}
+
 /// The liveness of `pid`; with a non-zero `start_time` (recorded by shmchan in its headers) a
 /// process that reuses the pid counts as dead.
 pub fn liveness(pid: u32, start_time: u64) -> Liveness {

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use serde_json::{Value as Json, json};
 
 use crate::args::SegmentArg;
+use crate::attach::ParticipantAttachment;
 use crate::probe::{self, Probe};
 use crate::procfs::{self, Liveness, PosixEntry, SysvEntry};
-use crate::sys::{self, PosixObject, SegmentBytes, SysvAttachment};
+use crate::sys::{self, PosixObject, SegmentBytes};
 
 /// Where a segment lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,7 @@ impl Location {
     /// Opens its bytes, read-only unless `writable`.
     pub fn open(&self, writable: bool) -> Result<Box<dyn SegmentBytes>, String> {
         match self {
-            Location::Sysv { shmid, .. } => SysvAttachment::attach(*shmid, writable)
+            Location::Sysv { shmid, .. } => ParticipantAttachment::attach(*shmid, writable)
                 .map(|a| Box::new(a) as Box<dyn SegmentBytes>)
                 .map_err(|e| sys::describe(&format!("shmat({shmid})"), &e)),
             Location::Posix { name } => PosixObject::open(name, writable)

@@ -301,6 +301,66 @@ pub fn statvfs(path: &str) -> io::Result<FsSpace> {
     })
 }
 
+/// Runs `f` while holding a shared (read) record lock on byte 0 of the lock file `path`, the
+/// protocol of shmchan's `FcntlLock`: writers take `F_WRLCK` on the same byte, so holding
+/// `F_RDLCK` guarantees no write is in progress. Waits at most `deadline` for a writer to finish.
+///
+/// Uses an open-file-description lock (`F_OFD_SETLK`, Linux >= 3.15), falling back to a classic
+/// per-process lock (`F_SETLK`) where OFD locks are unknown; either conflicts with the writers'.
+pub fn with_read_lock<R>(
+    path: &str,
+    deadline: std::time::Duration,
+    f: impl FnOnce() -> R,
+) -> Result<R, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| describe(&format!("open(lock file {path})"), &e))?;
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(format!("lock file {path} is not a regular file"));
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let setlk = |cmd: i32, ty: i32| -> io::Result<()> {
+        // SAFETY: all-zero is a valid `flock` (integers only); OFD locks require l_pid == 0.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = ty as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = 0;
+        fl.l_len = 1;
+        // SAFETY: `fd` is open for the duration of the call and `fl` is a valid flock.
+        let rc = unsafe { libc::fcntl(fd, cmd, &mut fl as *mut libc::flock) };
+        if rc == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let start = std::time::Instant::now();
+    let mut cmd = libc::F_OFD_SETLK;
+    loop {
+        match setlk(cmd, libc::F_RDLCK) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cmd == libc::F_OFD_SETLK => {
+                cmd = libc::F_SETLK;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                if start.elapsed() > deadline {
+                    return Err(format!(
+                        "a writer has held the lock on {path} for over {deadline:?}: try again, or find it with `fuser {path}`"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(describe(&format!("fcntl(F_RDLCK on {path})"), &e)),
+        }
+    }
+    let r = f();
+    // Closing the descriptor releases the lock too; unlock explicitly to be prompt.
+    let _ = setlk(cmd, libc::F_UNLCK);
+    Ok(r)
+}
+
 /// The page size (the unit of `shmall`), from `sysconf(_SC_PAGESIZE)`.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a configuration value.

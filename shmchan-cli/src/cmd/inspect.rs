@@ -135,6 +135,10 @@ fn build(r: &Record) -> Report {
     } else {
         match reader::read_value(bytes.as_ref(), h) {
             Ok(v) => {
+                if let Some(w) = &v.writer {
+                    head.push(format!("  writer    {w}"));
+                    json["writer"] = json!(w);
+                }
                 head.push(format!("value ({}):", v.how));
                 fields = value::flatten(&v.value);
                 json["value"] = value::to_json(&v.value);
