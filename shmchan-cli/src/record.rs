@@ -8,6 +8,7 @@ use crate::args::SegmentArg;
 use crate::attach::ParticipantAttachment;
 use crate::probe::{self, Probe};
 use crate::procfs::{self, Liveness, PosixEntry, SysvEntry};
+use crate::reader;
 use crate::sys::{self, PosixObject, SegmentBytes};
 
 /// Where a segment lives.
@@ -77,6 +78,24 @@ pub struct Record {
     pub changed: i64,
     /// What its first bytes say.
     pub probe: Probe,
+    /// For a channel: its state (capacity, head, tail, queued, peers), or why it is unreadable.
+    pub channel: Option<Result<serde_json::Value, String>>,
+}
+
+/// Attaches once, reads the header and, for a channel, its indices.
+fn look(location: &Location) -> (Probe, Option<Result<serde_json::Value, String>>) {
+    let bytes = match location.open(false) {
+        Ok(b) => b,
+        Err(msg) => return (Probe::Unreadable(msg), None),
+    };
+    let probe = probe::probe(bytes.as_ref());
+    let channel = match &probe {
+        Probe::Shmchan(h) if h.kind == 2 => {
+            Some(reader::channel_state(bytes.as_ref(), h).map(|(j, _)| j))
+        }
+        _ => None,
+    };
+    (probe, channel)
 }
 
 impl Record {
@@ -85,10 +104,7 @@ impl Record {
             shmid: e.shmid,
             key: e.key,
         };
-        let probe = match location.open(false) {
-            Ok(bytes) => probe::probe(bytes.as_ref()),
-            Err(msg) => Probe::Unreadable(msg),
-        };
+        let (probe, channel) = look(&location);
         let mut r = Record {
             location,
             size: e.size,
@@ -102,6 +118,7 @@ impl Record {
             lpid: Some(e.lpid),
             changed: e.ctime,
             probe,
+            channel,
         };
         r.fill_creator();
         r
@@ -111,10 +128,7 @@ impl Record {
         let location = Location::Posix {
             name: e.name.clone(),
         };
-        let probe = match location.open(false) {
-            Ok(bytes) => probe::probe(bytes.as_ref()),
-            Err(msg) => Probe::Unreadable(msg),
-        };
+        let (probe, channel) = look(&location);
         let mut r = Record {
             location,
             size: e.size,
@@ -128,6 +142,7 @@ impl Record {
             lpid: None,
             changed: e.mtime,
             probe,
+            channel,
         };
         r.fill_creator();
         r
@@ -159,6 +174,18 @@ impl Record {
         matches!(self.probe, Probe::Shmchan(_))
             && self.attached == 0
             && self.creator_liveness == Some(Liveness::Dead)
+    }
+
+    /// `3/8` (queued / capacity) for a channel, `?` when its ring is unreadable.
+    pub fn fill_text(&self) -> String {
+        match &self.channel {
+            Some(Ok(j)) => match (j["queued"].as_u64(), j["capacity"].as_u64()) {
+                (Some(q), Some(c)) => format!("{q}/{c}"),
+                _ => "corrupted".to_owned(),
+            },
+            Some(Err(_)) => "?".to_owned(),
+            None => String::new(),
+        }
     }
 
     /// The row as JSON.
@@ -193,6 +220,11 @@ impl Record {
             "reason": self.probe.reason(),
             "stale": self.is_stale(),
             "shmchan": h.map(|h| h.to_json()),
+            "channel": match &self.channel {
+                Some(Ok(j)) => j.clone(),
+                Some(Err(e)) => json!({ "error": e }),
+                None => Json::Null,
+            },
         })
     }
 }

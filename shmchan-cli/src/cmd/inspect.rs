@@ -121,7 +121,25 @@ fn build(r: &Record) -> Report {
             };
         }
     };
-    if h.kind == 2 {
+    if h.kind == 3 {
+        let n = h.payload_len.min(256) as usize;
+        match bytes.read_vec(h.payload_off, n) {
+            Ok(b) => {
+                tail.push(format!("raw payload, first {n} of {} bytes:", h.payload_len));
+                for (i, chunk) in b.chunks(16).enumerate() {
+                    let hex: Vec<String> = chunk.iter().map(|x| format!("{x:02x}")).collect();
+                    let text: String = chunk
+                        .iter()
+                        .map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' })
+                        .collect();
+                    tail.push(format!("  {:06x}  {:<47}  {text}", i * 16, hex.join(" ")));
+                }
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                json["raw_prefix_hex"] = json!(hex);
+            }
+            Err(e) => tail.push(format!("raw payload unreadable: {e}")),
+        }
+    } else if h.kind == 2 {
         match reader::channel_state(bytes.as_ref(), h) {
             Ok((j, lines)) => {
                 json["channel"] = j;

@@ -35,6 +35,7 @@ fn render(records: &[Record]) -> String {
         ("KIND", Align::Left),
         ("LOCK", Align::Left),
         ("FINGERPRINT", Align::Left),
+        ("FILL", Align::Right),
     ]);
     let mut notes = Vec::new();
     for r in records {
@@ -90,6 +91,7 @@ fn render(records: &[Record]) -> String {
             kind,
             lock,
             fp,
+            r.fill_text(),
         ]);
     }
     let mut text = t.render();
