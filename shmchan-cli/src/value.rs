@@ -315,6 +315,80 @@ pub fn to_json(v: &Value) -> Json {
     }
 }
 
+/// The most nested structs/arrays accepted in a stored layout.
+const MAX_LAYOUT_DEPTH: usize = 32;
+
+impl Ty {
+    /// The type from a layout descriptor decoded from a segment, checking what the codec does not:
+    /// every field's declared size is its type's size and lies inside its struct, sizes do not
+    /// overflow. An impossible descriptor is an error with the reason.
+    pub fn from_desc_owned(l: &shmchan::segment::LayoutDesc) -> Result<Ty, String> {
+        Self::struct_from(l, 0)
+    }
+
+    fn struct_from(l: &shmchan::segment::LayoutDesc, depth: usize) -> Result<Ty, String> {
+        if depth > MAX_LAYOUT_DEPTH {
+            return Err(format!(
+                "layout nests deeper than {MAX_LAYOUT_DEPTH} levels"
+            ));
+        }
+        let mut fields = Vec::with_capacity(l.fields.len());
+        for f in &l.fields {
+            let ty = Self::ty_from(&f.ty, depth + 1)?;
+            let size = ty.size().ok_or_else(|| {
+                format!(
+                    "field {}.{}: the size of {} overflows",
+                    l.type_name,
+                    f.name,
+                    ty.name()
+                )
+            })?;
+            if size != f.size {
+                return Err(format!(
+                    "field {}.{} is declared {} bytes but its type {} has {size}",
+                    l.type_name,
+                    f.name,
+                    f.size,
+                    ty.name()
+                ));
+            }
+            if f.offset.checked_add(size).is_none_or(|end| end > l.size) {
+                return Err(format!(
+                    "field {}.{} at offset {} ({size} bytes) lies outside the {}-byte struct",
+                    l.type_name, f.name, f.offset, l.size
+                ));
+            }
+            fields.push(FieldTy {
+                name: f.name.clone(),
+                offset: f.offset,
+                ty,
+            });
+        }
+        Ok(Ty::Struct(StructTy {
+            name: l.type_name.clone(),
+            size: l.size,
+            fields,
+        }))
+    }
+
+    fn ty_from(t: &shmchan::segment::TypeDescOwned, depth: usize) -> Result<Ty, String> {
+        use shmchan::segment::TypeDescOwned as T;
+        if depth > MAX_LAYOUT_DEPTH {
+            return Err(format!(
+                "layout nests deeper than {MAX_LAYOUT_DEPTH} levels"
+            ));
+        }
+        Ok(match t {
+            T::Prim(p) => Ty::Prim(*p),
+            T::Array { elem, len } => Ty::Array {
+                elem: Box::new(Self::ty_from(elem, depth + 1)?),
+                len: *len,
+            },
+            T::Struct(l) => Self::struct_from(l, depth + 1)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

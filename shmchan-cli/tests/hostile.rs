@@ -164,3 +164,128 @@ fn limits_reports_kernel_values() {
     assert!(text.contains("sysctl -w kernel.shmmax="), "{text}");
     assert!(text.contains("/dev/shm"), "{text}");
 }
+
+mod forged {
+    use super::*;
+    use shmchan::segment::layout_codec::encode;
+    use shmchan::{Field, Layout, PrimKind, TypeDesc};
+
+    const GOOD: Layout = Layout {
+        type_name: "Pair",
+        size: 16,
+        align: 8,
+        fields: &[
+            Field {
+                name: "a",
+                offset: 0,
+                size: 8,
+                ty: TypeDesc::Prim(PrimKind::U64),
+            },
+            Field {
+                name: "b",
+                offset: 8,
+                size: 8,
+                ty: TypeDesc::Prim(PrimKind::I64),
+            },
+        ],
+    };
+
+    #[test]
+    fn a_forged_but_consistent_header_decodes() {
+        let _s = serial();
+        // No lock: the value sits at the payload start.
+        let mut bytes = forge_segment(1, 0, "Pair", &encode(&GOOD), 16, 16);
+        let off = bytes.len() - 16;
+        bytes[off..off + 8].copy_from_slice(&41u64.to_ne_bytes());
+        bytes[off + 8..].copy_from_slice(&(-2i64).to_ne_bytes());
+        let obj = RawPosix::new("forged-good", &bytes);
+        let v = json(&["inspect", &obj.name]);
+        assert_eq!(v["status"], "shmchan", "{v}");
+        assert_eq!(v["value"]["a"], 41, "{v}");
+        assert_eq!(v["value"]["b"], -2, "{v}");
+    }
+
+    #[test]
+    fn impossible_field_offsets_are_corrupted() {
+        let _s = serial();
+        const PAST_THE_END: Layout = Layout {
+            fields: &[Field {
+                name: "a",
+                offset: 1 << 40,
+                size: 8,
+                ty: TypeDesc::Prim(PrimKind::U64),
+            }],
+            ..GOOD
+        };
+        // The codec accepts this one (the size fits the struct); the tool checks the type's size.
+        const WRONG_SIZE: Layout = Layout {
+            fields: &[Field {
+                name: "a",
+                offset: 8,
+                size: 8,
+                ty: TypeDesc::Array {
+                    elem: &TypeDesc::Prim(PrimKind::U64),
+                    len: 1 << 61,
+                },
+            }],
+            ..GOOD
+        };
+        for (tag, layout) in [("past", PAST_THE_END), ("size", WRONG_SIZE)] {
+            let obj = RawPosix::new(
+                &format!("forged-{tag}"),
+                &forge_segment(1, 0, "Pair", &encode(&layout), 16, 16),
+            );
+            let row = ls_row_posix(&obj.name).expect("listed");
+            assert_eq!(row["status"], "corrupted", "{tag}: {row}");
+            let reason = row["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("layout"), "{tag}: {reason}");
+            let out = shmchan(&["inspect", &obj.name]);
+            assert!(
+                out.status.success(),
+                "{tag}: inspect reports, does not crash"
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("corrupted"));
+        }
+    }
+
+    #[test]
+    fn payload_claimed_past_the_segment_is_corrupted() {
+        let _s = serial();
+        let mut bytes = forge_segment(1, 0, "Pair", &encode(&GOOD), 16, 1 << 20);
+        bytes.truncate(bytes.len() - (1 << 20) + 16);
+        let obj = RawPosix::new("forged-short", &bytes);
+        let row = ls_row_posix(&obj.name).expect("listed");
+        assert_eq!(row["status"], "corrupted", "{row}");
+        assert!(
+            row["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("segment has"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_channel_with_a_garbage_ring_is_reported_not_decoded() {
+        let _s = serial();
+        let obj = RawPosix::new(
+            "forged-ring",
+            &forge_segment(
+                2,
+                0,
+                "u64",
+                &encode(&<u64 as shmchan::ShmSafe>::LAYOUT),
+                8,
+                4096,
+            ),
+        );
+        let v = json(&["inspect", &obj.name]);
+        assert_eq!(v["status"], "shmchan", "{v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains("ring"),
+            "{v}"
+        );
+        let row = ls_row_posix(&obj.name).expect("listed");
+        assert!(row["channel"]["error"].is_string(), "{row}");
+    }
+}

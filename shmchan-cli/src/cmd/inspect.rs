@@ -97,10 +97,20 @@ fn build(r: &Record) -> Report {
         h.lock_name(),
         h.state_name()
     ));
-    head.push(format!(
-        "  type      {} ({} bytes, align {}), fingerprint {:016x}",
-        h.type_name, h.type_size, h.type_align, h.fingerprint
-    ));
+    if h.kind == 3 {
+        head.push("  type      none (raw bytes, accessed as atomic words)".to_owned());
+    } else {
+        head.push(format!(
+            "  type      {} ({} bytes, align {}), fingerprint {:016x}",
+            h.type_name, h.type_size, h.type_align, h.fingerprint
+        ));
+    }
+    if !h.fingerprint_matches {
+        head.push(
+            "  WARNING   the fingerprint is not the hash of the stored layout: fields may be misdecoded"
+                .to_owned(),
+        );
+    }
     head.push(format!(
         "  payload   offset {}, {} bytes; segment {} bytes",
         h.payload_off, h.payload_len, h.total_len
@@ -125,12 +135,33 @@ fn build(r: &Record) -> Report {
         let n = h.payload_len.min(256) as usize;
         match bytes.read_vec(h.payload_off, n) {
             Ok(b) => {
-                tail.push(format!("raw payload, first {n} of {} bytes:", h.payload_len));
+                tail.push(format!(
+                    "raw payload, first {n} of {} bytes:",
+                    h.payload_len
+                ));
+                let mut previous: Option<&[u8]> = None;
+                let mut starred = false;
                 for (i, chunk) in b.chunks(16).enumerate() {
+                    // Like hexdump: a run of identical lines is shown once, then `*`.
+                    if previous == Some(chunk) {
+                        if !starred {
+                            tail.push("  *".to_owned());
+                            starred = true;
+                        }
+                        continue;
+                    }
+                    previous = Some(chunk);
+                    starred = false;
                     let hex: Vec<String> = chunk.iter().map(|x| format!("{x:02x}")).collect();
                     let text: String = chunk
                         .iter()
-                        .map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' })
+                        .map(|&c| {
+                            if c.is_ascii_graphic() || c == b' ' {
+                                c as char
+                            } else {
+                                '.'
+                            }
+                        })
                         .collect();
                     tail.push(format!("  {:06x}  {:<47}  {text}", i * 16, hex.join(" ")));
                 }

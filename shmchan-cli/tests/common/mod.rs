@@ -145,3 +145,56 @@ impl Drop for RawPosix {
 pub fn test_key(tag: u8) -> i32 {
     (0x5c00_0000 | ((std::process::id() & 0xffff) << 8) | u32::from(tag)) as i32
 }
+
+/// Lower-case hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A shmchan header forged by hand (format of `shmchan/src/segment/header.rs`), with a valid
+/// checksum, so a test can make the tool read a *consistent-looking* header that lies: a layout
+/// descriptor with impossible offsets, a payload that does not fit. Returns header + payload.
+pub fn forge_segment(
+    kind: u32,
+    lock: u32,
+    type_name: &str,
+    layout: &[u8],
+    type_size: u64,
+    payload_len: u64,
+) -> Vec<u8> {
+    let var = 128 + type_name.len() + layout.len();
+    let payload_off = var.div_ceil(128) * 128;
+    let mut b = vec![0u8; payload_off + payload_len as usize];
+    let put32 =
+        |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    let put64 =
+        |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    put32(&mut b, 8, 1);
+    put32(&mut b, 12, kind);
+    put32(&mut b, 16, lock);
+    put32(&mut b, 24, std::process::id());
+    put64(&mut b, 48, type_size);
+    put64(&mut b, 56, 8);
+    put64(&mut b, 64, payload_off as u64);
+    put64(&mut b, 72, payload_len);
+    put64(&mut b, 80, payload_off as u64 + payload_len);
+    b[128..128 + type_name.len()].copy_from_slice(type_name.as_bytes());
+    put32(&mut b, 96, 128);
+    put32(&mut b, 100, type_name.len() as u32);
+    let at = 128 + type_name.len();
+    b[at..at + layout.len()].copy_from_slice(layout);
+    put32(&mut b, 88, at as u32);
+    put32(&mut b, 92, layout.len() as u32);
+    // FNV-1a 64 over the header, with magic, state, flags and checksum counted as zero.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, &x) in b[..payload_off].iter().enumerate() {
+        let skip =
+            i < 8 || (20..24).contains(&i) || (28..32).contains(&i) || (120..128).contains(&i);
+        h ^= if skip { 0 } else { u64::from(x) };
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    put64(&mut b, 120, h);
+    b[..8].copy_from_slice(b"SHMCHAN\0");
+    put32(&mut b, 20, 2); // ready
+    b
+}
