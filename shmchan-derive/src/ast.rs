@@ -55,6 +55,9 @@ pub struct Field<'a> {
     pub setter: syn::Ident,
     /// Named fields starting with `_` (explicit padding) get no accessors.
     pub has_accessors: bool,
+    /// The field's visibility, given to its getter and setter: a view exposes no more than the
+    /// struct does.
+    pub vis: &'a syn::Visibility,
 }
 
 /// Everything found in the struct's `#[repr(...)]` attributes.
@@ -125,6 +128,7 @@ impl<'a> Field<'a> {
                     ty: &field.ty,
                     span,
                     has_accessors: !name.starts_with('_'),
+                    vis: &field.vis,
                     getter: ident.clone(),
                     setter: syn::Ident::new(&format!("set_{name}"), ident.span()),
                     name,
@@ -143,6 +147,7 @@ impl<'a> Field<'a> {
                     getter: syn::Ident::new(&format!("_{index}"), at),
                     setter: syn::Ident::new(&format!("set_{index}"), at),
                     has_accessors: true,
+                    vis: &field.vis,
                 }
             }
         }

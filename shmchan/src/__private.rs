@@ -7,6 +7,12 @@ pub use core::marker::PhantomData;
 pub use core::mem::{align_of, offset_of, size_of};
 pub use core::option::Option;
 pub use core::ptr;
+// Through these, not `::core::...`: a 2015-edition crate has no `::core` unless it declares
+// `extern crate core`.
+pub use core::clone::Clone;
+pub use core::fmt;
+pub use core::marker::Copy;
+pub use core::panic;
 
 /// A message built at compile time, for `const` layout checks whose panic text must name a
 /// number of bytes (`panic!` in a constant can only format `&str`s).

@@ -26,12 +26,13 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
     if let Some(first) = fields.first() {
         let member = &first.member;
         let field_name = &first.name;
+        let panic = panic_path(p, first.span);
         names.push(format_ident!("PADDING_BEFORE_FIRST"));
         bodies.push(quote_spanned! {first.span=>
             {
                 let offset = #p::offset_of!(Self, #member);
                 if offset != 0 {
-                    ::core::panic!("{}", #p::padding_before(#field_name, offset).as_str());
+                    #panic!("{}", #p::padding_before(#field_name, offset).as_str());
                 }
             }
         });
@@ -47,6 +48,7 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
             }
             None => (quote!(#p::size_of::<Self>()), true),
         };
+        let panic = panic_path(p, field.span);
         names.push(format_ident!("PADDING_AFTER_{}", i));
         bodies.push(quote_spanned! {field.span=>
             {
@@ -54,7 +56,7 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
                 let next = #next;
                 // `>`: in `repr(transparent)` zero-sized fields may sit at offset 0, before `end`.
                 if next > end {
-                    ::core::panic!(
+                    #panic!(
                         "{}",
                         #p::padding_after(#type_name, #field_name, next - end, #trailing).as_str()
                     );
@@ -64,12 +66,14 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
     }
     let ident = g.input.ident;
     names.push(format_ident!("NOT_ZERO_SIZED"));
+    let zero_sized = format!(
+        "`{type_name}` is zero-sized: a zero-sized type cannot be placed in shared memory; add a \
+         field that is not zero-sized"
+    );
+    let panic = panic_path(p, ident.span());
     bodies.push(quote_spanned! {ident.span()=>
         if #p::size_of::<Self>() == 0 {
-            ::core::panic!(::core::concat!(
-                "`", #type_name, "` is zero-sized: a zero-sized type cannot be placed in shared ",
-                "memory; add a field that is not zero-sized"
-            ));
+            #panic!("{}", #zero_sized);
         }
     });
 
@@ -94,6 +98,12 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
         }
         #force
     }
+}
+
+/// `::shmchan::__private::panic` with every token spanned at `span`: rustc reports a const panic
+/// at the span of the `panic!` invocation, which must be the field at fault, not the derive.
+fn panic_path(p: &TokenStream, span: proc_macro2::Span) -> TokenStream {
+    super::respan(quote!(#p::panic), span)
 }
 
 /// Evaluates to `()` after forcing every layout check (used where a generic struct is

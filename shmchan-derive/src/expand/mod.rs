@@ -62,7 +62,7 @@ impl<'i, 'a> Gen<'i, 'a> {
 }
 
 /// `tokens` with every span replaced by `span`.
-fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+pub(super) fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tree| {

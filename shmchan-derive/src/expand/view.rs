@@ -87,7 +87,7 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
         .collect();
 
     let getters = accessors.iter().map(|f| {
-        let (getter, member, ty) = (&f.getter, &f.member, f.ty);
+        let (getter, member, ty, vis) = (&f.getter, &f.member, f.ty, f.vis);
         let doc = format!(
             "Reads field `{}`: its value for a number, a view for an array or a nested struct. \
              Touches only that field's bytes.",
@@ -96,7 +96,7 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
         quote! {
             #[doc = #doc]
             #[inline]
-            pub fn #getter(&self) -> <#ty as #p::ShmSafe>::View<'a> {
+            #vis fn #getter(&self) -> <#ty as #p::ShmSafe>::View<'a> {
                 // SAFETY: `self.ptr` satisfies `ShmSafe::view`'s contract for the whole struct
                 // (see `from_raw`), hence for each of its fields; `addr_of!` projects without
                 // forming a reference.
@@ -105,7 +105,7 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
         }
     });
     let mut_accessors = accessors.iter().map(|f| {
-        let (getter, setter, member, ty) = (&f.getter, &f.setter, &f.member, f.ty);
+        let (getter, setter, member, ty, vis) = (&f.getter, &f.setter, &f.member, f.ty, f.vis);
         let get_doc = format!(
             "Field `{}`: its value for a number, a read-write view for an array or a nested \
              struct. Touches only that field's bytes.",
@@ -118,13 +118,13 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
         quote! {
             #[doc = #get_doc]
             #[inline]
-            pub fn #getter(&self) -> <#ty as #p::ShmSafe>::ViewMut<'_> {
+            #vis fn #getter(&self) -> <#ty as #p::ShmSafe>::ViewMut<'_> {
                 unsafe { <#ty as #p::ShmSafe>::view_mut(#p::ptr::addr_of_mut!((*self.ptr).#member)) }
             }
 
             #[doc = #set_doc]
             #[inline]
-            pub fn #setter(&mut self, value: #ty) {
+            #vis fn #setter(&mut self, value: #ty) {
                 unsafe { #p::ptr::write_volatile(#p::ptr::addr_of_mut!((*self.ptr).#member), value) }
             }
         }
@@ -151,7 +151,7 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::core::clone::Clone for #view_ty #where_clause {
+        impl #impl_generics #p::Clone for #view_ty #where_clause {
             #[inline]
             fn clone(&self) -> Self {
                 *self
@@ -159,20 +159,20 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
         }
 
         #[automatically_derived]
-        impl #impl_generics ::core::marker::Copy for #view_ty #where_clause {}
+        impl #impl_generics #p::Copy for #view_ty #where_clause {}
 
         // Shows the address only: the fields may be in shared memory that another process is
         // writing, and printing them is the caller's choice (`get()` copies them out).
         #[automatically_derived]
-        impl #impl_generics ::core::fmt::Debug for #view_ty #where_clause {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        impl #impl_generics #p::fmt::Debug for #view_ty #where_clause {
+            fn fmt(&self, f: &mut #p::fmt::Formatter<'_>) -> #p::fmt::Result {
                 f.debug_struct(#view_name).field("ptr", &self.ptr).finish()
             }
         }
 
         #[automatically_derived]
-        impl #impl_generics ::core::fmt::Debug for #view_mut_ty #where_clause {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        impl #impl_generics #p::fmt::Debug for #view_mut_ty #where_clause {
+            fn fmt(&self, f: &mut #p::fmt::Formatter<'_>) -> #p::fmt::Result {
                 f.debug_struct(#view_mut_name).field("ptr", &self.ptr).finish()
             }
         }

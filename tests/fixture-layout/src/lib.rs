@@ -2,7 +2,10 @@
 //!
 //! `tests/fingerprint.rs` in the root package holds copies of these definitions (same and
 //! modified) and checks that `ShmSafe::FINGERPRINT` agrees across the two compilations exactly
-//! when the layouts do.
+//! when the layouts do. This crate is edition 2015 (the tests are 2024), which also checks that the
+//! derive's expansion compiles in the oldest edition.
+
+extern crate shmchan;
 
 use shmchan::ShmSafe;
 
