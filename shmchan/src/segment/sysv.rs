@@ -64,9 +64,11 @@ impl SysvBacking {
     pub(super) fn attach_id(shmid: i32, read_only: bool, target: &Target) -> Result<SysvBacking> {
         let st = stat(shmid, target)?;
         if st.mode & sysv::SHM_DEST != 0 {
-            // Linux still lets one attach a removed segment until its last detach; we do not.
+            // Linux still lets one attach a removed segment until its last detach (the kernel
+            // itself answers EIDRM only in the window of the final teardown); we refuse, as
+            // POSIX systems do.
             return Err(Error::Removed {
-                call: "shmctl(IPC_STAT)",
+                call: "shmat (segment marked SHM_DEST)",
                 target: target.clone(),
             });
         }

@@ -53,6 +53,14 @@ fn write_word(p: *mut u8, v: u64) {
 }
 
 #[test]
+fn segment_and_key_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Segment>();
+    send_sync::<Key>();
+    send_sync::<DecodedHeader>();
+}
+
+#[test]
 fn anonymous_segment_has_aligned_payload_and_a_full_header() {
     let seg = Segment::anonymous(&spec_u64x4(), |p| write_word(p, 99)).expect("anonymous");
     assert_eq!(seg.payload_ptr() as usize % 128, 0);
