@@ -4,6 +4,7 @@
 // Some wrappers are used only by modules still being written.
 #![allow(dead_code)]
 
+pub(crate) mod fcntl;
 pub(crate) mod futex;
 pub(crate) mod mman;
 pub(crate) mod posix_shm;

@@ -75,6 +75,22 @@ pub(crate) fn liveness(id: u32, start_time: u64) -> Liveness {
     }
 }
 
+/// Like [`liveness`], but compares only the low 32 bits of the start time (what fits next to a
+/// thread id in one 64-bit lock word). `start_low32 == 0` means "unknown": only existence is
+/// checked.
+pub(crate) fn liveness_low32(id: u32, start_low32: u32) -> Liveness {
+    if id == 0 {
+        return Liveness::Dead;
+    }
+    match read_stat(&format!("/proc/{id}/stat")) {
+        None => Liveness::Dead,
+        Some((_, t)) if start_low32 != 0 && t as u32 != start_low32 => Liveness::Dead,
+        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
+        Some((b'T' | b't', _)) => Liveness::Stopped,
+        Some(_) => Liveness::Alive,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,312 @@
+//! The robust writer lock: one word in shared memory naming the owning thread (its TID and the
+//! low 32 bits of its start time), futex waits with a timeout, and takeover when the owner is
+//! dead.
+//!
+//! Why TID and not PID: writers exclude each other across threads *and* processes, and Linux TIDs
+//! are unique system-wide among live threads. Why the start time: a TID can be reused after its
+//! thread dies; a different start time means the id now belongs to someone else, so the
+//! recorded owner is dead. Why a 64-bit owner word and a separate futex word: the TID and start
+//! time must change together in one atomic step (a waiter reading them apart could pair a new
+//! owner's TID with an old owner's start time and steal a live lock), and a futex word is 32 bits.
+
+use crate::Error;
+use crate::sys::futex;
+use crate::sys::proc::{self, Liveness};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long a waiter sleeps before looking at the owner's liveness again: bounds how long a dead
+/// owner can block the next writer.
+const CHECK_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Busy iterations before the first liveness check and sleep: most holds are shorter.
+const SPINS: u32 = 100;
+
+/// The lock words, placed in shared memory (`#[repr(C)]`, only atomics, 24 bytes).
+#[repr(C)]
+pub(crate) struct OwnerWord {
+    /// `(tid << 32) | start_time_low32`; 0 when free.
+    owner: AtomicU64,
+    /// `(pid << 32) | tid` of the latest owner, written just after acquiring; used to name the
+    /// process of a dead owner (whose `/proc` entry is gone).
+    info: AtomicU64,
+    /// Futex word: bumped on release when someone waits.
+    wake: AtomicU32,
+    /// How many threads are (about to be) asleep on `wake`.
+    waiters: AtomicU32,
+}
+
+/// How the lock was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// From a free lock or from a live owner's release.
+    Clean,
+    /// From a dead owner (`pid` is its process); the protected data may be half-written.
+    TookOver {
+        /// The dead owner's process id (its thread id if the pid was never recorded).
+        pid: u32,
+    },
+    /// The owner word held an impossible value (no thread id); it was reset and taken.
+    Corrupted {
+        /// The raw word that was found.
+        word: u64,
+    },
+}
+
+/// The calling thread's identity: `(owner word, pid)`.
+fn me() -> (u64, u32) {
+    thread_local! {
+        // (fork generation it was computed in, owner word, pid)
+        static ME: Cell<(u64, u64, u32)> = const { Cell::new((u64::MAX, 0, 0)) };
+    }
+    let generation = crate::sys::fcntl::fork_generation();
+    ME.with(|me| {
+        let (g, word, pid) = me.get();
+        if g == generation && word != 0 {
+            return (word, pid);
+        }
+        // First use on this thread, or a forked child (new TID, copied thread-locals).
+        let tid = proc::tid();
+        let start = proc::thread_start_time(tid).unwrap_or(0) as u32;
+        let word = (u64::from(tid) << 32) | u64::from(start);
+        let pid = proc::pid();
+        me.set((generation, word, pid));
+        (word, pid)
+    })
+}
+
+fn tid_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+impl OwnerWord {
+    /// A free lock (all zero). Shared memory that is zero-filled already holds one.
+    #[cfg(test)]
+    pub(crate) const fn new() -> Self {
+        OwnerWord {
+            owner: AtomicU64::new(0),
+            info: AtomicU64::new(0),
+            wake: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes the lock, waiting at most `timeout` (forever with `None`; one attempt plus one
+    /// liveness check with `Some(Duration::ZERO)`).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] naming the holder's pid when a live (possibly stopped) owner kept it
+    ///   for the whole timeout; a stopped owner is never stolen from.
+    /// - [`Error::InvalidArgument`] when the calling thread already holds it (a nested write).
+    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+        let (me, my_pid) = me();
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let mut spins = 0;
+        loop {
+            let cur = self.owner.load(Ordering::Relaxed);
+            if cur == 0 {
+                if self
+                    .owner
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record(me, my_pid);
+                    return Ok(Acquired::Clean);
+                }
+                continue;
+            }
+            if cur == me {
+                return Err(Error::InvalidArgument {
+                    what: "nested write: this thread already holds the writer lock of this value (call write/update only outside another write's closure)".into(),
+                });
+            }
+            if spins < SPINS && timeout != Some(Duration::ZERO) {
+                spins += 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            if let Some(how) = self.take_if_dead(cur, me, my_pid) {
+                return Ok(how);
+            }
+            let remaining = match deadline {
+                None => CHECK_INTERVAL,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(self.timeout_error(cur));
+                    }
+                    (d - now).min(CHECK_INTERVAL)
+                }
+            };
+            // Read the wake counter before announcing ourselves and re-checking the owner: a
+            // release after the re-check bumps it, so the futex wait returns at once.
+            let seen = self.wake.load(Ordering::Acquire);
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            if self.owner.load(Ordering::SeqCst) == cur {
+                futex::wait(&self.wake, seen, Some(remaining));
+            }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Releases the lock held by the calling thread.
+    pub(crate) fn release(&self) {
+        self.owner.swap(0, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.wake.fetch_add(1, Ordering::Release);
+            futex::wake(&self.wake, 1);
+        }
+    }
+
+    /// The pid of the current owner, if any and known.
+    pub(crate) fn holder_pid(&self) -> Option<u32> {
+        let cur = self.owner.load(Ordering::Relaxed);
+        (cur != 0).then(|| self.pid_of(cur))
+    }
+
+    fn record(&self, me: u64, pid: u32) {
+        self.info
+            .store((u64::from(pid) << 32) | (me >> 32), Ordering::Relaxed);
+    }
+
+    /// The process of the thread in owner word `word`: from `/proc` while it lives, else from
+    /// `info` if that names the same thread, else the thread id itself.
+    fn pid_of(&self, word: u64) -> u32 {
+        let tid = tid_of(word);
+        if let Some(pid) = proc::thread_group_of(tid) {
+            return pid;
+        }
+        let info = self.info.load(Ordering::Relaxed);
+        if info as u32 == tid {
+            (info >> 32) as u32
+        } else {
+            tid
+        }
+    }
+
+    fn take_if_dead(&self, cur: u64, me: u64, my_pid: u32) -> Option<Acquired> {
+        let tid = tid_of(cur);
+        let how = if tid == 0 {
+            Acquired::Corrupted { word: cur }
+        } else {
+            match proc::liveness_low32(tid, cur as u32) {
+                Liveness::Dead => Acquired::TookOver {
+                    pid: self.pid_of(cur),
+                },
+                Liveness::Alive | Liveness::Stopped => return None,
+            }
+        };
+        // Only one waiter wins the takeover; the others see the new (live) owner.
+        self.owner
+            .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.record(me, my_pid);
+        Some(how)
+    }
+
+    fn timeout_error(&self, cur: u64) -> Error {
+        let pid = self.pid_of(cur);
+        let state = match proc::liveness_low32(tid_of(cur), cur as u32) {
+            Liveness::Stopped => " (stopped)",
+            _ => "",
+        };
+        Error::Timeout {
+            what: format!("the writer lock held by thread {}{state}", tid_of(cur)),
+            holder_pid: Some(pid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let lock = Arc::new(OwnerWord::new());
+        let inside = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (lock, inside) = (Arc::clone(&lock), Arc::clone(&inside));
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        assert_eq!(lock.acquire(None).unwrap(), Acquired::Clean);
+                        assert!(!inside.swap(true, Ordering::Relaxed), "two owners at once");
+                        std::thread::yield_now();
+                        inside.store(false, Ordering::Relaxed);
+                        lock.release();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn nested_acquire_is_an_error_not_a_deadlock() {
+        let lock = OwnerWord::new();
+        lock.acquire(None).unwrap();
+        assert!(matches!(
+            lock.acquire(Some(Duration::from_secs(5))),
+            Err(Error::InvalidArgument { .. })
+        ));
+        lock.release();
+    }
+
+    #[test]
+    fn dead_owner_is_taken_over_and_named() {
+        let lock = OwnerWord::new();
+        // A thread that takes the lock and exits without releasing it.
+        std::thread::scope(|s| {
+            s.spawn(|| lock.acquire(None).unwrap());
+        });
+        let t = Instant::now();
+        match lock.acquire(Some(Duration::from_secs(5))).unwrap() {
+            Acquired::TookOver { pid } => assert_eq!(pid, proc::pid()),
+            other => panic!("expected a takeover, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_millis(100));
+        lock.release();
+    }
+
+    #[test]
+    fn live_owner_times_out_with_its_pid() {
+        let lock = OwnerWord::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let lock = &lock;
+            s.spawn(move || {
+                lock.acquire(None).unwrap();
+                tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+                lock.release();
+            });
+            rx.recv().unwrap();
+            match lock.acquire(Some(Duration::from_millis(30))) {
+                Err(Error::Timeout { holder_pid, .. }) => assert_eq!(holder_pid, Some(proc::pid())),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+            done_tx.send(()).unwrap();
+        });
+        assert_eq!(lock.acquire(Some(Duration::ZERO)).unwrap(), Acquired::Clean);
+        lock.release();
+    }
+
+    #[test]
+    fn impossible_owner_word_is_reported_as_corrupted() {
+        let lock = OwnerWord::new();
+        lock.owner.store(0x1234, Ordering::Relaxed); // no thread id in the high half
+        assert_eq!(
+            lock.acquire(Some(Duration::ZERO)).unwrap(),
+            Acquired::Corrupted { word: 0x1234 }
+        );
+        lock.release();
+    }
+}

@@ -1,0 +1,377 @@
+//! fcntl record locks on an empty lock file (seed 000's technique), made safe to use from
+//! several threads and across `fork`.
+//!
+//! Kernel record locks have three traps (`docs/locking.md` tells them in full):
+//! 1. classic POSIX locks belong to the *process*: threads of one process never exclude each
+//!    other, and closing *any* descriptor of the file drops all the process's locks;
+//! 2. OFD locks (`F_OFD_SETLKW`) belong to the *open file description*: a forked child inherits
+//!    the parent's description and so *shares* its lock instead of competing for it;
+//! 3. a lock is a kernel object: a process that dies holding it releases it at once (good).
+//!
+//! So each process opens the lock file once for itself (a fork is noticed through the fork
+//! generation counter and the file is reopened, through `/proc/self/fd` so it works even after
+//! the creator unlinked the path), OFD locks are preferred with classic `F_SETLKW` as fallback,
+//! and an in-process reader/writer state makes threads exclude each other: the first reader in
+//! takes the kernel read lock, the last one out releases it, a writer takes the kernel write lock
+//! alone.
+
+use crate::sys::fcntl::{self, Flavour, LockType};
+use crate::{Error, Target};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// 0: not tried yet or OFD works; 1: the kernel refused OFD commands, use classic locks.
+static CLASSIC_ONLY: AtomicU8 = AtomicU8::new(0);
+
+fn flavour() -> Flavour {
+    if CLASSIC_ONLY.load(Ordering::Relaxed) == 0 {
+        Flavour::Ofd
+    } else {
+        Flavour::Classic
+    }
+}
+
+/// How long an acquisition may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Until granted.
+    Forever,
+    /// Not at all.
+    No,
+    /// Until this instant.
+    Until(Instant),
+}
+
+/// In-process state shared by the threads of one process.
+#[derive(Default)]
+struct LocalState {
+    /// Threads holding a read guard (the kernel read lock is held while > 0).
+    readers: usize,
+    /// A thread holds the write guard (and the kernel write lock).
+    writer: bool,
+    /// Threads waiting on the condition variable (notify only when > 0: it costs a syscall).
+    waiting: usize,
+}
+
+/// Per-process part: the process's own open file description and the thread state.
+struct ProcessLocal {
+    generation: u64,
+    fd: OwnedFd,
+    state: Mutex<LocalState>,
+    cv: Condvar,
+}
+
+impl ProcessLocal {
+    fn new(fd: OwnedFd) -> Arc<Self> {
+        Arc::new(ProcessLocal {
+            generation: fcntl::fork_generation(),
+            fd,
+            state: Mutex::new(LocalState::default()),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, LocalState> {
+        // A panic while holding this mutex leaves counters that are still exact (every update is
+        // a single statement), so poisoning carries no information here.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on the condition variable; `false` when the deadline passed.
+    fn wait<'a>(
+        &self,
+        mut st: MutexGuard<'a, LocalState>,
+        wait: Wait,
+    ) -> (MutexGuard<'a, LocalState>, bool) {
+        st.waiting += 1;
+        let (mut st, ok) = match wait {
+            Wait::No => (st, false),
+            Wait::Forever => (self.cv.wait(st).unwrap_or_else(|p| p.into_inner()), true),
+            Wait::Until(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    (st, false)
+                } else {
+                    let (st, _) = self
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|p| p.into_inner());
+                    (st, true)
+                }
+            }
+        };
+        st.waiting -= 1;
+        (st, ok)
+    }
+
+    fn notify(&self, st: &LocalState) {
+        if st.waiting > 0 {
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// An fcntl record lock on byte 0 of a lock file, usable from many threads and processes.
+pub(crate) struct RecordLock {
+    path: PathBuf,
+    writable: bool,
+    local: Mutex<Arc<ProcessLocal>>,
+}
+
+/// A held lock; releases it on drop.
+pub(crate) struct RecordGuard {
+    local: Arc<ProcessLocal>,
+    write: bool,
+}
+
+impl RecordLock {
+    /// Creates the lock file (must not exist, mode 0600) and opens it.
+    pub(crate) fn create(path: &Path) -> Result<RecordLock, Error> {
+        let fd = fcntl::open_lock_file(path, true, true).map_err(|e| open_error(path, e))?;
+        Ok(Self::with_fd(path, true, fd))
+    }
+
+    /// Opens an existing lock file; `writable: false` allows read locks only.
+    pub(crate) fn open(path: &Path, writable: bool) -> Result<RecordLock, Error> {
+        let fd = fcntl::open_lock_file(path, false, writable).map_err(|e| open_error(path, e))?;
+        Ok(Self::with_fd(path, writable, fd))
+    }
+
+    fn with_fd(path: &Path, writable: bool, fd: OwnedFd) -> RecordLock {
+        RecordLock {
+            path: path.to_owned(),
+            writable,
+            local: Mutex::new(ProcessLocal::new(fd)),
+        }
+    }
+
+    /// The lock file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This process's part, reopening the file if we are a forked child.
+    fn local(&self) -> Result<Arc<ProcessLocal>, Error> {
+        let generation = fcntl::fork_generation();
+        let mut cur = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.generation != generation {
+            // We are a forked child: `cur.fd` is the parent's open file description, whose OFD
+            // lock we would share. Open a description of our own: through /proc/self/fd, which
+            // reaches the same file even if its path was unlinked meanwhile, else by path.
+            let proc_path = PathBuf::from(format!("/proc/self/fd/{}", cur.fd.as_raw_fd()));
+            let fd = fcntl::open_lock_file(&proc_path, false, self.writable)
+                .or_else(|_| fcntl::open_lock_file(&self.path, false, self.writable))
+                .map_err(|e| open_error(&self.path, e))?;
+            *cur = ProcessLocal::new(fd);
+        }
+        Ok(Arc::clone(&cur))
+    }
+
+    /// Takes the read (shared) lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] with [`Wait::No`], [`Error::Timeout`] after a deadline, or
+    /// [`Error::Os`] when fcntl fails otherwise (e.g. `ENOLCK`).
+    pub(crate) fn lock_read(&self, wait: Wait) -> Result<RecordGuard, Error> {
+        let local = self.local()?;
+        let mut st = local.state();
+        while st.writer {
+            let (s, ok) = local.wait(st, wait);
+            st = s;
+            if !ok && st.writer {
+                return Err(busy(wait, None));
+            }
+        }
+        if st.readers == 0 {
+            kernel_lock(&local.fd, LockType::Read, wait)?;
+        }
+        st.readers += 1;
+        drop(st);
+        Ok(RecordGuard {
+            local,
+            write: false,
+        })
+    }
+
+    /// Takes the write (exclusive) lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_read`](Self::lock_read); `EBADF` as [`Error::Os`] if the file was opened
+    /// read-only.
+    pub(crate) fn lock_write(&self, wait: Wait) -> Result<RecordGuard, Error> {
+        let local = self.local()?;
+        let mut st = local.state();
+        while st.writer || st.readers > 0 {
+            let (s, ok) = local.wait(st, wait);
+            st = s;
+            if !ok && (st.writer || st.readers > 0) {
+                return Err(busy(wait, None));
+            }
+        }
+        st.writer = true;
+        drop(st);
+        // The kernel wait happens outside the mutex: local readers and writers queue on the
+        // condition variable meanwhile.
+        if let Err(e) = kernel_lock(&local.fd, LockType::Write, wait) {
+            let mut st = local.state();
+            st.writer = false;
+            local.notify(&st);
+            return Err(e);
+        }
+        Ok(RecordGuard { local, write: true })
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        // A guard carried into a forked child (fork inside a locked section) must not unlock:
+        // with OFD locks the child's copy of the descriptor *is* the parent's lock.
+        if self.local.generation != fcntl::fork_generation() {
+            return;
+        }
+        let mut st = self.local.state();
+        if self.write {
+            kernel_unlock(&self.local.fd);
+            st.writer = false;
+        } else {
+            st.readers -= 1;
+            if st.readers == 0 {
+                kernel_unlock(&self.local.fd);
+            }
+        }
+        self.local.notify(&st);
+    }
+}
+
+fn kernel_unlock(fd: &OwnedFd) {
+    // F_UNLCK on an open descriptor cannot fail in a way we could act on (EBADF/EINVAL would be
+    // bugs); if it did, the lock would still drop when the descriptor closes.
+    let _ = fcntl::set_lock(fd, LockType::Unlock, false, flavour());
+}
+
+fn kernel_lock(fd: &OwnedFd, kind: LockType, wait: Wait) -> Result<(), Error> {
+    let blocking = matches!(wait, Wait::Forever);
+    let mut backoff = Duration::from_micros(50);
+    loop {
+        let f = flavour();
+        match fcntl::set_lock(fd, kind, blocking, f) {
+            Ok(()) => return Ok(()),
+            Err((_, libc::EINVAL)) if f == Flavour::Ofd => {
+                // Kernel older than 3.15: fall back to classic process-owned locks.
+                CLASSIC_ONLY.store(1, Ordering::Relaxed);
+            }
+            Err((_, libc::EAGAIN | libc::EACCES)) if !blocking => match wait {
+                Wait::Until(d) if Instant::now() < d => {
+                    // fcntl has no timed wait: poll with a growing pause.
+                    std::thread::sleep(backoff.min(d - Instant::now()));
+                    backoff = (backoff * 2).min(Duration::from_millis(5));
+                }
+                _ => return Err(busy(wait, fcntl::conflicting_holder(fd, kind))),
+            },
+            Err((call, errno)) => return Err(Error::Os { call, errno }),
+        }
+    }
+}
+
+fn busy(wait: Wait, holder_pid: Option<u32>) -> Error {
+    match wait {
+        Wait::No => Error::WouldBlock {
+            what: "taking the fcntl record lock",
+        },
+        _ => Error::Timeout {
+            what: "the fcntl record lock".into(),
+            holder_pid,
+        },
+    }
+}
+
+fn open_error(path: &Path, (call, errno): (&'static str, i32)) -> Error {
+    Error::from_errno(
+        call,
+        errno,
+        Target::Path {
+            path: path.to_owned(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    struct TempLock(RecordLock);
+    impl Drop for TempLock {
+        fn drop(&mut self) {
+            let _ = fcntl::unlink(self.0.path());
+        }
+    }
+
+    fn temp_lock(tag: &str) -> TempLock {
+        let p = std::env::temp_dir().join(format!(
+            "shmchan-record-unit-{tag}-{}",
+            crate::sys::proc::pid()
+        ));
+        TempLock(RecordLock::create(&p).expect("create lock file"))
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let l = temp_lock("threads");
+        let inside = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        let _g = l.0.lock_write(Wait::Forever).unwrap();
+                        assert!(!inside.swap(true, Ordering::Relaxed), "two writers");
+                        std::thread::yield_now();
+                        inside.store(false, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn readers_share_and_exclude_a_writer_until_the_last_leaves() {
+        let l = temp_lock("readers");
+        let other = RecordLock::open(l.0.path(), true).unwrap();
+        let r1 = l.0.lock_read(Wait::No).unwrap();
+        let r2 = l.0.lock_read(Wait::No).unwrap();
+        // Another open file description (as another process would have) can read but not write.
+        drop(other.lock_read(Wait::No).unwrap());
+        assert!(matches!(
+            other.lock_write(Wait::No),
+            Err(Error::WouldBlock { .. })
+        ));
+        drop(r1);
+        assert!(other.lock_write(Wait::No).is_err(), "r2 still holds it");
+        drop(r2);
+        let w = other.lock_write(Wait::No).unwrap();
+        assert!(matches!(
+            l.0.lock_read(Wait::Until(Instant::now() + Duration::from_millis(20))),
+            Err(Error::Timeout { .. })
+        ));
+        drop(w);
+    }
+
+    #[test]
+    fn read_only_handle_cannot_write_lock() {
+        let l = temp_lock("ro");
+        let ro = RecordLock::open(l.0.path(), false).unwrap();
+        drop(ro.lock_read(Wait::No).unwrap());
+        assert!(matches!(
+            ro.lock_write(Wait::No),
+            Err(Error::Os {
+                errno: libc::EBADF,
+                ..
+            })
+        ));
+    }
+}
