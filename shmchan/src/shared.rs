@@ -1,1 +1,837 @@
-//! `Shared<T, L>`: a value in a segment paired with a lock.
+//! [`Shared<T, L>`]: a value in a segment paired with a lock, and [`SharedReader<T, L>`], its
+//! read-only counterpart.
+//!
+//! Both locks offer the same methods: [`read`](Shared::read), [`write`](Shared::write),
+//! [`store`](Shared::store), [`with_view`](Shared::with_view), [`update`](Shared::update),
+//! [`try_write`](Shared::try_write), [`write_timeout`](Shared::write_timeout). The lock decides
+//! what happens underneath (see [`SeqLock`] and [`FcntlLock`]).
+
+use crate::segment::{Expect, Key, Segment, SegmentInfo, SegmentKind, SegmentSpec};
+use crate::sync::record_lock::{RecordGuard, Wait};
+use crate::sync::value_lock::LockBackend;
+use crate::{Error, FcntlLock, Result, SeqLock, ShmSafe};
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ptr::NonNull;
+use std::path::Path;
+use std::time::Duration;
+
+/// The lock of a [`Shared`] value: [`SeqLock`] or [`FcntlLock`]. Sealed.
+pub trait Lock: LockBackend {}
+impl Lock for SeqLock {}
+impl Lock for FcntlLock {}
+
+/// The segment, the lock and the payload address: what both handle types hold.
+struct Inner<T: ShmSafe, L: Lock> {
+    seg: ManuallyDrop<Segment>,
+    lock: L,
+    payload: NonNull<u8>,
+    /// The segment's key, kept for after the segment is gone.
+    seg_key: Option<Key>,
+    /// `seg` was taken out and removed.
+    removed: bool,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: `payload` points into the mapping owned by `seg`, which lives as long as `Inner`; every
+// access through it follows the lock protocol (atomics for the seqlock, the record lock for
+// fcntl), which is what makes concurrent access from threads and processes sound. `Segment` and
+// the locks are themselves Send + Sync.
+unsafe impl<T: ShmSafe, L: Lock> Send for Inner<T, L> {}
+// SAFETY: as above.
+unsafe impl<T: ShmSafe, L: Lock> Sync for Inner<T, L> {}
+
+fn spec<T: ShmSafe, L: Lock>(lock: &L) -> SegmentSpec<'_> {
+    let mut spec = SegmentSpec::new(
+        SegmentKind::Value,
+        L::KIND,
+        &T::LAYOUT,
+        T::FINGERPRINT,
+        L::payload_len::<T>(),
+    );
+    spec.lock_path = lock.lock_path();
+    spec
+}
+
+fn expect<T: ShmSafe, L: Lock>() -> Expect {
+    Expect {
+        kind: SegmentKind::Value,
+        lock_kind: L::KIND,
+        fingerprint: T::FINGERPRINT,
+        type_name: T::LAYOUT.type_name,
+        payload_len: Some(L::payload_len::<T>()),
+    }
+}
+
+fn check_type<T: ShmSafe>() -> Result<()> {
+    if align_of::<T>() > 128 {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "`{}` needs {}-byte alignment; shared values support at most 128",
+                T::LAYOUT.type_name,
+                align_of::<T>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl<T: ShmSafe, L: Lock> Inner<T, L> {
+    fn new(seg: Segment, lock: L) -> Result<Self> {
+        let payload = NonNull::new(seg.payload_ptr()).ok_or_else(|| Error::Corrupted {
+            what: "the segment has no payload mapping".into(),
+        })?;
+        if seg.payload_len() < L::payload_len::<T>() {
+            return Err(Error::Corrupted {
+                what: format!(
+                    "the payload is {} bytes, a `{}` needs {}",
+                    seg.payload_len(),
+                    T::LAYOUT.type_name,
+                    L::payload_len::<T>()
+                ),
+            });
+        }
+        Ok(Inner {
+            seg_key: seg.key(),
+            seg: ManuallyDrop::new(seg),
+            lock,
+            payload,
+            removed: false,
+            _t: PhantomData,
+        })
+    }
+
+    fn create_with(
+        value: T,
+        make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
+    ) -> Result<Self> {
+        check_type::<T>()?;
+        let mut lock = L::create_lock()?;
+        let mut init = |p: *mut u8| {
+            // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
+            // of `payload_len::<T>()` bytes before anyone else can open it.
+            unsafe { L::init(p, &value) }
+        };
+        match make(&spec::<T, L>(&lock), &mut init) {
+            Ok(seg) => Self::new(seg, lock),
+            Err(e) => {
+                // Creation failed: nobody else knows the lock file.
+                lock.segment_gone(None, true);
+                Err(e)
+            }
+        }
+    }
+
+    fn open(key: Key, read_only: bool) -> Result<Self> {
+        check_type::<T>()?;
+        let seg = Segment::open(key, &expect::<T, L>(), read_only)?;
+        let lock = L::open_lock(&seg)?;
+        Self::new(seg, lock)
+    }
+
+    fn open_or_create(key: Key, value: T) -> Result<Self> {
+        check_type::<T>()?;
+        let mut lock = L::create_lock()?;
+        let init = |p: *mut u8| {
+            // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
+            // open the segment.
+            unsafe { L::init(p, &value) }
+        };
+        let seg = match Segment::open_or_create(key, &spec::<T, L>(&lock), &expect::<T, L>(), init)
+        {
+            Ok(seg) => seg,
+            Err(e) => {
+                lock.segment_gone(None, true);
+                return Err(e);
+            }
+        };
+        if seg.header().lock_path.as_deref() == lock.lock_path() {
+            return Self::new(seg, lock);
+        }
+        // We opened a segment someone else created: use its lock file, drop ours.
+        lock.segment_gone(None, true);
+        let lock = L::open_lock(&seg)?;
+        Self::new(seg, lock)
+    }
+
+    fn read(&self) -> Result<T> {
+        // SAFETY: the payload was initialised for `T` by this lock kind (the header's kind,
+        // lock kind, fingerprint and payload length were checked) and stays mapped while `self`.
+        unsafe { self.lock.read(self.payload) }
+    }
+
+    fn write<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        // SAFETY: as in `read`; `Shared` (the only caller) holds a writable mapping.
+        unsafe { self.lock.write(self.payload, timeout, f) }
+    }
+}
+
+impl<T: ShmSafe, L: Lock> Drop for Inner<T, L> {
+    fn drop(&mut self) {
+        let key = self.seg_key;
+        if !self.removed {
+            // SAFETY: `seg` was not taken (`removed` is false) and is not used after this.
+            drop(unsafe { ManuallyDrop::take(&mut self.seg) });
+        }
+        self.lock.segment_gone(key, self.removed);
+    }
+}
+
+/// A `T` in shared memory, paired with a lock `L` ([`SeqLock`] by default, or [`FcntlLock`]).
+///
+/// Create it anonymous before `fork` (children share it), or keyed (System V or POSIX, by
+/// [`Key`]) for unrelated processes. Every method that touches the value goes through the lock:
+/// [`read`](Self::read) returns a consistent snapshot, [`write`](Self::write) updates the whole
+/// value exclusively. The handle is `Send + Sync`: threads may share it by reference.
+///
+/// Cleanup: dropping an anonymous handle unmaps it. A keyed segment is removed when its last
+/// handle detaches (System V) or when its creating handle drops (POSIX), unless
+/// [`persist`](Self::persist) was called; [`remove`](Self::remove) removes it at once. An
+/// [`FcntlLock`]'s lock file goes with its segment.
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::{SeqLock, Shared};
+///
+/// let s = Shared::<[u32; 4], SeqLock>::anonymous([0; 4])?;
+/// s.write(|v| v[0] += 1);
+/// s.update(|v| v.set(1, 7));
+/// assert_eq!(s.read(), [1, 7, 0, 0]);
+/// assert_eq!(s.with_view(|v| v.get(1)), Some(7));
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct Shared<T: ShmSafe, L: Lock = SeqLock> {
+    inner: Inner<T, L>,
+}
+
+/// A read-only handle on a shared value: [`read`](Self::read) and
+/// [`with_view`](Self::with_view), no write methods. The segment is attached read-only
+/// (`SHM_RDONLY` / `PROT_READ`), so even a bug cannot write it.
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::{Key, SeqLock, Shared};
+///
+/// let key = Key::name(&format!("/shmchan-doc-reader-{}", std::process::id()))?;
+/// let w = Shared::<u64, SeqLock>::create_with(key, 41)?;
+/// let r = Shared::<u64, SeqLock>::open_read_only(key)?;
+/// w.write(|n| *n += 1);
+/// assert_eq!(r.read(), 42);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct SharedReader<T: ShmSafe, L: Lock = SeqLock> {
+    inner: Inner<T, L>,
+}
+
+impl<T: ShmSafe, L: Lock> Shared<T, L> {
+    /// A new anonymous shared value (`mmap(MAP_SHARED | MAP_ANONYMOUS)`), shared with the
+    /// children this process `fork`s afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoMemory`] if the mapping is refused; for [`FcntlLock`], the errors of creating
+    /// the lock file (e.g. [`Error::PermissionDenied`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(5)?;
+    /// assert_eq!(s.read(), 5);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn anonymous(value: T) -> Result<Self> {
+        let inner = Inner::create_with(value, |spec, init| Segment::anonymous(spec, init))?;
+        Ok(Shared { inner })
+    }
+
+    /// Creates a keyed shared value holding all-zero bytes (a valid `T`: every bit pattern of a
+    /// [`ShmSafe`] type is). Fails if the key is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Exists`] if a segment with this key exists; the segment errors of creation
+    /// ([`Error::InvalidSize`], [`Error::NoSpace`], [`Error::PermissionDenied`]...).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Error, Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-create-{}", std::process::id()))?;
+    /// let s = Shared::<u64>::create(key)?;
+    /// assert_eq!(s.read(), 0);
+    /// assert!(matches!(Shared::<u64>::create(key), Err(Error::Exists { .. })));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn create(key: Key) -> Result<Self> {
+        Self::create_with(key, zeroed())
+    }
+
+    /// Creates a keyed shared value holding `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-create-with-{}", std::process::id()))?;
+    /// let s = Shared::<[u8; 3]>::create_with(key, *b"abc")?;
+    /// assert_eq!(&s.read(), b"abc");
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn create_with(key: Key, value: T) -> Result<Self> {
+        let inner = Inner::create_with(value, |spec, init| Segment::create(key, spec, init))?;
+        Ok(Shared { inner })
+    }
+
+    /// Opens an existing keyed shared value for reading and writing, checking that it holds a
+    /// `T` (same layout fingerprint) guarded by the same kind of lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another type;
+    /// [`Error::KindMismatch`] for another lock kind or a channel; [`Error::NotShmchan`] for a
+    /// foreign segment; [`Error::PermissionDenied`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Error, FcntlLock, Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-open-{}", std::process::id()))?;
+    /// let a = Shared::<u32>::create_with(key, 3)?;
+    /// assert_eq!(Shared::<u32>::open(key)?.read(), 3);
+    /// assert!(matches!(Shared::<u64>::open(key), Err(Error::LayoutMismatch { .. })));
+    /// assert!(matches!(Shared::<u32, FcntlLock>::open(key), Err(Error::KindMismatch { .. })));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn open(key: Key) -> Result<Self> {
+        Ok(Shared {
+            inner: Inner::open(key, false)?,
+        })
+    }
+
+    /// Opens the keyed shared value, or creates it holding all-zero bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) and [`create`](Self::create).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-ooc-{}", std::process::id()))?;
+    /// let a = Shared::<u64>::open_or_create(key)?;
+    /// a.store(9);
+    /// let b = Shared::<u64>::open_or_create(key)?;
+    /// assert_eq!(b.read(), 9);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn open_or_create(key: Key) -> Result<Self> {
+        Ok(Shared {
+            inner: Inner::open_or_create(key, zeroed())?,
+        })
+    }
+
+    /// Opens an existing keyed shared value read-only: the handle has no write methods and the
+    /// segment is attached without write permission.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-ro-{}", std::process::id()))?;
+    /// let _w = Shared::<u16>::create_with(key, 8)?;
+    /// assert_eq!(Shared::<u16>::open_read_only(key)?.read(), 8);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn open_read_only(key: Key) -> Result<SharedReader<T, L>> {
+        Ok(SharedReader {
+            inner: Inner::open(key, true)?,
+        })
+    }
+
+    /// A consistent snapshot of the value.
+    ///
+    /// With [`SeqLock`] it never blocks and never writes shared memory; it retries only while
+    /// writes complete during its copy. With [`FcntlLock`] it takes the read lock.
+    ///
+    /// # Panics
+    ///
+    /// With [`FcntlLock`], if the lock cannot be taken at all (`fcntl` failing with e.g.
+    /// `ENOLCK`, or the lock file cannot be reopened after `fork`); [`try_read`](Self::try_read)
+    /// returns these as errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<(u64)>::anonymous(1)?;
+    /// assert_eq!(s.read(), 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read(&self) -> T {
+        self.try_read().unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+    }
+
+    /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// Never with [`SeqLock`]; with [`FcntlLock`], [`Error::Os`] naming the failing `fcntl` or
+    /// `open`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64, shmchan::FcntlLock>::anonymous(1)?;
+    /// assert_eq!(s.try_read()?, 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_read(&self) -> Result<T> {
+        self.inner.read()
+    }
+
+    /// Updates the whole value exclusively: `f` gets a private copy of the latest value, and what
+    /// it leaves there is published atomically (readers see the old or the new value, never a
+    /// mix). Returns what `f` returns.
+    ///
+    /// Waits as long as another live writer holds the lock. If the holder died (killed mid
+    /// write), the lock is taken over silently and the last complete value is used; use
+    /// [`write_timeout`](Self::write_timeout) to be told. If `f` panics, nothing is published.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside another `write`/`update` of the same value on the same thread
+    /// (it would deadlock), and in the cases of [`read`](Self::read)'s panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u64; 2]>::anonymous([1, 2])?;
+    /// let old_sum = s.write(|v| {
+    ///     let sum = v[0] + v[1];
+    ///     *v = [v[1], sum];
+    ///     sum
+    /// });
+    /// assert_eq!((old_sum, s.read()), (3, [2, 3]));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.inner
+            .write(None, f)
+            .unwrap_or_else(|e| panic!("shmchan: write failed: {e}"))
+    }
+
+    /// Like [`write`](Self::write), but returns at once when another live writer holds the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] (FcntlLock) or [`Error::Timeout`] naming the holder's pid
+    /// (SeqLock) when the lock is held; [`Error::WriterDied`] when the holder was dead: the lock
+    /// was recovered and `f` did **not** run (call again); [`Error::InvalidArgument`] for a
+    /// nested write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// s.try_write(|n| *n = 7)?;
+    /// assert_eq!(s.read(), 7);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_write<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        self.inner.write(Some(Duration::ZERO), f)
+    }
+
+    /// Like [`write`](Self::write), waiting at most `timeout` for the lock.
+    ///
+    /// A stopped holder (`SIGSTOP`) is alive: it is never stolen from, and the wait ends with
+    /// [`Error::Timeout`] naming its pid.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with the holder's pid (when known); [`Error::WriterDied`] `{ pid }`
+    /// when the holder had died: the lock was recovered, the last complete value kept, and `f`
+    /// did **not** run (call again); [`Error::Corrupted`] when the lock word held an impossible
+    /// value (it was reset); [`Error::InvalidArgument`] for a nested write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// s.write_timeout(Duration::from_millis(100), |n| *n += 1)?;
+    /// assert_eq!(s.read(), 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn write_timeout<R>(&self, timeout: Duration, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        self.inner.write(Some(timeout), f)
+    }
+
+    /// Replaces the value.
+    ///
+    /// # Panics
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// s.store(3);
+    /// assert_eq!(s.read(), 3);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn store(&self, value: T) {
+        self.write(|v| *v = value);
+    }
+
+    /// Reads some fields of one consistent snapshot through the value's view.
+    ///
+    /// # Panics
+    ///
+    /// As [`read`](Self::read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u32; 3]>::anonymous([4, 5, 6])?;
+    /// assert_eq!(s.with_view(|v| v.get(0).zip(v.get(2))), Some((4, 6)));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn with_view<R>(&self, f: impl FnOnce(T::View<'_>) -> R) -> R {
+        with_view(&self.read(), f)
+    }
+
+    /// Updates some fields exclusively through the value's mutable view; the result is published
+    /// like a [`write`](Self::write).
+    ///
+    /// # Panics
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u32; 3]>::anonymous([1, 2, 3])?;
+    /// s.update(|v| v.set(2, v.get(0).unwrap_or(0) * 10));
+    /// assert_eq!(s.read(), [1, 2, 10]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn update<R>(&self, f: impl FnOnce(&mut T::ViewMut<'_>) -> R) -> R {
+        self.write(|value| {
+            // SAFETY: `value` is a unique reference (a private copy for SeqLock, the shared value
+            // under the write lock for FcntlLock), valid and exclusive for the closure.
+            let mut view = unsafe { T::view_mut(value) };
+            f(&mut view)
+        })
+    }
+
+    /// The segment holding the value: its header, [`info`](Segment::info) and the other
+    /// segment operations.
+    pub fn segment(&self) -> &Segment {
+        &self.inner.seg
+    }
+
+    /// The key of a keyed segment, `None` for an anonymous one.
+    pub fn key(&self) -> Option<Key> {
+        self.inner.seg.key()
+    }
+
+    /// Kernel metadata of the segment (`IPC_STAT` / `fstat`): size, attach count, pids, times,
+    /// mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::info`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// assert!(s.info()?.size >= 8);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.inner.seg.info()
+    }
+
+    /// Changes the segment's permission bits (`IPC_SET` / `fchmod`), e.g. `0o640`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::set_mode`].
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        self.inner.seg.set_mode(mode)
+    }
+
+    /// Locks the segment in memory (`SHM_LOCK`): no swapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
+    pub fn lock_in_memory(&self) -> Result<()> {
+        self.inner.seg.lock_in_memory()
+    }
+
+    /// Undoes [`lock_in_memory`](Self::lock_in_memory) (`SHM_UNLOCK`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::unlock_in_memory`].
+    pub fn unlock_in_memory(&self) -> Result<()> {
+        self.inner.seg.unlock_in_memory()
+    }
+
+    /// Keeps a keyed segment (and its lock file) after this handle and its creator are gone;
+    /// remove it later with [`remove`](Self::remove) or `shmchan rm`.
+    pub fn persist(&mut self) {
+        self.inner.seg.persist();
+    }
+
+    /// Wipes and removes the segment now (`IPC_RMID` / `shm_unlink`), and its lock file.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::remove`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Error, Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-remove-{}", std::process::id()))?;
+    /// let s = Shared::<u64>::create(key)?;
+    /// s.remove()?;
+    /// assert!(matches!(Shared::<u64>::open(key), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn remove(self) -> Result<()> {
+        let Shared { mut inner } = self;
+        inner.removed = true;
+        // SAFETY: `removed` is set, so `Inner::drop` will not touch `seg` again.
+        let seg = unsafe { ManuallyDrop::take(&mut inner.seg) };
+        let result = seg.remove();
+        // Drops the lock, removing its lock file (the segment is gone).
+        drop(inner);
+        result
+    }
+
+    /// The fcntl lock file, for [`FcntlLock`] values.
+    pub fn lock_path(&self) -> Option<&Path> {
+        self.inner.lock.lock_path()
+    }
+}
+
+fn zeroed<T: ShmSafe>() -> T {
+    // SAFETY: `ShmSafe` types have no padding and every bit pattern is a valid value, so all
+    // zero bytes are a valid `T`.
+    unsafe { core::mem::zeroed() }
+}
+
+fn with_view<T: ShmSafe, R>(value: &T, f: impl FnOnce(T::View<'_>) -> R) -> R {
+    // SAFETY: `value` is a private copy: aligned, valid, and nobody writes it during the call.
+    f(unsafe { T::view(value) })
+}
+
+impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
+    /// A consistent snapshot of the value; see [`Shared::read`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Shared::read`].
+    pub fn read(&self) -> T {
+        self.try_read().unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+    }
+
+    /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::try_read`].
+    pub fn try_read(&self) -> Result<T> {
+        self.inner.read()
+    }
+
+    /// Reads some fields of one consistent snapshot; see [`Shared::with_view`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Shared::read`].
+    pub fn with_view<R>(&self, f: impl FnOnce(T::View<'_>) -> R) -> R {
+        with_view(&self.read(), f)
+    }
+
+    /// The segment holding the value.
+    pub fn segment(&self) -> &Segment {
+        &self.inner.seg
+    }
+
+    /// The key of the segment.
+    pub fn key(&self) -> Option<Key> {
+        self.inner.seg.key()
+    }
+
+    /// Kernel metadata of the segment; see [`Shared::info`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::info`].
+    pub fn info(&self) -> Result<SegmentInfo> {
+        self.inner.seg.info()
+    }
+
+    /// The fcntl lock file, for [`FcntlLock`] values.
+    pub fn lock_path(&self) -> Option<&Path> {
+        self.inner.lock.lock_path()
+    }
+}
+
+/// Shared access to an [`FcntlLock`]ed value while its read lock is held; derefs to `&T`.
+///
+/// The reference points into shared memory. It is sound because every process that follows the
+/// protocol takes the write lock before writing; a process that writes without it breaks that
+/// promise (as it would for any lock).
+pub struct FcntlReadGuard<'a, T: ShmSafe> {
+    ptr: NonNull<T>,
+    _guard: RecordGuard,
+    _life: PhantomData<&'a T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Exclusive access to an [`FcntlLock`]ed value while its write lock is held; derefs to
+/// `&mut T`. See [`FcntlReadGuard`] for why the reference is sound.
+pub struct FcntlWriteGuard<'a, T: ShmSafe> {
+    ptr: NonNull<T>,
+    _guard: RecordGuard,
+    _life: PhantomData<&'a mut T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> core::ops::Deref for FcntlReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the payload holds an initialised `T`, stays mapped for `'a`, and the read lock
+        // (held until the guard drops) keeps writers out.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> core::ops::Deref for FcntlWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: as for the read guard; the write lock excludes everyone else.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> core::ops::DerefMut for FcntlWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the write lock (held until the guard drops) excludes every other reader and
+        // writer; `&mut self` makes this the only reference derived from the guard.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+fn read_guard<T: ShmSafe>(inner: &Inner<T, FcntlLock>) -> Result<FcntlReadGuard<'_, T>> {
+    Ok(FcntlReadGuard {
+        _guard: inner.lock.lock_read(Wait::Forever)?,
+        ptr: inner.payload.cast(),
+        _life: PhantomData,
+        _not_send: PhantomData,
+    })
+}
+
+impl<T: ShmSafe> Shared<T, FcntlLock> {
+    /// Takes the read lock and gives shared access to the value in place until the guard drops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] naming the failing `fcntl`; [`Error::InvalidArgument`] when this thread
+    /// already holds the write lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u64; 2], shmchan::FcntlLock>::anonymous([1, 2])?;
+    /// let g = s.lock_read()?;
+    /// assert_eq!(g[1], 2);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
+        read_guard(&self.inner)
+    }
+
+    /// Takes the write lock and gives exclusive access to the value in place until the guard
+    /// drops.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`] when this thread already
+    /// holds a lock of this value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u64; 2], shmchan::FcntlLock>::anonymous([1, 2])?;
+    /// {
+    ///     let mut g = s.lock_write()?;
+    ///     g[0] += 10;
+    /// }
+    /// assert_eq!(s.read(), [11, 2]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn lock_write(&self) -> Result<FcntlWriteGuard<'_, T>> {
+        Ok(FcntlWriteGuard {
+            _guard: self.inner.lock.lock_write(Wait::Forever)?,
+            ptr: self.inner.payload.cast(),
+            _life: PhantomData,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl<T: ShmSafe> SharedReader<T, FcntlLock> {
+    /// Takes the read lock; see [`Shared::lock_read`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::lock_read`].
+    pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
+        read_guard(&self.inner)
+    }
+}
+
+impl<T: ShmSafe, L: Lock> core::fmt::Debug for Shared<T, L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Shared")
+            .field("type", &T::LAYOUT.type_name)
+            .field("lock", &L::KIND)
+            .field("key", &self.key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: ShmSafe, L: Lock> core::fmt::Debug for SharedReader<T, L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedReader")
+            .field("type", &T::LAYOUT.type_name)
+            .field("lock", &L::KIND)
+            .field("key", &self.key())
+            .finish_non_exhaustive()
+    }
+}

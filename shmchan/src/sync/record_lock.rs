@@ -52,6 +52,8 @@ struct LocalState {
     readers: usize,
     /// A thread holds the write guard (and the kernel write lock).
     writer: bool,
+    /// Which thread, to refuse a nested lock from it instead of deadlocking.
+    writer_thread: Option<std::thread::ThreadId>,
     /// Threads waiting on the condition variable (notify only when > 0: it costs a syscall).
     waiting: usize,
 }
@@ -115,10 +117,21 @@ impl ProcessLocal {
 }
 
 /// An fcntl record lock on byte 0 of a lock file, usable from many threads and processes.
+///
+/// Nested locking on one thread is refused only against the write lock: a read lock taken while
+/// the same thread holds a read lock succeeds (readers share).
 pub(crate) struct RecordLock {
     path: PathBuf,
     writable: bool,
     local: Mutex<Arc<ProcessLocal>>,
+}
+
+impl std::fmt::Debug for RecordLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordLock")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A held lock; releases it on drop.
@@ -179,6 +192,7 @@ impl RecordLock {
     pub(crate) fn lock_read(&self, wait: Wait) -> Result<RecordGuard, Error> {
         let local = self.local()?;
         let mut st = local.state();
+        refuse_nested(&st)?;
         while st.writer {
             let (s, ok) = local.wait(st, wait);
             st = s;
@@ -206,6 +220,7 @@ impl RecordLock {
     pub(crate) fn lock_write(&self, wait: Wait) -> Result<RecordGuard, Error> {
         let local = self.local()?;
         let mut st = local.state();
+        refuse_nested(&st)?;
         while st.writer || st.readers > 0 {
             let (s, ok) = local.wait(st, wait);
             st = s;
@@ -214,12 +229,14 @@ impl RecordLock {
             }
         }
         st.writer = true;
+        st.writer_thread = Some(std::thread::current().id());
         drop(st);
         // The kernel wait happens outside the mutex: local readers and writers queue on the
         // condition variable meanwhile.
         if let Err(e) = kernel_lock(&local.fd, LockType::Write, wait) {
             let mut st = local.state();
             st.writer = false;
+            st.writer_thread = None;
             local.notify(&st);
             return Err(e);
         }
@@ -238,6 +255,7 @@ impl Drop for RecordGuard {
         if self.write {
             kernel_unlock(&self.local.fd);
             st.writer = false;
+            st.writer_thread = None;
         } else {
             st.readers -= 1;
             if st.readers == 0 {
@@ -246,6 +264,16 @@ impl Drop for RecordGuard {
         }
         self.local.notify(&st);
     }
+}
+
+/// A thread that holds the write lock and asks again would wait for itself forever.
+fn refuse_nested(st: &LocalState) -> Result<(), Error> {
+    if st.writer && st.writer_thread == Some(std::thread::current().id()) {
+        return Err(Error::InvalidArgument {
+            what: "nested lock: this thread already holds the fcntl write lock of this value (take locks only outside another write's closure or guard)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn kernel_unlock(fd: &OwnedFd) {
