@@ -38,7 +38,8 @@ mod error;
 pub mod segment;
 mod shared;
 mod shm_safe;
-pub mod sync;
+// Crate-internal: the lock algorithms; their public face is `Shared`, `SeqLock`, `FcntlLock`.
+mod sync;
 pub(crate) mod sys;
 pub mod view;
 
@@ -49,12 +50,14 @@ pub use error::{Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };
+pub use shared::{FcntlReadGuard, FcntlWriteGuard, Lock, Shared, SharedReader};
 pub use shm_safe::{Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
 
 /// Derives [`ShmSafe`] for a `#[repr(C)]` or `#[repr(transparent)]` struct, checking at compile
 /// time that it has no padding and only `ShmSafe` fields, and generates its typed views
 /// (`<Name>View<'a>`, `<Name>ViewMut<'a>`).
 pub use shmchan_derive::ShmSafe;
+pub use sync::value_lock::{FcntlLock, SeqLock};
 
 /// Fails to compile unless `$t` implements [`ShmSafe`].
 ///

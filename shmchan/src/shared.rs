@@ -383,7 +383,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn read(&self) -> T {
-        self.try_read().unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+        self.try_read()
+            .unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
@@ -655,7 +656,8 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     ///
     /// As [`Shared::read`].
     pub fn read(&self) -> T {
-        self.try_read().unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+        self.try_read()
+            .unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.

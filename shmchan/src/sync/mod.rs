@@ -8,4 +8,5 @@
 pub(crate) mod owner_lock;
 pub(crate) mod record_lock;
 pub(crate) mod seqlock;
+pub(crate) mod value_lock;
 pub(crate) mod words;

@@ -160,12 +160,6 @@ impl OwnerWord {
         }
     }
 
-    /// The pid of the current owner, if any and known.
-    pub(crate) fn holder_pid(&self) -> Option<u32> {
-        let cur = self.owner.load(Ordering::Relaxed);
-        (cur != 0).then(|| self.pid_of(cur))
-    }
-
     fn record(&self, me: u64, pid: u32) {
         self.info
             .store((u64::from(pid) << 32) | (me >> 32), Ordering::Relaxed);

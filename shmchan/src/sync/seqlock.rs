@@ -112,6 +112,7 @@ impl<T: ShmSafe> RawSeqLock<T> {
 
     /// The current sequence number (even: no write in progress or copy 1 being written; odd:
     /// copy 0 being written).
+    #[cfg(test)]
     pub(crate) fn sequence(&self) -> u64 {
         self.control().seq.load(Ordering::Relaxed)
     }

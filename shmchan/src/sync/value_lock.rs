@@ -217,11 +217,6 @@ fn new_lock_path() -> PathBuf {
 }
 
 impl FcntlLock {
-    /// The lock file's path (recorded in the segment header).
-    pub(crate) fn path(&self) -> &Path {
-        self.lock.path()
-    }
-
     pub(crate) fn lock_read(&self, wait: Wait) -> Result<RecordGuard> {
         self.lock.lock_read(wait)
     }
@@ -274,9 +269,13 @@ impl LockBackend for FcntlLock {
     }
 
     fn open_lock(seg: &Segment) -> Result<Self> {
-        let path = seg.header().lock_path.clone().ok_or_else(|| Error::Corrupted {
-            what: "the header of an fcntl-locked segment names no lock file".into(),
-        })?;
+        let path = seg
+            .header()
+            .lock_path
+            .clone()
+            .ok_or_else(|| Error::Corrupted {
+                what: "the header of an fcntl-locked segment names no lock file".into(),
+            })?;
         Ok(FcntlLock {
             lock: RecordLock::open(&path, !seg.is_read_only())?,
             creator: None,
