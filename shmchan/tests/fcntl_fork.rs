@@ -1,0 +1,128 @@
+//! `Shared<T, FcntlLock>` across real processes: exclusion between processes, threads and a
+//! parent and its forked child (which must not share the parent's OFD lock), and a SIGKILLed
+//! holder whose lock the kernel releases at once.
+//!
+//! Fork-heavy: its own test binary, tests serialised by `serial()`, children `_exit`.
+
+use shmchan::{Error, FcntlLock, Shared};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+mod shared_support;
+use shared_support::{Child, Handshake, serial};
+
+/// A read-modify-write that loses updates unless writers exclude each other: the value is read,
+/// the thread yields, then the incremented value is written back.
+fn bump(s: &Shared<u64, FcntlLock>, times: u64) {
+    for _ in 0..times {
+        s.write(|n| {
+            let v = *n;
+            std::thread::yield_now();
+            *n = v + 1;
+        });
+    }
+}
+
+#[test]
+fn processes_and_threads_increment_an_exact_count() {
+    let _s = serial();
+    let s = Shared::<u64, FcntlLock>::anonymous(0).unwrap();
+    let mut children: Vec<Child> = (0..3)
+        .map(|_| {
+            Child::spawn(|| {
+                bump(&s, 300);
+                0
+            })
+        })
+        .collect();
+    std::thread::scope(|sc| {
+        sc.spawn(|| bump(&s, 300));
+        sc.spawn(|| bump(&s, 300));
+    });
+    for c in &mut children {
+        assert_eq!(c.wait(), 0);
+    }
+    assert_eq!(s.read(), 5 * 300);
+}
+
+#[test]
+fn forked_child_does_not_share_the_parents_lock() {
+    let _s = serial();
+    let s = Shared::<u64, FcntlLock>::anonymous(1).unwrap();
+    let guard = s.lock_write().unwrap();
+    // With a shared open file description the child would be granted the parent's OFD lock.
+    let mut child = Child::spawn(|| match s.try_write(|n| *n = 2) {
+        Err(Error::WouldBlock { .. }) => {
+            match s.write_timeout(Duration::from_millis(20), |n| *n = 2) {
+                Err(Error::Timeout { .. }) => 0,
+                _ => 2,
+            }
+        }
+        _ => 1,
+    });
+    assert_eq!(child.wait(), 0, "the child got the lock the parent holds");
+    drop(guard);
+    // And the other way round: a child holding the lock excludes the parent.
+    let hs = Handshake::new();
+    let mut child = Child::spawn(|| {
+        let g = s.lock_write();
+        hs.set(1);
+        hs.wait_for(2);
+        drop(g);
+        0
+    });
+    hs.wait_for(1);
+    assert!(matches!(
+        s.try_write(|n| *n = 3),
+        Err(Error::WouldBlock { .. })
+    ));
+    hs.set(2);
+    assert_eq!(child.wait(), 0);
+    s.try_write(|n| *n = 3)
+        .expect("free after the child released it");
+    assert_eq!(s.read(), 3);
+}
+
+#[test]
+fn readers_in_two_processes_share_the_lock() {
+    let _s = serial();
+    let s = Shared::<u64, FcntlLock>::anonymous(5).unwrap();
+    let hs = Handshake::new();
+    let guard = s.lock_read().unwrap();
+    let mut child = Child::spawn(|| {
+        // A second reader gets in while the parent reads; a writer does not.
+        let ok = s.lock_read().map(|g| *g == 5).unwrap_or(false)
+            && matches!(s.try_write(|n| *n = 6), Err(Error::WouldBlock { .. }));
+        hs.set(1);
+        i32::from(!ok)
+    });
+    hs.wait_for(1);
+    assert_eq!(child.wait(), 0);
+    drop(guard);
+}
+
+#[test]
+fn killed_holder_releases_the_lock_within_100ms() {
+    let _s = serial();
+    let s = Shared::<u64, FcntlLock>::anonymous(0).unwrap();
+    let hs = Handshake::new();
+    let mut child = Child::spawn(|| {
+        let _g = s.lock_write();
+        hs.set(1);
+        loop {
+            // SAFETY: pause(2) has no preconditions; we wait here to be killed.
+            unsafe { libc::pause() };
+        }
+    });
+    hs.wait_for(1);
+    assert!(matches!(s.try_write(|_| ()), Err(Error::WouldBlock { .. })));
+    let t = Instant::now();
+    child.signal(libc::SIGKILL);
+    // Blocking write: granted as soon as the kernel drops the dead process's lock.
+    s.write(|n| *n = 42);
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    assert_eq!(child.wait(), 128 + libc::SIGKILL);
+    assert_eq!(s.read(), 42);
+    assert_eq!(hs.counter().load(Ordering::Relaxed), 0);
+}
