@@ -57,7 +57,18 @@ impl SysvBacking {
     pub(super) fn open(key: i32, read_only: bool, target: &Target) -> Result<SysvBacking> {
         let shmid = sysv::get(key, 0, Create::No, 0)
             .map_err(|e| Error::from_errno("shmget", e, target.clone()))?;
-        Self::attach_id(shmid, read_only, target)
+        Self::attach_id(shmid, read_only, target).map_err(|e| match e {
+            // Removed by its last user between our shmget and shmat: as if not found.
+            Error::Removed { .. } => Error::NotFound {
+                call: "shmget",
+                target: target.clone(),
+            },
+            Error::Os { errno, .. } if errno == crate::sys::mman::EINVAL => Error::NotFound {
+                call: "shmget",
+                target: target.clone(),
+            },
+            other => other,
+        })
     }
 
     /// Attaches segment `shmid` (found by key, or listed by a tool).
