@@ -73,6 +73,14 @@ pub(crate) const STATE_POISONED: u32 = 3;
 pub(crate) const FLAG_REMOVE_WHEN_UNUSED: u32 = 1;
 
 /// The `state` word of a header.
+///
+/// # Examples
+///
+/// ```
+/// let seg = shmchan::Segment::anonymous_raw(8)?;
+/// assert_eq!(seg.header().state, shmchan::segment::HeaderState::Ready);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HeaderState {

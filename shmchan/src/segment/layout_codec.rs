@@ -61,6 +61,16 @@ pub struct LayoutDesc {
 }
 
 /// One decoded field.
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::segment::layout_codec::{decode, encode};
+///
+/// let desc = decode(&encode(&<[u16; 3] as shmchan::ShmSafe>::LAYOUT))?;
+/// assert!(desc.fields.is_empty()); // arrays and primitives have no fields
+/// # Ok::<(), shmchan::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDesc {
     /// The field's name.
@@ -74,6 +84,17 @@ pub struct FieldDesc {
 }
 
 /// A decoded field type: the owned counterpart of [`TypeDesc`].
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::PrimKind;
+/// use shmchan::segment::layout_codec::TypeDescOwned;
+///
+/// let t = TypeDescOwned::Array { elem: Box::new(TypeDescOwned::Prim(PrimKind::U32)), len: 4 };
+/// assert_eq!(t.to_string(), "[u32; 4]");
+/// assert_eq!(t.size(), 16);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeDescOwned {
     /// A primitive number.
@@ -91,6 +112,15 @@ pub enum TypeDescOwned {
 
 impl TypeDescOwned {
     /// The size in bytes of a value of this type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::PrimKind;
+    /// use shmchan::segment::layout_codec::TypeDescOwned;
+    ///
+    /// assert_eq!(TypeDescOwned::Prim(PrimKind::F64).size(), 8);
+    /// ```
     pub fn size(&self) -> u64 {
         match self {
             TypeDescOwned::Prim(p) => p.size() as u64,
@@ -353,6 +383,17 @@ impl LayoutDesc {
     /// The fingerprint this layout has in a process of this target (same algorithm as
     /// [`crate::fingerprint`]). Compare it with the header's stored fingerprint to check that the
     /// descriptor describes the stored type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    /// use shmchan::segment::layout_codec::{decode, encode};
+    ///
+    /// let desc = decode(&encode(&<u64 as ShmSafe>::LAYOUT))?;
+    /// assert_eq!(desc.fingerprint(), <u64 as ShmSafe>::FINGERPRINT);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn fingerprint(&self) -> u64 {
         let mut h = Fnv(FNV_OFFSET);
         h.bytes(b"shmchan-layout-v1");
