@@ -171,7 +171,7 @@ impl<'a> SegmentSpec<'a> {
     }
 
     /// What an opener of a segment made from this spec expects (including `payload_len`).
-    // Interface for `Shared` and channels, which are merged separately.
+    // Interface for channels (merged separately).
     #[allow(dead_code)]
     pub(crate) fn expect(&self) -> Expect {
         Expect {
@@ -736,8 +736,6 @@ impl Segment {
     /// The payload's address: 128-aligned, `payload_len` bytes. Never dereference it as `&T`:
     /// other processes write this memory. On a read-only segment writing through it faults: use
     /// [`payload_const_ptr`](Self::payload_const_ptr) there.
-    // Interface for `Shared` and channels, which are merged separately.
-    #[allow(dead_code)]
     pub(crate) fn payload_ptr(&self) -> *mut u8 {
         // The header was validated against the mapping size, so the offset is in bounds.
         self.region()
@@ -746,14 +744,14 @@ impl Segment {
     }
 
     /// The payload's address for reading.
-    // Interface for `Shared` and channels, which are merged separately.
+    // Interface for channels (merged separately).
     #[allow(dead_code)]
     pub(crate) fn payload_const_ptr(&self) -> *const u8 {
         self.payload_ptr()
     }
 
     /// The payload's address for writing, `None` on a read-only segment.
-    // Interface for `Shared` and channels, which are merged separately.
+    // Interface for channels (merged separately).
     #[allow(dead_code)]
     pub(crate) fn payload_mut_ptr(&self) -> Option<*mut u8> {
         (!self.read_only).then(|| self.payload_ptr())
@@ -765,7 +763,7 @@ impl Segment {
     }
 
     /// A copy of the decoded header.
-    // Interface for `Shared` and channels, which are merged separately.
+    // Interface for channels (merged separately).
     #[allow(dead_code)]
     pub(crate) fn header_info(&self) -> HeaderInfo {
         self.header.clone()
