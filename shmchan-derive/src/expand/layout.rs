@@ -1,9 +1,10 @@
 //! `ShmSafe::LAYOUT` and the compile-time layout checks (padding, zero size).
 //!
-//! Each check is its own associated constant of a local trait, spanned at the field it is about,
-//! so that every padding hole is reported (not just the first) and the error points at the field.
-//! For a non-generic struct each check is forced by a free `const _`; for a generic struct the
-//! layout is known only per instantiation, so `LAYOUT` and the view constructors force them.
+//! Each check is its own constant, spanned at the field it is about, so that every padding hole is
+//! reported (not just the first) and the error points at the field. For a non-generic struct they
+//! are free `const _` items, evaluated when the crate compiles. For a generic struct the layout is
+//! known only per instantiation: the checks are associated constants of a local trait, and
+//! `LAYOUT` and the view constructors force them.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -20,6 +21,13 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
     let trait_name = format_ident!("{}", CHECKS_TRAIT);
     let type_name = g.input.ident.to_string();
     let fields = g.input.fields();
+    // What the checks measure: `Self` inside the generic trait impl, the type itself in free
+    // constants.
+    let subject = if g.is_generic {
+        quote!(Self)
+    } else {
+        g.self_ty.clone()
+    };
     let mut names = Vec::new();
     let mut bodies = Vec::new();
 
@@ -30,7 +38,7 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
         names.push(format_ident!("PADDING_BEFORE_FIRST"));
         bodies.push(quote_spanned! {first.span=>
             {
-                let offset = #p::offset_of!(Self, #member);
+                let offset = #p::offset_of!(#subject, #member);
                 if offset != 0 {
                     #panic!("{}", #p::padding_before(#field_name, offset).as_str());
                 }
@@ -44,15 +52,15 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
         let (next, trailing) = match fields.get(i + 1) {
             Some(next) => {
                 let next_member = &next.member;
-                (quote!(#p::offset_of!(Self, #next_member)), false)
+                (quote!(#p::offset_of!(#subject, #next_member)), false)
             }
-            None => (quote!(#p::size_of::<Self>()), true),
+            None => (quote!(#p::size_of::<#subject>()), true),
         };
         let panic = panic_path(p, field.span);
         names.push(format_ident!("PADDING_AFTER_{}", i));
         bodies.push(quote_spanned! {field.span=>
             {
-                let end = #p::offset_of!(Self, #member) + #p::size_of::<#ty>();
+                let end = #p::offset_of!(#subject, #member) + #p::size_of::<#ty>();
                 let next = #next;
                 // `>`: in `repr(transparent)` zero-sized fields may sit at offset 0, before `end`.
                 if next > end {
@@ -72,18 +80,16 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
     );
     let panic = panic_path(p, ident.span());
     bodies.push(quote_spanned! {ident.span()=>
-        if #p::size_of::<Self>() == 0 {
+        if #p::size_of::<#subject>() == 0 {
             #panic!("{}", #zero_sized);
         }
     });
 
+    if !g.is_generic {
+        return quote!(#(const _: () = #bodies;)*);
+    }
     let (impl_generics, _, where_clause) = g.input.generics.split_for_impl();
     let self_ty = &g.self_ty;
-    let force = if g.is_generic {
-        TokenStream::new()
-    } else {
-        quote!(#(const _: () = <#self_ty as #trait_name>::#names;)*)
-    };
     quote! {
         #[doc(hidden)]
         trait #trait_name {
@@ -96,7 +102,6 @@ pub fn checks(g: &Gen<'_, '_>) -> TokenStream {
             #(const #names: () = #bodies;)*
             const ALL: () = { #(let () = <Self as #trait_name>::#names;)* };
         }
-        #force
     }
 }
 
