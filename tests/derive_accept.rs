@@ -58,7 +58,7 @@ struct Padded {
 }
 
 #[test]
-fn layout_of_named_struct() {
+fn layout_records_each_field_name_offset_size_and_type() {
     let l = Tick::LAYOUT;
     assert_eq!(l.type_name, "Tick");
     assert_eq!((l.size, l.align), (40, 8));
@@ -83,7 +83,7 @@ fn layout_of_named_struct() {
 }
 
 #[test]
-fn layout_of_tuple_and_transparent_structs() {
+fn tuple_fields_are_named_by_index_and_transparent_keeps_inner_layout() {
     let names: Vec<_> = Pair::LAYOUT
         .fields
         .iter()
@@ -94,7 +94,7 @@ fn layout_of_tuple_and_transparent_structs() {
 }
 
 #[test]
-fn layout_of_aligned_and_generic_structs() {
+fn align_and_generic_instantiations_have_their_real_layout() {
     assert_eq!((Aligned::LAYOUT.size, Aligned::LAYOUT.align), (16, 16));
     let g = <Generic<u16, 3> as ShmSafe>::LAYOUT;
     assert_eq!((g.size, g.align), (8, 2));
@@ -104,7 +104,7 @@ fn layout_of_aligned_and_generic_structs() {
 }
 
 #[test]
-fn views() {
+fn generated_views_read_and_write_named_tuple_and_generic_fields() {
     let mut t = Tick::default();
     let mut v = TickViewMut::new(&mut t);
     v.set_price(1.5);
