@@ -184,3 +184,21 @@ fn limits_match_proc_sys_kernel() {
     assert!(l.shmmin >= 1);
     assert!(l.segments_in_use <= l.shmmni);
 }
+
+#[test]
+fn futex_wait_works_through_a_read_only_attachment() {
+    // Openers wait for READY on the state word even when attached read-only: FUTEX_WAIT must
+    // sleep there (not fail with EFAULT and turn the bounded wait into a busy loop).
+    for key in [sysv_key(6), posix_key("futex")] {
+        let _c = Cleanup(key);
+        let _rw = Segment::create_raw(key, 64, 0o600).expect("create");
+        let ro = Segment::open_raw(key, true).expect("read-only");
+        let t = std::time::Instant::now();
+        assert_eq!(ro.wait_u32(0, 0, std::time::Duration::from_millis(100)), Some(0));
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(90),
+            "{key}: FUTEX_WAIT returned after {:?}",
+            t.elapsed()
+        );
+    }
+}
