@@ -194,7 +194,10 @@ fn futex_wait_works_through_a_read_only_attachment() {
         let _rw = Segment::create_raw(key, 64, 0o600).expect("create");
         let ro = Segment::open_raw(key, true).expect("read-only");
         let t = std::time::Instant::now();
-        assert_eq!(ro.wait_u32(0, 0, std::time::Duration::from_millis(100)), Some(0));
+        assert_eq!(
+            ro.wait_u32(0, 0, std::time::Duration::from_millis(100)),
+            Some(0)
+        );
         assert!(
             t.elapsed() >= std::time::Duration::from_millis(90),
             "{key}: FUTEX_WAIT returned after {:?}",

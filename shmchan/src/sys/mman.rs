@@ -294,6 +294,52 @@ mod tests {
         );
     }
 
+    /// Runs under Miri (`.ci/run` selects `miri_` tests): the region's unsafe accessors over
+    /// plain heap memory, including every wipe alignment case and the out-of-bounds refusals.
+    #[test]
+    fn miri_region_accessors_over_heap_memory() {
+        let mut words = vec![u64::MAX; 16]; // 128 bytes, 8-aligned
+        let ptr = NonNull::new(words.as_mut_ptr().cast::<u8>()).expect("non-null");
+        // SAFETY: `words` outlives `r` and is not touched through anything else meanwhile.
+        let r = unsafe { Region::new(ptr, 128, true) };
+        for (off, len) in [
+            (0, 128),
+            (3, 50),
+            (8, 8),
+            (1, 6),
+            (120, 8),
+            (127, 1),
+            (5, 0),
+        ] {
+            r.write_from(0, &[0xee; 128]).expect("in bounds");
+            r.wipe(off, len).expect("in bounds");
+            let mut all = [0u8; 128];
+            r.read_into(0, &mut all).expect("in bounds");
+            for (i, b) in all.iter().enumerate() {
+                let wiped = (off..off + len).contains(&i);
+                assert_eq!(
+                    *b,
+                    if wiped { 0 } else { 0xee },
+                    "wipe({off}, {len}) at {i}"
+                );
+            }
+        }
+        r.atomic_u64(120)
+            .expect("last word")
+            .store(7, Ordering::Relaxed);
+        assert_eq!(
+            r.atomic_u32(120).expect("aligned").load(Ordering::Relaxed),
+            7
+        );
+        assert!(r.atomic_u64(121).is_none() && r.atomic_u64(128).is_none());
+        assert!(r.wipe(127, 2).is_none() && r.write_from(128, &[1]).is_none());
+        assert!(r.read_into(usize::MAX, &mut [0u8; 2]).is_none());
+        // SAFETY: as above; a read-only view of the same memory.
+        let ro = unsafe { Region::new(ptr, 128, false) };
+        assert!(ro.write_from(0, &[1]).is_none() && ro.wipe(0, 1).is_none());
+        drop(words);
+    }
+
     #[test]
     fn huge_anonymous_mapping_fails_with_enomem() {
         assert_eq!(
