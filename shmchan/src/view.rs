@@ -366,3 +366,63 @@ impl<'a, T: ShmSafe, const N: usize> ArrayViewMut<'a, T, N> {
         unsafe { core::ptr::write_volatile(self.ptr, value) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_view_reads_each_element_and_refuses_out_of_range() {
+        let a = [1u16, 2, 3];
+        let v = ArrayView::new(&a);
+        assert_eq!(
+            (v.get(0), v.get(2), v.get(3), v.get(usize::MAX)),
+            (Some(1), Some(3), None, None)
+        );
+        assert_eq!(v.view(1), Some(2));
+        assert_eq!(v.view(3), None);
+        let copy = v;
+        assert_eq!(copy.to_array(), a);
+    }
+
+    #[test]
+    fn array_view_mut_writes_only_the_addressed_element() {
+        let mut a = [0xA5A5_A5A5u32; 4];
+        let mut v = ArrayViewMut::new(&mut a);
+        v.set(2, 7);
+        assert!(!v.try_set(4, 9));
+        assert_eq!(v.view_mut(4), None);
+        assert_eq!(v.as_view().get(2), Some(7));
+        assert_eq!(a, [0xA5A5_A5A5, 0xA5A5_A5A5, 7, 0xA5A5_A5A5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "index 4 out of bounds for an array of 4")]
+    fn array_view_mut_set_out_of_range_panics() {
+        let mut a = [0u8; 4];
+        ArrayViewMut::new(&mut a).set(4, 1);
+    }
+
+    #[test]
+    fn array_views_over_raw_memory_of_nested_arrays() {
+        // Heap memory reached only through raw pointers, as a segment's payload is.
+        let raw = Box::into_raw(Box::new([[0i64; 2]; 3]));
+        {
+            // SAFETY: `raw` is a live, aligned, exclusively owned allocation for this block.
+            let mut v = unsafe { ArrayViewMut::from_raw(raw) };
+            if let Some(mut row) = v.view_mut(1) {
+                row.set(0, -5);
+            }
+            v.store([[1, 2], [3, 4], [5, 6]]);
+            if let Some(mut row) = v.view_mut(2) {
+                row.set(1, 60);
+            }
+            // SAFETY: as above; the mutable view is not used while this one is.
+            let r = unsafe { ArrayView::from_raw(raw.cast_const()) };
+            assert_eq!(r.view(2).and_then(|row| row.get(1)), Some(60));
+        }
+        // SAFETY: `raw` came from `Box::into_raw` and no view of it remains.
+        let back = unsafe { Box::from_raw(raw) };
+        assert_eq!(*back, [[1, 2], [3, 4], [5, 60]]);
+    }
+}
