@@ -19,6 +19,8 @@ use crate::value::{self, Value};
 pub struct ReadValue {
     /// The decoded value.
     pub value: Value,
+    /// Its type.
+    pub ty: crate::value::Ty,
     /// How it was read (`seqlock, sequence 12`, ...).
     pub how: String,
     /// Who holds the writer lock, if anyone (seqlock).
@@ -60,6 +62,7 @@ pub fn read_value(seg: &dyn SegmentBytes, h: &Header) -> Result<ReadValue, Strin
             })??;
             Ok(ReadValue {
                 value: value::decode(ty, &bytes, 0)?,
+                ty: ty.clone(),
                 how: format!("under a read lock on {path}"),
                 writer: None,
             })
@@ -70,6 +73,7 @@ pub fn read_value(seg: &dyn SegmentBytes, h: &Header) -> Result<ReadValue, Strin
                 .map_err(|e| format!("reading the value: {e}"))?;
             Ok(ReadValue {
                 value: value::decode(ty, &bytes, 0)?,
+                ty: ty.clone(),
                 how: "unlocked snapshot".to_owned(),
                 writer: None,
             })
@@ -110,6 +114,7 @@ fn read_seqlock(
             let writer = writer_of(seg, base);
             return Ok(ReadValue {
                 value,
+                ty: ty.clone(),
                 how: format!(
                     "consistent snapshot under the seqlock: sequence {s1}, copy {}, {attempts} attempt(s)",
                     s1 & 1

@@ -239,10 +239,19 @@ fn read_prim(p: PrimKind, b: &[u8]) -> Prim {
     }
 }
 
+/// A top-level primitive or array has no field name: call it `value`.
+fn or_value(path: String) -> String {
+    if path.is_empty() {
+        "value".to_owned()
+    } else {
+        path
+    }
+}
+
 /// One line per leaf: (`path`, `type`, `value`); arrays of primitives stay on one line.
-pub fn flatten(v: &Value) -> Vec<(String, String, String)> {
+pub fn flatten(v: &Value, ty: &Ty) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    flatten_into(v, String::new(), String::new(), &mut out);
+    flatten_into(v, String::new(), ty.name(), &mut out);
     out
 }
 
@@ -251,7 +260,7 @@ const INLINE_MAX: usize = 16;
 
 fn flatten_into(v: &Value, path: String, ty: String, out: &mut Vec<(String, String, String)>) {
     match v {
-        Value::Prim(_, p) => out.push((path, ty, p.to_string())),
+        Value::Prim(_, p) => out.push((or_value(path), ty, p.to_string())),
         Value::Array(items) if items.iter().all(|i| matches!(i, Value::Prim(..))) => {
             let shown: Vec<String> = items
                 .iter()
@@ -267,7 +276,7 @@ fn flatten_into(v: &Value, path: String, ty: String, out: &mut Vec<(String, Stri
             } else {
                 String::new()
             };
-            out.push((path, ty, format!("[{}{tail}]", shown.join(", "))));
+            out.push((or_value(path), ty, format!("[{}{tail}]", shown.join(", "))));
         }
         Value::Array(items) => {
             let elem_ty = ty
@@ -315,6 +324,13 @@ pub fn to_json(v: &Value) -> Json {
     }
 }
 
+/// The primitive kind whose Rust name is `name`.
+fn prim_named(name: &str) -> Option<PrimKind> {
+    (1..=u8::MAX)
+        .map_while(PrimKind::from_code)
+        .find(|p| p.name() == name)
+}
+
 /// The most nested structs/arrays accepted in a stored layout.
 const MAX_LAYOUT_DEPTH: usize = 32;
 
@@ -322,7 +338,20 @@ impl Ty {
     /// The type from a layout descriptor decoded from a segment, checking what the codec does not:
     /// every field's declared size is its type's size and lies inside its struct, sizes do not
     /// overflow. An impossible descriptor is an error with the reason.
+    ///
+    /// Primitives and arrays stored at the top level have no fields: a primitive is recognised by
+    /// its name; an array's element type is not recorded (its name is `array`), so it decodes as
+    /// its bytes.
     pub fn from_desc_owned(l: &shmchan::segment::LayoutDesc) -> Result<Ty, String> {
+        if l.fields.is_empty() && l.size > 0 {
+            if let Some(p) = prim_named(&l.type_name).filter(|p| p.size() as u64 == l.size) {
+                return Ok(Ty::Prim(p));
+            }
+            return Ok(Ty::Array {
+                elem: Box::new(Ty::Prim(PrimKind::U8)),
+                len: l.size,
+            });
+        }
         Self::struct_from(l, 0)
     }
 
@@ -507,7 +536,7 @@ mod tests {
     fn decodes_nested_structs_and_arrays_by_layout() {
         let ty = Ty::from_layout(&OUTER);
         let decoded = decode(&ty, &outer_bytes(), 0).expect("decode");
-        let lines = flatten(&decoded);
+        let lines = flatten(&decoded, &ty);
         let find = |p: &str| {
             lines
                 .iter()
@@ -562,5 +591,53 @@ mod tests {
             };
         }
         assert!(decode(&deep, &[0; 8], 0).is_err());
+    }
+
+    #[test]
+    fn stored_layouts_convert_like_compile_time_ones() {
+        use shmchan::ShmSafe;
+        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        let round = |l: &Layout| Ty::from_desc_owned(&decode_desc(&encode(l)).expect("decodes"));
+        assert_eq!(round(&OUTER), Ok(Ty::from_layout(&OUTER)));
+        assert_eq!(
+            round(&<u64 as ShmSafe>::LAYOUT),
+            Ok(Ty::Prim(PrimKind::U64))
+        );
+        assert_eq!(
+            round(&<f32 as ShmSafe>::LAYOUT),
+            Ok(Ty::Prim(PrimKind::F32))
+        );
+        // A top-level array's element type is not recorded: its bytes are shown.
+        assert_eq!(
+            round(&<[u16; 3] as ShmSafe>::LAYOUT),
+            Ok(Ty::Array {
+                elem: Box::new(Ty::Prim(PrimKind::U8)),
+                len: 6
+            })
+        );
+        let v = decode(&Ty::Prim(PrimKind::U64), &7u64.to_ne_bytes(), 0).expect("decode");
+        assert_eq!(
+            flatten(&v, &Ty::Prim(PrimKind::U64)),
+            vec![("value".into(), "u64".into(), "7".into())]
+        );
+    }
+
+    #[test]
+    fn stored_layouts_with_lying_field_sizes_are_refused() {
+        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        const LIAR: Layout = Layout {
+            type_name: "Liar",
+            size: 16,
+            align: 8,
+            fields: &[Field {
+                name: "x",
+                offset: 0,
+                size: 16,
+                ty: TypeDesc::Prim(PrimKind::U64),
+            }],
+        };
+        let desc = decode_desc(&encode(&LIAR)).expect("the codec accepts it");
+        let err = Ty::from_desc_owned(&desc).expect_err("sizes disagree");
+        assert!(err.contains("Liar.x"), "{err}");
     }
 }

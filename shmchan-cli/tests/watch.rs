@@ -15,8 +15,18 @@ const PAIR: Layout = Layout {
     size: 16,
     align: 8,
     fields: &[
-        Field { name: "a", offset: 0, size: 8, ty: TypeDesc::Prim(PrimKind::U64) },
-        Field { name: "b", offset: 8, size: 8, ty: TypeDesc::Prim(PrimKind::U64) },
+        Field {
+            name: "a",
+            offset: 0,
+            size: 8,
+            ty: TypeDesc::Prim(PrimKind::U64),
+        },
+        Field {
+            name: "b",
+            offset: 8,
+            size: 8,
+            ty: TypeDesc::Prim(PrimKind::U64),
+        },
     ],
 };
 
@@ -59,13 +69,17 @@ fn watch_marks_changed_fields_only() {
     let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
 
     let first = next_report(&mut lines);
-    assert!(field_line(&first, "a").starts_with("  "), "nothing marked on the first refresh: {first:?}");
+    assert!(
+        field_line(&first, "a").starts_with("  "),
+        "nothing marked on the first refresh: {first:?}"
+    );
 
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/dev/shm{}", obj.name))
         .expect("open the object");
-    file.write_all_at(&5u64.to_ne_bytes(), value_at).expect("change a");
+    file.write_all_at(&5u64.to_ne_bytes(), value_at)
+        .expect("change a");
 
     // The first refresh that shows the new value is the one that must mark it.
     let changed = loop {
@@ -73,12 +87,21 @@ fn watch_marks_changed_fields_only() {
         if field_line(&r, "a").ends_with(" 5") {
             break r;
         }
-        assert!(field_line(&r, "a").starts_with("  "), "unchanged a is not marked: {r:?}");
+        assert!(
+            field_line(&r, "a").starts_with("  "),
+            "unchanged a is not marked: {r:?}"
+        );
     };
     assert!(field_line(&changed, "a").starts_with("* "), "{changed:?}");
-    assert!(field_line(&changed, "b").starts_with("  "), "b did not change: {changed:?}");
+    assert!(
+        field_line(&changed, "b").starts_with("  "),
+        "b did not change: {changed:?}"
+    );
     let after = next_report(&mut lines);
-    assert!(field_line(&after, "a").starts_with("  "), "a is stable again: {after:?}");
+    assert!(
+        field_line(&after, "a").starts_with("  "),
+        "a is stable again: {after:?}"
+    );
 
     watch.kill().expect("stop watch");
     watch.wait().expect("reap watch");
@@ -87,8 +110,19 @@ fn watch_marks_changed_fields_only() {
 #[test]
 fn watch_json_prints_one_document_per_refresh_and_stops_after_count() {
     let _s = serial();
-    let obj = RawPosix::new("watch-json", &forge_segment(1, 0, "Pair", &encode(&PAIR), 16, 16));
-    let out = ok(&["--json", "watch", &obj.name, "--interval", "10ms", "--count", "3"]);
+    let obj = RawPosix::new(
+        "watch-json",
+        &forge_segment(1, 0, "Pair", &encode(&PAIR), 16, 16),
+    );
+    let out = ok(&[
+        "--json",
+        "watch",
+        &obj.name,
+        "--interval",
+        "10ms",
+        "--count",
+        "3",
+    ]);
     let docs: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
@@ -100,7 +134,10 @@ fn watch_json_prints_one_document_per_refresh_and_stops_after_count() {
 #[test]
 fn watch_of_a_removed_segment_fails_with_a_reason() {
     let _s = serial();
-    let obj = RawPosix::new("watch-gone", &forge_segment(1, 0, "Pair", &encode(&PAIR), 16, 16));
+    let obj = RawPosix::new(
+        "watch-gone",
+        &forge_segment(1, 0, "Pair", &encode(&PAIR), 16, 16),
+    );
     let name = obj.name.clone();
     drop(obj);
     let err = fails(&["watch", &name, "--count", "2"]);

@@ -189,7 +189,7 @@ fn build(r: &Record) -> Report {
                     json["writer"] = json!(w);
                 }
                 head.push(format!("value ({}):", v.how));
-                fields = value::flatten(&v.value);
+                fields = value::flatten(&v.value, &v.ty);
                 json["value"] = value::to_json(&v.value);
                 json["read"] = json!(v.how);
             }

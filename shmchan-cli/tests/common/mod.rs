@@ -198,3 +198,18 @@ pub fn forge_segment(
     put32(&mut b, 20, 2); // ready
     b
 }
+
+/// Removes the System V segment with `key`, if any, on drop: for tests that `persist()` a
+/// segment and mean to remove it through the tool, so a failure does not leak it.
+pub struct RemoveKeyOnDrop(pub i32);
+
+impl Drop for RemoveKeyOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: shmget with size 0 and no flags only looks the key up.
+        let id = unsafe { libc::shmget(self.0, 0, 0) };
+        if id >= 0 {
+            // SAFETY: IPC_RMID takes no buffer.
+            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
