@@ -52,7 +52,11 @@ fn render(records: &[Record]) -> String {
         }
         let (ty, kind, lock, fp) = match r.probe.header() {
             Some(h) => (
-                if h.kind == 3 { "-".to_owned() } else { h.type_name.clone() },
+                if h.kind == 3 {
+                    "-".to_owned()
+                } else {
+                    h.type_name.clone()
+                },
                 h.kind_name(),
                 h.lock_name(),
                 format!("{:016x}", h.fingerprint),
