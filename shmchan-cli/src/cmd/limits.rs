@@ -8,8 +8,21 @@ use crate::procfs;
 use crate::sys;
 use crate::table::{Align, Table, human_bytes};
 
-/// SHMMIN is fixed at 1 byte in Linux (no sysctl).
-const SHMMIN: u64 = 1;
+/// Values at or above this are the kernel's "no limit" defaults (`ULONG_MAX - 2^24`...).
+const NO_LIMIT: u64 = 1 << 60;
+
+/// What `limits` reports, from the library (`shmctl(IPC_INFO / SHM_INFO)`) where it can, else
+/// from `/proc/sys/kernel` and `/proc/sysvipc/shm`.
+struct Report {
+    shmmax: Option<u64>,
+    shmmin: u64,
+    shmmni: Option<u64>,
+    shmall: Option<u64>,
+    page: u64,
+    segments: u64,
+    pages: u64,
+    bytes: u64,
+}
 
 fn read_sysctl(name: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
@@ -19,34 +32,67 @@ fn read_sysctl(name: &str) -> Option<u64> {
         .ok()
 }
 
+fn gather() -> Result<Report, String> {
+    let segs = procfs::sysv_segments()?;
+    let bytes = segs.iter().map(|s| s.size).sum();
+    Ok(match shmchan::limits() {
+        Ok(l) => Report {
+            shmmax: Some(l.shmmax),
+            shmmin: l.shmmin,
+            shmmni: Some(l.shmmni),
+            shmall: Some(l.shmall),
+            page: l.page_size,
+            segments: l.segments_in_use,
+            pages: l.pages_in_use,
+            bytes,
+        },
+        Err(_) => {
+            let page = sys::page_size();
+            Report {
+                shmmax: read_sysctl("shmmax"),
+                // Fixed at 1 byte by Linux (no sysctl).
+                shmmin: 1,
+                shmmni: read_sysctl("shmmni"),
+                shmall: read_sysctl("shmall"),
+                page,
+                segments: segs.len() as u64,
+                pages: segs.iter().map(|s| s.size.div_ceil(page)).sum(),
+                bytes,
+            }
+        }
+    })
+}
+
+fn show(v: Option<u64>, unit_bytes: Option<u64>) -> String {
+    match (v, unit_bytes) {
+        (None, _) => "unknown".to_owned(),
+        (Some(v), _) if v >= NO_LIMIT => format!("{v} (no limit)"),
+        (Some(v), Some(unit)) => format!("{v} ({})", human_bytes(v.saturating_mul(unit))),
+        (Some(v), None) => v.to_string(),
+    }
+}
+
 /// Runs the command.
 pub fn run(out: &Output) -> Result<(), String> {
-    let segs = procfs::sysv_segments()?;
-    let page = sys::page_size();
-    let shmmax = read_sysctl("shmmax");
-    let shmall = read_sysctl("shmall");
-    let shmmni = read_sysctl("shmmni");
-    let used_bytes: u64 = segs.iter().map(|s| s.size).sum();
-    let used_pages: u64 = segs.iter().map(|s| s.size.div_ceil(page)).sum();
+    let r = gather()?;
     let dev_shm = sys::statvfs(procfs::POSIX_DIR).ok();
 
     if out.json {
         let v = json!({
-            "page_size": page,
-            "shmmax": shmmax,
-            "shmmin": SHMMIN,
-            "shmmni": shmmni,
-            "shmall_pages": shmall,
-            "sysv_segments": segs.len(),
-            "sysv_bytes": used_bytes,
-            "sysv_pages": used_pages,
+            "page_size": r.page,
+            "shmmax": r.shmmax,
+            "shmmin": r.shmmin,
+            "shmmni": r.shmmni,
+            "shmall_pages": r.shmall,
+            "sysv_segments": r.segments,
+            "sysv_pages": r.pages,
+            "sysv_bytes": r.bytes,
             "dev_shm": dev_shm.map(|d| json!({"total": d.total, "available": d.available})),
         });
         out.print_json(&v);
         return Ok(());
     }
 
-    let opt = |v: Option<u64>| v.map_or("unknown".to_owned(), |v| v.to_string());
     let mut t = Table::new(&[
         ("LIMIT", Align::Left),
         ("VALUE", Align::Right),
@@ -55,33 +101,36 @@ pub fn run(out: &Output) -> Result<(), String> {
     ]);
     t.row(vec![
         "shmmax".into(),
-        opt(shmmax),
+        show(r.shmmax, Some(1)),
         "-".into(),
         "largest System V segment, bytes: sysctl -w kernel.shmmax=<bytes>".into(),
     ]);
     t.row(vec![
         "shmmin".into(),
-        SHMMIN.to_string(),
+        r.shmmin.to_string(),
         "-".into(),
         "smallest System V segment, bytes (fixed by Linux)".into(),
     ]);
     t.row(vec![
         "shmmni".into(),
-        opt(shmmni),
-        segs.len().to_string(),
+        show(r.shmmni, None),
+        r.segments.to_string(),
         "most System V segments system-wide: sysctl -w kernel.shmmni=<count>".into(),
     ]);
     t.row(vec![
         "shmall".into(),
-        opt(shmall),
-        used_pages.to_string(),
-        format!("total System V pages ({page} B): sysctl -w kernel.shmall=<pages>"),
+        show(r.shmall, Some(r.page)),
+        r.pages.to_string(),
+        format!(
+            "total System V pages of {} B: sysctl -w kernel.shmall=<pages>",
+            r.page
+        ),
     ]);
     let mut text = t.render();
     text.push_str(&format!(
         "\nSystem V segments: {} using {}\n",
-        segs.len(),
-        human_bytes(used_bytes)
+        r.segments,
+        human_bytes(r.bytes)
     ));
     match dev_shm {
         Some(d) => text.push_str(&format!(
