@@ -160,8 +160,19 @@ fn rm_wipes_and_removes_an_unused_shmchan_segment() {
 fn inspect_never_shows_a_torn_value_while_a_writer_runs() {
     let _s = serial();
     let key = test_key(33);
-    let s = Shared::<Tick, SeqLock>::create_with(Key::raw(key), Tick::default()).expect("create");
-    let arg = format!("0x{:08x}", key as u32);
+    no_torn_reads(Key::raw(key), &format!("0x{:08x}", key as u32));
+}
+
+#[test]
+fn inspect_never_shows_a_torn_posix_value_while_a_writer_runs() {
+    let _s = serial();
+    // POSIX objects are read with pread, not mapped: the protocol must hold there too.
+    let name = format!("/shmchan-test-{}-torn", std::process::id());
+    no_torn_reads(Key::name(&name).expect("name"), &name);
+}
+
+fn no_torn_reads(key: Key, arg: &str) {
+    let s = Shared::<Tick, SeqLock>::create_with(key, Tick::default()).expect("create");
     let stop = std::sync::atomic::AtomicBool::new(false);
     /// Stops the writer however the reading side ends, so a failed assertion cannot hang the
     /// scope waiting for it.
@@ -191,7 +202,7 @@ fn inspect_never_shows_a_torn_value_while_a_writer_runs() {
         });
         let mut seen = std::collections::HashSet::new();
         for _ in 0..20 {
-            let v = json(&["inspect", &arg]);
+            let v = json(&["inspect", arg]);
             let val = &v["value"];
             let seq = val["seq"]
                 .as_u64()
