@@ -154,10 +154,10 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         Self::new(seg, lock)
     }
 
-    fn read(&self) -> Result<T> {
+    fn read(&self, timeout: Option<Duration>) -> Result<T> {
         // SAFETY: the payload was initialised for `T` by this lock kind (the header's kind,
         // lock kind, fingerprint and payload length were checked) and stays mapped while `self`.
-        unsafe { self.lock.read(self.payload) }
+        unsafe { self.lock.read(self.payload, timeout) }
     }
 
     fn write<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&mut T) -> R) -> Result<R> {
@@ -382,9 +382,11 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// assert_eq!(s.read(), 1);
     /// # Ok::<(), shmchan::Error>(())
     /// ```
+    #[inline]
     pub fn read(&self) -> T {
-        self.try_read()
-            .unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+        // SAFETY: as in `Inner::read`: an initialised payload for `T` and this lock kind,
+        // mapped while `self` lives.
+        unsafe { self.inner.lock.read_or_panic(self.inner.payload) }
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
@@ -402,7 +404,28 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn try_read(&self) -> Result<T> {
-        self.inner.read()
+        self.inner.read(None)
+    }
+
+    /// Like [`try_read`](Self::try_read), giving up after `timeout`: with [`SeqLock`] when
+    /// every attempt overlapped a write (a writer that never pauses, or a process scribbling on
+    /// the sequence word), with [`FcntlLock`] when a writer (perhaps stopped) keeps the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and those of [`try_read`](Self::try_read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let s = shmchan::Shared::<u64>::anonymous(4)?;
+    /// assert_eq!(s.read_timeout(Duration::from_millis(10))?, 4);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.read(Some(timeout))
     }
 
     /// Updates the whole value exclusively: `f` gets a private copy of the latest value, and what
@@ -655,9 +678,11 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Panics
     ///
     /// As [`Shared::read`].
+    #[inline]
     pub fn read(&self) -> T {
-        self.try_read()
-            .unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+        // SAFETY: as in `Inner::read`: an initialised payload for `T` and this lock kind,
+        // mapped while `self` lives.
+        unsafe { self.inner.lock.read_or_panic(self.inner.payload) }
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
@@ -666,7 +691,16 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     ///
     /// As [`Shared::try_read`].
     pub fn try_read(&self) -> Result<T> {
-        self.inner.read()
+        self.inner.read(None)
+    }
+
+    /// A snapshot, giving up after `timeout`; see [`Shared::read_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::read_timeout`].
+    pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.read(Some(timeout))
     }
 
     /// Reads some fields of one consistent snapshot; see [`Shared::with_view`].

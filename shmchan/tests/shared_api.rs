@@ -95,6 +95,14 @@ fn read_only_handles_follow_writes_for_both_locks() {
     ));
     drop(g);
     w.try_write(|n| *n = 4).unwrap();
+    // And a held write lock bounds the reader's wait.
+    let g = w.lock_write().unwrap();
+    assert!(matches!(
+        r.read_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout { .. })
+    ));
+    drop(g);
+    assert_eq!(r.read_timeout(Duration::from_millis(20)).unwrap(), 4);
 }
 
 #[test]

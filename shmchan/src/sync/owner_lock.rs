@@ -76,6 +76,12 @@ fn me() -> (u64, u32) {
     })
 }
 
+/// Whether `/proc` answers for this process (it may be unmounted in a container or chroot).
+fn proc_is_readable() -> bool {
+    static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READABLE.get_or_init(|| proc::process_start_time(proc::pid()).is_some())
+}
+
 fn tid_of(word: u64) -> u32 {
     (word >> 32) as u32
 }
@@ -184,6 +190,9 @@ impl OwnerWord {
         let tid = tid_of(cur);
         let how = if tid == 0 {
             Acquired::Corrupted { word: cur }
+        } else if !proc_is_readable() {
+            // Without /proc every owner would look dead: never take over, only time out.
+            return None;
         } else {
             match proc::liveness_low32(tid, cur as u32) {
                 Liveness::Dead => Acquired::TookOver {

@@ -17,9 +17,10 @@
 //! memory-ordering argument.
 
 use super::owner_lock::OwnerWord;
-use super::words::{copy_words, load_words, store_words, words_for};
+use super::words::{copy_words, load_words, load_words_into, store_words, words_for};
 use crate::ShmSafe;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
 /// Alignment of the region and of each copy (two cache lines: no false sharing with prefetch).
@@ -121,27 +122,35 @@ impl<T: ShmSafe> RawSeqLock<T> {
     /// sequence during the copy.
     #[inline]
     pub(crate) fn try_read(&self) -> Option<T> {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: on `true` every byte of `out` was written and any bit pattern is a `T`.
+        self.try_read_into(&mut out)
+            .then(|| unsafe { out.assume_init() })
+    }
+
+    /// One read attempt into `out`; `true` when the copy is a consistent snapshot. Every byte of
+    /// `out` is written either way (possibly with a torn mix on `false`).
+    #[inline]
+    fn try_read_into(&self, out: &mut MaybeUninit<T>) -> bool {
         let seq = &self.control().seq;
         let s1 = seq.load(Ordering::Acquire);
         // SAFETY: the copy is in bounds and 8-aligned; all concurrent accesses are atomic.
-        let value = unsafe { load_words::<T>(self.copy((s1 & 1) as usize)) };
+        unsafe { load_words_into::<T>(self.copy((s1 & 1) as usize), out) };
         // Orders the data loads above before the re-check below: if any of them saw a store
         // made after the writer's Release fence, this fence synchronises with it and the reload
         // sees the sequence the writer stored before that fence.
         fence(Ordering::Acquire);
         let s2 = seq.load(Ordering::Relaxed);
-        (s1 == s2).then_some(value)
+        s1 == s2
     }
 
     /// A consistent snapshot. Retries only while writes complete during the copy; never waits
     /// for a writer (a dead writer leaves a complete copy that readers are directed to).
     #[inline]
     pub(crate) fn read(&self) -> T {
+        let mut out = MaybeUninit::uninit();
         let mut attempts = 0u32;
-        loop {
-            if let Some(v) = self.try_read() {
-                return v;
-            }
+        while !self.try_read_into(&mut out) {
             attempts = attempts.wrapping_add(1);
             if attempts % 64 == 0 {
                 std::thread::yield_now();
@@ -149,6 +158,9 @@ impl<T: ShmSafe> RawSeqLock<T> {
                 core::hint::spin_loop();
             }
         }
+        // SAFETY: the last attempt wrote every byte of `out` consistently, and any bit pattern
+        // is a valid `T` (`ShmSafe`).
+        unsafe { out.assume_init() }
     }
 
     /// The latest complete value, for a writer that holds the lock.

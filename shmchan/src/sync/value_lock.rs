@@ -40,13 +40,26 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
     /// The lock of an opened segment (the fcntl lock file named in its header).
     fn open_lock(seg: &Segment) -> Result<Self>;
 
-    /// A consistent snapshot.
+    /// A consistent snapshot, trying for at most `timeout` (`None`: as long as it takes).
     ///
     /// # Safety
     ///
     /// `payload` is the payload of a segment initialised by [`init`](Self::init) for the same
     /// `T`, mapped for as long as the call runs.
-    unsafe fn read<T: ShmSafe>(&self, payload: NonNull<u8>) -> Result<T>;
+    unsafe fn read<T: ShmSafe>(&self, payload: NonNull<u8>, timeout: Option<Duration>)
+    -> Result<T>;
+
+    /// A consistent snapshot, panicking where [`read`](Self::read) would fail: the hot path of
+    /// `Shared::read`, overridden where it cannot fail.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read).
+    #[inline]
+    unsafe fn read_or_panic<T: ShmSafe>(&self, payload: NonNull<u8>) -> T {
+        // SAFETY: forwarded.
+        unsafe { self.read(payload, None) }.unwrap_or_else(|e| panic!("shmchan: read failed: {e}"))
+    }
 
     /// Runs `f` on the value under the writer lock and publishes the result.
     ///
@@ -149,10 +162,41 @@ impl LockBackend for SeqLock {
         Ok(SeqLock { _private: () })
     }
 
-    unsafe fn read<T: ShmSafe>(&self, payload: NonNull<u8>) -> Result<T> {
+    unsafe fn read<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
         // SAFETY: an initialised region for `T`, mapped during the call (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        Ok(raw.read())
+        let Some(timeout) = timeout else {
+            return Ok(raw.read());
+        };
+        let deadline = Instant::now() + timeout;
+        let mut attempts = 0u32;
+        loop {
+            if let Some(v) = raw.try_read() {
+                return Ok(v);
+            }
+            attempts = attempts.wrapping_add(1);
+            if attempts % 64 == 0 {
+                if Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        what: format!(
+                            "a consistent snapshot: the sequence changed during each of {attempts} reads (a writer writing without pause, or a process scribbling on the lock words)"
+                        ),
+                        holder_pid: None,
+                    });
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn read_or_panic<T: ShmSafe>(&self, payload: NonNull<u8>) -> T {
+        // SAFETY: an initialised region for `T`, mapped during the call (caller).
+        unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) }.read()
     }
 
     unsafe fn write<T: ShmSafe, R>(
@@ -282,8 +326,16 @@ impl LockBackend for FcntlLock {
         })
     }
 
-    unsafe fn read<T: ShmSafe>(&self, payload: NonNull<u8>) -> Result<T> {
-        let _guard = self.lock.lock_read(Wait::Forever)?;
+    unsafe fn read<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
+        let wait = match timeout {
+            None => Wait::Forever,
+            Some(d) => Wait::Until(Instant::now() + d),
+        };
+        let _guard = self.lock.lock_read(wait)?;
         // SAFETY: the payload holds an initialised `T` (caller), and every writer takes the
         // write lock we now exclude, so nothing writes these bytes during the read.
         Ok(unsafe { payload.cast::<T>().as_ptr().read() })

@@ -38,9 +38,25 @@ unsafe fn atomic_at<'a>(p: *const u64) -> &'a AtomicU64 {
 /// (through [`store_words`] or other `AtomicU64` operations).
 #[inline]
 pub(crate) unsafe fn load_words<T: ShmSafe>(src: *const u64) -> T {
+    let mut out = MaybeUninit::<T>::uninit();
+    // SAFETY: forwarded contract for `src`; `out` is ours.
+    unsafe { load_words_into(src, &mut out) };
+    // SAFETY: `load_words_into` initialised all `size_of::<T>()` bytes from initialised shared
+    // words, and `T: ShmSafe` makes every bit pattern a valid `T`, so even a torn mix of two
+    // values is a valid (if wrong) `T`.
+    unsafe { out.assume_init() }
+}
+
+/// [`load_words`] into a caller-provided slot (no intermediate copy of the value): on return
+/// every byte of `out` is initialised.
+///
+/// # Safety
+///
+/// As for [`load_words`].
+#[inline]
+pub(crate) unsafe fn load_words_into<T: ShmSafe>(src: *const u64, out: &mut MaybeUninit<T>) {
     let size = size_of::<T>();
     let (full, rem) = (size / 8, size % 8);
-    let mut out = MaybeUninit::<T>::uninit();
     let dst = out.as_mut_ptr().cast::<u8>();
     for i in 0..full {
         // SAFETY: word `i < words_for::<T>()` is in bounds, aligned and atomically accessed
@@ -57,9 +73,6 @@ pub(crate) unsafe fn load_words<T: ShmSafe>(src: *const u64) -> T {
         // local array of 8 >= rem bytes. Native byte order keeps memory order.
         unsafe { core::ptr::copy_nonoverlapping(v.to_ne_bytes().as_ptr(), dst.add(full * 8), rem) };
     }
-    // SAFETY: all `size` bytes were written from initialised shared words, and `T: ShmSafe` makes
-    // every bit pattern a valid `T`, so even a torn mix of two values is a valid (if wrong) `T`.
-    unsafe { out.assume_init() }
 }
 
 /// Stores `value` into `words_for::<T>()` words at `dst` with `Relaxed` atomic stores; the bytes
