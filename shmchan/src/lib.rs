@@ -50,13 +50,14 @@ pub use error::{Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };
-pub use shared::{FcntlReadGuard, FcntlWriteGuard, Lock, Shared, SharedReader};
+pub use shared::{Lock, Shared, SharedReader};
 pub use shm_safe::{Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
 
 /// Derives [`ShmSafe`] for a `#[repr(C)]` or `#[repr(transparent)]` struct, checking at compile
 /// time that it has no padding and only `ShmSafe` fields, and generates its typed views
 /// (`<Name>View<'a>`, `<Name>ViewMut<'a>`).
 pub use shmchan_derive::ShmSafe;
+pub use sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
 pub use sync::value_lock::{FcntlLock, SeqLock};
 
 /// Fails to compile unless `$t` implements [`ShmSafe`].

@@ -7,7 +7,8 @@
 //! what happens underneath (see [`SeqLock`] and [`FcntlLock`]).
 
 use crate::segment::{Expect, Key, Segment, SegmentInfo, SegmentKind, SegmentSpec};
-use crate::sync::record_lock::{RecordGuard, Wait};
+use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
+use crate::sync::record_lock::Wait;
 use crate::sync::value_lock::LockBackend;
 use crate::{Error, FcntlLock, Result, SeqLock, ShmSafe};
 use core::marker::PhantomData;
@@ -16,7 +17,24 @@ use core::ptr::NonNull;
 use std::path::Path;
 use std::time::Duration;
 
-/// The lock of a [`Shared`] value: [`SeqLock`] or [`FcntlLock`]. Sealed.
+/// The lock of a [`Shared`] value: [`SeqLock`] or [`FcntlLock`]. Sealed: its methods are
+/// internal; use it to write code generic over the lock.
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::{FcntlLock, Lock, SeqLock, Shared};
+///
+/// fn bump<L: Lock>(s: &Shared<u64, L>) -> u64 {
+///     s.write(|n| {
+///         *n += 1;
+///         *n
+///     })
+/// }
+/// assert_eq!(bump(&Shared::<u64, SeqLock>::anonymous(0)?), 1);
+/// assert_eq!(bump(&Shared::<u64, FcntlLock>::anonymous(5)?), 6);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
 pub trait Lock: LockBackend {}
 impl Lock for SeqLock {}
 impl Lock for FcntlLock {}
@@ -463,10 +481,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] (FcntlLock) or [`Error::Timeout`] naming the holder's pid
-    /// (SeqLock) when the lock is held; [`Error::WriterDied`] when the holder was dead: the lock
-    /// was recovered and `f` did **not** run (call again); [`Error::InvalidArgument`] for a
-    /// nested write.
+    /// [`Error::WouldBlock`] when another live writer (or, for [`FcntlLock`], a reader) holds
+    /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`]
+    /// when the holder was dead: the lock was recovered and `f` did **not** run (call again);
+    /// [`Error::InvalidArgument`] for a nested write.
     ///
     /// # Examples
     ///
@@ -567,11 +585,26 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
 
     /// The segment holding the value: its header, [`info`](Segment::info) and the other
     /// segment operations.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// assert_eq!(s.segment().header().type_name, "u64");
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.inner.seg
     }
 
     /// The key of a keyed segment, `None` for an anonymous one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shmchan::Shared::<u64>::anonymous(0)?.key().is_none());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn key(&self) -> Option<Key> {
         self.inner.seg.key()
     }
@@ -599,6 +632,18 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Errors
     ///
     /// As [`Segment::set_mode`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-mode-{}", std::process::id()))?;
+    /// let s = Shared::<u64>::create(key)?;
+    /// s.set_mode(0o640)?;
+    /// assert_eq!(s.info()?.mode.map(|m| m & 0o777), Some(0o640));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn set_mode(&self, mode: u32) -> Result<()> {
         self.inner.seg.set_mode(mode)
     }
@@ -608,6 +653,15 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Errors
     ///
     /// [`Error::PermissionDenied`] without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let s = shmchan::Shared::<u64>::create(shmchan::Key::raw(0x5443))?;
+    /// s.lock_in_memory()?;
+    /// s.unlock_in_memory()?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn lock_in_memory(&self) -> Result<()> {
         self.inner.seg.lock_in_memory()
     }
@@ -617,12 +671,31 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Errors
     ///
     /// As [`Segment::unlock_in_memory`].
+    ///
+    /// # Examples
+    ///
+    /// See [`lock_in_memory`](Self::lock_in_memory).
     pub fn unlock_in_memory(&self) -> Result<()> {
         self.inner.seg.unlock_in_memory()
     }
 
     /// Keeps a keyed segment (and its lock file) after this handle and its creator are gone;
     /// remove it later with [`remove`](Self::remove) or `shmchan rm`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Shared};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-persist-{}", std::process::id()))?;
+    /// let mut s = Shared::<u64>::create_with(key, 7)?;
+    /// s.persist();
+    /// drop(s);
+    /// let s = Shared::<u64>::open(key)?; // still there
+    /// assert_eq!(s.read(), 7);
+    /// s.remove()?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn persist(&mut self) {
         self.inner.seg.persist();
     }
@@ -656,6 +729,17 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     }
 
     /// The fcntl lock file, for [`FcntlLock`] values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{FcntlLock, SeqLock, Shared};
+    ///
+    /// assert!(Shared::<u64, SeqLock>::anonymous(0)?.lock_path().is_none());
+    /// let f = Shared::<u64, FcntlLock>::anonymous(0)?;
+    /// assert!(f.lock_path().is_some_and(|p| p.exists()));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn lock_path(&self) -> Option<&Path> {
         self.inner.lock.lock_path()
     }
@@ -678,6 +762,16 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Panics
     ///
     /// As [`Shared::read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert_eq!(r.read(), [1, 2]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     #[inline]
     pub fn read(&self) -> T {
         // SAFETY: as in `Inner::read`: an initialised payload for `T` and this lock kind,
@@ -690,6 +784,16 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Errors
     ///
     /// As [`Shared::try_read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert_eq!(r.try_read()?, [1, 2]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn try_read(&self) -> Result<T> {
         self.inner.read(None)
     }
@@ -699,6 +803,16 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Errors
     ///
     /// As [`Shared::read_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert_eq!(r.read_timeout(std::time::Duration::from_millis(10))?, [1, 2]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
         self.inner.read(Some(timeout))
     }
@@ -708,16 +822,46 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Panics
     ///
     /// As [`Shared::read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert_eq!(r.with_view(|v| v.get(1)), Some(2));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn with_view<R>(&self, f: impl FnOnce(T::View<'_>) -> R) -> R {
         with_view(&self.read(), f)
     }
 
     /// The segment holding the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert!(r.segment().is_read_only());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.inner.seg
     }
 
     /// The key of the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert_eq!(r.key(), Some(key));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn key(&self) -> Option<Key> {
         self.inner.seg.key()
     }
@@ -727,69 +871,41 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Errors
     ///
     /// As [`Segment::info`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert!(r.info()?.size > 0);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn info(&self) -> Result<SegmentInfo> {
         self.inner.seg.info()
     }
 
     /// The fcntl lock file, for [`FcntlLock`] values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
+    /// assert!(r.lock_path().is_none());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn lock_path(&self) -> Option<&Path> {
         self.inner.lock.lock_path()
     }
 }
 
-/// Shared access to an [`FcntlLock`]ed value while its read lock is held; derefs to `&T`.
-///
-/// The reference points into shared memory. It is sound because every process that follows the
-/// protocol takes the write lock before writing; a process that writes without it breaks that
-/// promise (as it would for any lock).
-pub struct FcntlReadGuard<'a, T: ShmSafe> {
-    ptr: NonNull<T>,
-    _guard: RecordGuard,
-    _life: PhantomData<&'a T>,
-    _not_send: PhantomData<*const ()>,
-}
-
-/// Exclusive access to an [`FcntlLock`]ed value while its write lock is held; derefs to
-/// `&mut T`. See [`FcntlReadGuard`] for why the reference is sound.
-pub struct FcntlWriteGuard<'a, T: ShmSafe> {
-    ptr: NonNull<T>,
-    _guard: RecordGuard,
-    _life: PhantomData<&'a mut T>,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl<T: ShmSafe> core::ops::Deref for FcntlReadGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the payload holds an initialised `T`, stays mapped for `'a`, and the read lock
-        // (held until the guard drops) keeps writers out.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl<T: ShmSafe> core::ops::Deref for FcntlWriteGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: as for the read guard; the write lock excludes everyone else.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl<T: ShmSafe> core::ops::DerefMut for FcntlWriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the write lock (held until the guard drops) excludes every other reader and
-        // writer; `&mut self` makes this the only reference derived from the guard.
-        unsafe { self.ptr.as_mut() }
-    }
-}
-
 fn read_guard<T: ShmSafe>(inner: &Inner<T, FcntlLock>) -> Result<FcntlReadGuard<'_, T>> {
-    Ok(FcntlReadGuard {
-        _guard: inner.lock.lock_read(Wait::Forever)?,
-        ptr: inner.payload.cast(),
-        _life: PhantomData,
-        _not_send: PhantomData,
-    })
+    let guard = inner.lock.lock_read(Wait::Forever)?;
+    // SAFETY: the payload holds an initialised `T` (checked at open), mapped while `inner`
+    // lives, and `guard` holds the read lock.
+    Ok(unsafe { FcntlReadGuard::new(inner.payload.cast(), guard) })
 }
 
 impl<T: ShmSafe> Shared<T, FcntlLock> {
@@ -832,12 +948,10 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn lock_write(&self) -> Result<FcntlWriteGuard<'_, T>> {
-        Ok(FcntlWriteGuard {
-            _guard: self.inner.lock.lock_write(Wait::Forever)?,
-            ptr: self.inner.payload.cast(),
-            _life: PhantomData,
-            _not_send: PhantomData,
-        })
+        let guard = self.inner.lock.lock_write(Wait::Forever)?;
+        // SAFETY: the payload holds an initialised `T`, mapped while `self` lives, writable
+        // (this is not a read-only handle), and `guard` holds the write lock.
+        Ok(unsafe { FcntlWriteGuard::new(self.inner.payload.cast(), guard) })
     }
 }
 

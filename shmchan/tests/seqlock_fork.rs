@@ -180,7 +180,7 @@ fn stopped_writer_is_reported_by_pid_and_never_stolen_from() {
     }
     assert!(matches!(
         s.try_write(|v| *v = 99),
-        Err(Error::Timeout { .. })
+        Err(Error::WouldBlock { .. })
     ));
     assert_eq!(
         s.read(),

@@ -5,6 +5,7 @@
 //! and are crate-internal. `docs/locking.md` explains the memory-ordering argument, crash
 //! recovery and the fcntl pitfalls.
 
+pub(crate) mod fcntl_guard;
 pub(crate) mod owner_lock;
 pub(crate) mod record_lock;
 pub(crate) mod seqlock;

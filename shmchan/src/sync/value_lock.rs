@@ -207,7 +207,13 @@ impl LockBackend for SeqLock {
     ) -> Result<R> {
         // SAFETY: an initialised, writable region for `T`, mapped during the call (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        let how = raw.owner().acquire(timeout)?;
+        let how = raw.owner().acquire(timeout).map_err(|e| match e {
+            // `try_write`: same answer as the fcntl lock's non-blocking attempt.
+            Error::Timeout { .. } if timeout == Some(Duration::ZERO) => Error::WouldBlock {
+                what: "taking the seqlock writer lock (another live writer holds it)",
+            },
+            e => e,
+        })?;
         let _guard = OwnerGuard(raw.owner());
         let report = timeout.is_some();
         match how {

@@ -1,0 +1,109 @@
+//! Guards that give in-place access to an [`FcntlLock`](crate::FcntlLock)ed value while its
+//! record lock is held.
+
+use super::record_lock::RecordGuard;
+use crate::ShmSafe;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+/// Shared access to an [`FcntlLock`](crate::FcntlLock)ed value while its read lock is held;
+/// derefs to `&T`. From [`Shared::lock_read`](crate::Shared::lock_read).
+///
+/// The reference points into shared memory. It is sound because every process that follows the
+/// protocol takes the write lock before writing; a process that writes without it breaks that
+/// promise (as it would for any lock).
+///
+/// # Examples
+///
+/// ```
+/// let s = shmchan::Shared::<u64, shmchan::FcntlLock>::anonymous(3)?;
+/// let g = s.lock_read()?;
+/// assert_eq!(*g + 1, 4);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct FcntlReadGuard<'a, T: ShmSafe> {
+    ptr: NonNull<T>,
+    _guard: RecordGuard,
+    _life: PhantomData<&'a T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Exclusive access to an [`FcntlLock`](crate::FcntlLock)ed value while its write lock is held;
+/// derefs to `&mut T`. From [`Shared::lock_write`](crate::Shared::lock_write). See
+/// [`FcntlReadGuard`] for why the reference is sound.
+///
+/// # Examples
+///
+/// ```
+/// let s = shmchan::Shared::<[u8; 4], shmchan::FcntlLock>::anonymous(*b"abcd")?;
+/// let mut g = s.lock_write()?;
+/// g[0] = b'x';
+/// drop(g); // releases the lock
+/// assert_eq!(&s.read(), b"xbcd");
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct FcntlWriteGuard<'a, T: ShmSafe> {
+    ptr: NonNull<T>,
+    _guard: RecordGuard,
+    _life: PhantomData<&'a mut T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> core::ops::Deref for FcntlReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the payload holds an initialised `T`, stays mapped for `'a`, and the read lock
+        // (held until the guard drops) keeps writers out.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> core::ops::Deref for FcntlWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: as for the read guard; the write lock excludes everyone else.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> core::ops::DerefMut for FcntlWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the write lock (held until the guard drops) excludes every other reader and
+        // writer; `&mut self` makes this the only reference derived from the guard.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: ShmSafe> FcntlReadGuard<'_, T> {
+    /// A guard over the value at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to an initialised `T` that stays mapped for `'a`, and `guard` holds the
+    /// read (or write) lock that every writer of that value takes.
+    pub(crate) unsafe fn new(ptr: NonNull<T>, guard: RecordGuard) -> Self {
+        FcntlReadGuard {
+            ptr,
+            _guard: guard,
+            _life: PhantomData,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> FcntlWriteGuard<'_, T> {
+    /// A guard over the value at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to an initialised, writable `T` that stays mapped for `'a`, and `guard`
+    /// holds the write lock that every reader and writer of that value takes.
+    pub(crate) unsafe fn new(ptr: NonNull<T>, guard: RecordGuard) -> Self {
+        FcntlWriteGuard {
+            ptr,
+            _guard: guard,
+            _life: PhantomData,
+            _not_send: PhantomData,
+        }
+    }
+}
