@@ -576,8 +576,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut T::ViewMut<'_>) -> R) -> R {
         self.write(|value| {
-            // SAFETY: `value` is a unique reference (a private copy for SeqLock, the shared value
-            // under the write lock for FcntlLock), valid and exclusive for the closure.
+            // SAFETY: `value` is a unique reference to a private copy, valid and exclusive for
+            // the closure.
             let mut view = unsafe { T::view_mut(value) };
             f(&mut view)
         })

@@ -189,6 +189,18 @@ fn a_panicking_writer_publishes_nothing_and_frees_the_lock() {
     assert_eq!(s.read(), [1, 1]);
     s.try_write(|v| v[1] = 3).unwrap();
     assert_eq!(s.read(), [1, 3]);
+
+    let f = Shared::<[u64; 2], FcntlLock>::anonymous([1, 1]).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f.write(|v| {
+            v[0] = 2;
+            panic!("writer bug");
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(f.read(), [1, 1]);
+    f.try_write(|v| v[1] = 3).unwrap();
+    assert_eq!(f.read(), [1, 3]);
 }
 
 /// The payload starts with the owner word (u64 index 0); the sequence is at byte 128 (index 16).

@@ -54,6 +54,8 @@ struct LocalState {
     writer: bool,
     /// Which thread, to refuse a nested lock from it instead of deadlocking.
     writer_thread: Option<std::thread::ThreadId>,
+    /// A first reader is taking the kernel read lock (outside the mutex).
+    acquiring: bool,
     /// Threads waiting on the condition variable (notify only when > 0: it costs a syscall).
     waiting: usize,
 }
@@ -193,15 +195,24 @@ impl RecordLock {
         let local = self.local()?;
         let mut st = local.state();
         refuse_nested(&st)?;
-        while st.writer {
+        // Wait out a local writer, and a local reader that is taking the kernel lock.
+        while st.writer || st.acquiring {
             let (s, ok) = local.wait(st, wait);
             st = s;
-            if !ok && st.writer {
+            if !ok && (st.writer || st.acquiring) {
                 return Err(busy(wait, None));
             }
         }
         if st.readers == 0 {
-            kernel_lock(&local.fd, LockType::Read, wait)?;
+            // First reader of this process: take the kernel read lock without holding the
+            // mutex, so that other threads keep their own deadlines meanwhile.
+            st.acquiring = true;
+            drop(st);
+            let taken = kernel_lock(&local.fd, LockType::Read, wait);
+            st = local.state();
+            st.acquiring = false;
+            local.notify(&st);
+            taken?;
         }
         st.readers += 1;
         drop(st);
@@ -221,10 +232,10 @@ impl RecordLock {
         let local = self.local()?;
         let mut st = local.state();
         refuse_nested(&st)?;
-        while st.writer || st.readers > 0 {
+        while st.writer || st.readers > 0 || st.acquiring {
             let (s, ok) = local.wait(st, wait);
             st = s;
-            if !ok && (st.writer || st.readers > 0) {
+            if !ok && (st.writer || st.readers > 0 || st.acquiring) {
                 return Err(busy(wait, None));
             }
         }

@@ -359,11 +359,17 @@ impl LockBackend for FcntlLock {
             Some(d) => Wait::Until(Instant::now() + d),
         };
         let _guard = self.lock.lock_write(wait)?;
-        // SAFETY: an initialised, writable `T` (caller); the write lock excludes every other
-        // reader and writer that follows the protocol for as long as `_guard` lives, which
-        // outlives the reference.
-        let value = unsafe { &mut *payload.cast::<T>().as_ptr() };
-        Ok(f(value))
+        let slot = payload.cast::<T>().as_ptr();
+        // `f` works on a private copy, written back only when it returns: a panicking `f`
+        // leaves the shared value as it was, as with the seqlock (`lock_write()` is the
+        // in-place alternative).
+        // SAFETY: an initialised `T` (caller); the write lock excludes every other reader and
+        // writer that follows the protocol while `_guard` lives.
+        let mut value = unsafe { slot.read() };
+        let r = f(&mut value);
+        // SAFETY: as above, and the mapping is writable (caller).
+        unsafe { slot.write(value) };
+        Ok(r)
     }
 
     fn segment_gone(&mut self, key: Option<Key>, removed: bool) {
