@@ -310,8 +310,8 @@ impl LockBackend for FcntlLock {
     }
 
     unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T) {
-        // SAFETY: aligned (128 >= align_of::<T>() for any reasonable T; the segment checks the
-        // type's alignment against the payload's), payload_len bytes, writable, not yet shared.
+        // SAFETY: the payload is 128-aligned and `Shared` refuses types aligned to more than 128
+        // (`check_type`), so it is aligned for `T`; payload_len bytes, writable, not yet shared.
         unsafe {
             payload.write_bytes(0, Self::payload_len::<T>());
             payload.cast::<T>().write(*value);
