@@ -335,6 +335,32 @@ mod tests {
     }
 
     #[test]
+    fn miri_reader_never_sees_torn_value_with_a_partial_last_word() {
+        // 20 bytes: two whole words and a half-used third one.
+        let writes: u32 = if cfg!(miri) { 40 } else { 10_000 };
+        let region = HeapRegion::new([0u32; 5]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let lock = region.lock();
+                let mut last = 0;
+                while last != writes {
+                    let v = lock.read();
+                    assert!(v.iter().all(|&x| x == v[0]), "torn read: {v:?}");
+                    assert!(v[0] >= last);
+                    last = v[0];
+                }
+            });
+            s.spawn(|| {
+                let lock = region.lock();
+                for i in 1..=writes {
+                    // SAFETY: the only writer thread; the heap region is writable.
+                    unsafe { lock.publish(&[i; 5]) };
+                }
+            });
+        });
+    }
+
+    #[test]
     fn miri_writer_killed_while_writing_copy0_leaves_old_value_readable() {
         let region = HeapRegion::new([7u64; 4]);
         let lock = region.lock();
