@@ -110,24 +110,35 @@ fn writer_killed_at_random_points_of_large_writes_never_leaves_a_torn_value() {
     let s = Shared::<[u64; N], SeqLock>::anonymous([0; N]).unwrap();
     let hs = Handshake::new();
     let mut died_holding = 0;
+    let mut killed_in_copy0 = 0;
     for round in 0..8u64 {
-        hs.set(0);
         let base = (round + 1) * 1_000_000;
         let mut child = Child::spawn(|| {
             for i in base.. {
                 s.write(|v| *v = [i; N]);
-                // Acknowledge each complete write; the first one also releases the parent.
+                // Acknowledge each complete write (no system call: the child stays in its loop,
+                // almost all of its time inside `write`).
                 hs.counter().store(i, Ordering::Release);
-                if i == base {
-                    hs.set(1);
-                }
             }
             0
         });
-        hs.wait_for(1);
+        // Kill it a few writes into its loop (not right after a wake-up, when it may be
+        // descheduled between two writes).
+        let target = base + 2 + round % 3;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while hs.counter().load(Ordering::Acquire) < target {
+            assert!(
+                Instant::now() < deadline,
+                "the writer child never got going"
+            );
+            std::thread::yield_now();
+        }
         child.signal(libc::SIGKILL);
         child.wait();
         let acked = hs.counter().load(Ordering::Acquire);
+        // Sequence word (payload byte 128): odd = killed while writing copy 0.
+        let seq = s.segment().load_u64(16).expect("sequence word");
+        killed_in_copy0 += seq & 1;
         let v = s.read();
         assert!(uniform(&v), "torn value after a crash in round {round}");
         assert!(
@@ -149,6 +160,9 @@ fn writer_killed_at_random_points_of_large_writes_never_leaves_a_torn_value() {
         assert!(t.elapsed() < Duration::from_millis(100));
         assert_eq!(s.read(), [u64::MAX; N]);
     }
+    eprintln!(
+        "the kill landed inside a write in {died_holding} of 8 rounds, {killed_in_copy0} of them while copy 0 was being written"
+    );
     assert!(died_holding > 0, "the kill never landed inside a write");
 }
 

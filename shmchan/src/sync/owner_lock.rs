@@ -110,6 +110,9 @@ impl OwnerWord {
         let (me, my_pid) = me();
         let deadline = timeout.map(|d| Instant::now() + d);
         let mut spins = 0;
+        // Look at the owner in /proc when first blocked and after each sleep that timed out (a
+        // live owner releases and wakes us; a dead one never does): not after every wake-up.
+        let mut check_liveness = true;
         loop {
             let cur = self.owner.load(Ordering::Relaxed);
             if cur == 0 {
@@ -133,25 +136,30 @@ impl OwnerWord {
                 core::hint::spin_loop();
                 continue;
             }
-            if let Some(how) = self.take_if_dead(cur, me, my_pid) {
-                return Ok(how);
-            }
             let remaining = match deadline {
-                None => CHECK_INTERVAL,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(self.timeout_error(cur));
-                    }
-                    (d - now).min(CHECK_INTERVAL)
+                None => Some(CHECK_INTERVAL),
+                Some(d) => d
+                    .checked_duration_since(Instant::now())
+                    .filter(|r| !r.is_zero())
+                    .map(|r| r.min(CHECK_INTERVAL)),
+            };
+            if check_liveness || remaining.is_none() {
+                check_liveness = false;
+                if let Some(how) = self.take_if_dead(cur, me, my_pid) {
+                    return Ok(how);
                 }
+            }
+            let Some(remaining) = remaining else {
+                return Err(self.timeout_error(cur));
             };
             // Read the wake counter before announcing ourselves and re-checking the owner: a
             // release after the re-check bumps it, so the futex wait returns at once.
             let seen = self.wake.load(Ordering::Acquire);
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            if self.owner.load(Ordering::SeqCst) == cur {
-                futex::wait(&self.wake, seen, Some(remaining));
+            if self.owner.load(Ordering::SeqCst) == cur
+                && futex::wait(&self.wake, seen, Some(remaining)) == futex::WaitOutcome::TimedOut
+            {
+                check_liveness = true;
             }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
