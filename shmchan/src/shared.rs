@@ -6,14 +6,18 @@
 //! [`try_write`](Shared::try_write), [`write_timeout`](Shared::write_timeout). The lock decides
 //! what happens underneath (see [`SeqLock`] and [`FcntlLock`]).
 
-use crate::segment::{Expect, Key, Segment, SegmentInfo, SegmentKind, SegmentSpec};
+mod inner;
+mod reader;
+
+pub use reader::SharedReader;
+
+use crate::segment::{Key, Segment, SegmentInfo};
 use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
 use crate::sync::record_lock::Wait;
 use crate::sync::value_lock::LockBackend;
-use crate::{Error, FcntlLock, Result, SeqLock, ShmSafe};
-use core::marker::PhantomData;
+use crate::{FcntlLock, Result, SeqLock, ShmSafe};
 use core::mem::ManuallyDrop;
-use core::ptr::NonNull;
+use inner::{Inner, read_guard, with_view, zeroed};
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,162 +42,6 @@ use std::time::Duration;
 pub trait Lock: LockBackend {}
 impl Lock for SeqLock {}
 impl Lock for FcntlLock {}
-
-/// The segment, the lock and the payload address: what both handle types hold.
-struct Inner<T: ShmSafe, L: Lock> {
-    seg: ManuallyDrop<Segment>,
-    lock: L,
-    payload: NonNull<u8>,
-    /// The segment's key, kept for after the segment is gone.
-    seg_key: Option<Key>,
-    /// `seg` was taken out and removed.
-    removed: bool,
-    _t: PhantomData<T>,
-}
-
-// SAFETY: `payload` points into the mapping owned by `seg`, which lives as long as `Inner`; every
-// access through it follows the lock protocol (atomics for the seqlock, the record lock for
-// fcntl), which is what makes concurrent access from threads and processes sound. `Segment` and
-// the locks are themselves Send + Sync.
-unsafe impl<T: ShmSafe, L: Lock> Send for Inner<T, L> {}
-// SAFETY: as above.
-unsafe impl<T: ShmSafe, L: Lock> Sync for Inner<T, L> {}
-
-fn spec<T: ShmSafe, L: Lock>(lock: &L) -> SegmentSpec<'_> {
-    let mut spec = SegmentSpec::new(
-        SegmentKind::Value,
-        L::KIND,
-        &T::LAYOUT,
-        T::FINGERPRINT,
-        L::payload_len::<T>(),
-    );
-    spec.lock_path = lock.lock_path();
-    spec
-}
-
-fn expect<T: ShmSafe, L: Lock>() -> Expect {
-    Expect {
-        kind: SegmentKind::Value,
-        lock_kind: L::KIND,
-        fingerprint: T::FINGERPRINT,
-        type_name: T::LAYOUT.type_name,
-        payload_len: Some(L::payload_len::<T>()),
-    }
-}
-
-fn check_type<T: ShmSafe>() -> Result<()> {
-    if align_of::<T>() > 128 {
-        return Err(Error::InvalidArgument {
-            what: format!(
-                "`{}` needs {}-byte alignment; shared values support at most 128",
-                T::LAYOUT.type_name,
-                align_of::<T>()
-            ),
-        });
-    }
-    Ok(())
-}
-
-impl<T: ShmSafe, L: Lock> Inner<T, L> {
-    fn new(seg: Segment, lock: L) -> Result<Self> {
-        let payload = NonNull::new(seg.payload_ptr()).ok_or_else(|| Error::Corrupted {
-            what: "the segment has no payload mapping".into(),
-        })?;
-        if seg.payload_len() < L::payload_len::<T>() {
-            return Err(Error::Corrupted {
-                what: format!(
-                    "the payload is {} bytes, a `{}` needs {}",
-                    seg.payload_len(),
-                    T::LAYOUT.type_name,
-                    L::payload_len::<T>()
-                ),
-            });
-        }
-        Ok(Inner {
-            seg_key: seg.key(),
-            seg: ManuallyDrop::new(seg),
-            lock,
-            payload,
-            removed: false,
-            _t: PhantomData,
-        })
-    }
-
-    fn create_with(
-        value: T,
-        make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
-    ) -> Result<Self> {
-        check_type::<T>()?;
-        let mut lock = L::create_lock()?;
-        let mut init = |p: *mut u8| {
-            // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
-            // of `payload_len::<T>()` bytes before anyone else can open it.
-            unsafe { L::init(p, &value) }
-        };
-        match make(&spec::<T, L>(&lock), &mut init) {
-            Ok(seg) => Self::new(seg, lock),
-            Err(e) => {
-                // Creation failed: nobody else knows the lock file.
-                lock.segment_gone(None, true);
-                Err(e)
-            }
-        }
-    }
-
-    fn open(key: Key, read_only: bool) -> Result<Self> {
-        check_type::<T>()?;
-        let seg = Segment::open(key, &expect::<T, L>(), read_only)?;
-        let lock = L::open_lock(&seg)?;
-        Self::new(seg, lock)
-    }
-
-    fn open_or_create(key: Key, value: T) -> Result<Self> {
-        check_type::<T>()?;
-        let mut lock = L::create_lock()?;
-        let init = |p: *mut u8| {
-            // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
-            // open the segment.
-            unsafe { L::init(p, &value) }
-        };
-        let seg = match Segment::open_or_create(key, &spec::<T, L>(&lock), &expect::<T, L>(), init)
-        {
-            Ok(seg) => seg,
-            Err(e) => {
-                lock.segment_gone(None, true);
-                return Err(e);
-            }
-        };
-        if seg.header().lock_path.as_deref() == lock.lock_path() {
-            return Self::new(seg, lock);
-        }
-        // We opened a segment someone else created: use its lock file, drop ours.
-        lock.segment_gone(None, true);
-        let lock = L::open_lock(&seg)?;
-        Self::new(seg, lock)
-    }
-
-    fn read(&self, timeout: Option<Duration>) -> Result<T> {
-        // SAFETY: the payload was initialised for `T` by this lock kind (the header's kind,
-        // lock kind, fingerprint and payload length were checked) and stays mapped while `self`.
-        unsafe { self.lock.read(self.payload, timeout) }
-    }
-
-    fn write<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        // SAFETY: as in `read`; `Shared` (the only caller) holds a writable mapping.
-        unsafe { self.lock.write(self.payload, timeout, f) }
-    }
-}
-
-impl<T: ShmSafe, L: Lock> Drop for Inner<T, L> {
-    fn drop(&mut self) {
-        let key = self.seg_key;
-        if !self.removed {
-            // SAFETY: `seg` was not taken (`removed` is false) and is not used after this.
-            drop(unsafe { ManuallyDrop::take(&mut self.seg) });
-        }
-        self.lock.segment_gone(key, self.removed);
-    }
-}
 
 /// A `T` in shared memory, paired with a lock `L` ([`SeqLock`] by default, or [`FcntlLock`]).
 ///
@@ -223,34 +71,14 @@ pub struct Shared<T: ShmSafe, L: Lock = SeqLock> {
     inner: Inner<T, L>,
 }
 
-/// A read-only handle on a shared value: [`read`](Self::read) and
-/// [`with_view`](Self::with_view), no write methods. The segment is attached read-only
-/// (`SHM_RDONLY` / `PROT_READ`), so even a bug cannot write it.
-///
-/// # Examples
-///
-/// ```
-/// use shmchan::{Key, SeqLock, Shared};
-///
-/// let key = Key::name(&format!("/shmchan-doc-reader-{}", std::process::id()))?;
-/// let w = Shared::<u64, SeqLock>::create_with(key, 41)?;
-/// let r = Shared::<u64, SeqLock>::open_read_only(key)?;
-/// w.write(|n| *n += 1);
-/// assert_eq!(r.read(), 42);
-/// # Ok::<(), shmchan::Error>(())
-/// ```
-pub struct SharedReader<T: ShmSafe, L: Lock = SeqLock> {
-    inner: Inner<T, L>,
-}
-
 impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// A new anonymous shared value (`mmap(MAP_SHARED | MAP_ANONYMOUS)`), shared with the
     /// children this process `fork`s afterwards.
     ///
     /// # Errors
     ///
-    /// [`Error::NoMemory`] if the mapping is refused; for [`FcntlLock`], the errors of creating
-    /// the lock file (e.g. [`Error::PermissionDenied`]).
+    /// [`Error::NoMemory`](crate::Error::NoMemory) if the mapping is refused; for [`FcntlLock`], the errors of creating
+    /// the lock file (e.g. [`Error::PermissionDenied`](crate::Error::PermissionDenied)).
     ///
     /// # Examples
     ///
@@ -269,8 +97,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Exists`] if a segment with this key exists; the segment errors of creation
-    /// ([`Error::InvalidSize`], [`Error::NoSpace`], [`Error::PermissionDenied`]...).
+    /// [`Error::Exists`](crate::Error::Exists) if a segment with this key exists; the segment errors of creation
+    /// ([`Error::InvalidSize`](crate::Error::InvalidSize), [`Error::NoSpace`](crate::Error::NoSpace), [`Error::PermissionDenied`](crate::Error::PermissionDenied)...).
     ///
     /// # Examples
     ///
@@ -313,9 +141,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another type;
-    /// [`Error::KindMismatch`] for another lock kind or a channel; [`Error::NotShmchan`] for a
-    /// foreign segment; [`Error::PermissionDenied`].
+    /// [`Error::NotFound`](crate::Error::NotFound); [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) for another type;
+    /// [`Error::KindMismatch`](crate::Error::KindMismatch) for another lock kind or a channel; [`Error::NotShmchan`](crate::Error::NotShmchan) for a
+    /// foreign segment; [`Error::PermissionDenied`](crate::Error::PermissionDenied).
     ///
     /// # Examples
     ///
@@ -411,7 +239,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// Never with [`SeqLock`]; with [`FcntlLock`], [`Error::Os`] naming the failing `fcntl` or
+    /// Never with [`SeqLock`]; with [`FcntlLock`], [`Error::Os`](crate::Error::Os) naming the failing `fcntl` or
     /// `open`.
     ///
     /// # Examples
@@ -431,7 +259,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`], and those of [`try_read`](Self::try_read).
+    /// [`Error::Timeout`](crate::Error::Timeout), and those of [`try_read`](Self::try_read).
     ///
     /// # Examples
     ///
@@ -481,10 +309,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] when another live writer (or, for [`FcntlLock`], a reader) holds
-    /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`]
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) when another live writer (or, for [`FcntlLock`], a reader) holds
+    /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`](crate::Error::WriterDied)
     /// when the holder was dead: the lock was recovered and `f` did **not** run (call again);
-    /// [`Error::InvalidArgument`] for a nested write.
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a nested write.
     ///
     /// # Examples
     ///
@@ -501,14 +329,14 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// Like [`write`](Self::write), waiting at most `timeout` for the lock.
     ///
     /// A stopped holder (`SIGSTOP`) is alive: it is never stolen from, and the wait ends with
-    /// [`Error::Timeout`] naming its pid.
+    /// [`Error::Timeout`](crate::Error::Timeout) naming its pid.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] with the holder's pid (when known); [`Error::WriterDied`] `{ pid }`
+    /// [`Error::Timeout`](crate::Error::Timeout) with the holder's pid (when known); [`Error::WriterDied`](crate::Error::WriterDied) `{ pid }`
     /// when the holder had died: the lock was recovered, the last complete value kept, and `f`
-    /// did **not** run (call again); [`Error::Corrupted`] when the lock word held an impossible
-    /// value (it was reset); [`Error::InvalidArgument`] for a nested write.
+    /// did **not** run (call again); [`Error::Corrupted`](crate::Error::Corrupted) when the lock word held an impossible
+    /// value (it was reset); [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a nested write.
     ///
     /// # Examples
     ///
@@ -652,7 +480,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::PermissionDenied`] without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
+    /// [`Error::PermissionDenied`](crate::Error::PermissionDenied) without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
     ///
     /// # Examples
     ///
@@ -745,175 +573,12 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     }
 }
 
-fn zeroed<T: ShmSafe>() -> T {
-    // SAFETY: `ShmSafe` types have no padding and every bit pattern is a valid value, so all
-    // zero bytes are a valid `T`.
-    unsafe { core::mem::zeroed() }
-}
-
-fn with_view<T: ShmSafe, R>(value: &T, f: impl FnOnce(T::View<'_>) -> R) -> R {
-    // SAFETY: `value` is a private copy: aligned, valid, and nobody writes it during the call.
-    f(unsafe { T::view(value) })
-}
-
-impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
-    /// A consistent snapshot of the value; see [`Shared::read`].
-    ///
-    /// # Panics
-    ///
-    /// As [`Shared::read`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert_eq!(r.read(), [1, 2]);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    #[inline]
-    pub fn read(&self) -> T {
-        // SAFETY: as in `Inner::read`: an initialised payload for `T` and this lock kind,
-        // mapped while `self` lives.
-        unsafe { self.inner.lock.read_or_panic(self.inner.payload) }
-    }
-
-    /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
-    ///
-    /// # Errors
-    ///
-    /// As [`Shared::try_read`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert_eq!(r.try_read()?, [1, 2]);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn try_read(&self) -> Result<T> {
-        self.inner.read(None)
-    }
-
-    /// A snapshot, giving up after `timeout`; see [`Shared::read_timeout`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Shared::read_timeout`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert_eq!(r.read_timeout(std::time::Duration::from_millis(10))?, [1, 2]);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
-        self.inner.read(Some(timeout))
-    }
-
-    /// Reads some fields of one consistent snapshot; see [`Shared::with_view`].
-    ///
-    /// # Panics
-    ///
-    /// As [`Shared::read`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert_eq!(r.with_view(|v| v.get(1)), Some(2));
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn with_view<R>(&self, f: impl FnOnce(T::View<'_>) -> R) -> R {
-        with_view(&self.read(), f)
-    }
-
-    /// The segment holding the value.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert!(r.segment().is_read_only());
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn segment(&self) -> &Segment {
-        &self.inner.seg
-    }
-
-    /// The key of the segment.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert_eq!(r.key(), Some(key));
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn key(&self) -> Option<Key> {
-        self.inner.seg.key()
-    }
-
-    /// Kernel metadata of the segment; see [`Shared::info`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Segment::info`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert!(r.info()?.size > 0);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.inner.seg.info()
-    }
-
-    /// The fcntl lock file, for [`FcntlLock`] values.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
-    /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
-    /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
-    /// assert!(r.lock_path().is_none());
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn lock_path(&self) -> Option<&Path> {
-        self.inner.lock.lock_path()
-    }
-}
-
-fn read_guard<T: ShmSafe>(inner: &Inner<T, FcntlLock>) -> Result<FcntlReadGuard<'_, T>> {
-    let guard = inner.lock.lock_read(Wait::Forever)?;
-    // SAFETY: the payload holds an initialised `T` (checked at open), mapped while `inner`
-    // lives, and `guard` holds the read lock.
-    Ok(unsafe { FcntlReadGuard::new(inner.payload.cast(), guard) })
-}
-
 impl<T: ShmSafe> Shared<T, FcntlLock> {
     /// Takes the read lock and gives shared access to the value in place until the guard drops.
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] naming the failing `fcntl`; [`Error::InvalidArgument`] when this thread
+    /// [`Error::Os`](crate::Error::Os) naming the failing `fcntl`; [`Error::InvalidArgument`](crate::Error::InvalidArgument) when this thread
     /// already holds the write lock.
     ///
     /// # Examples
@@ -933,7 +598,7 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     ///
     /// # Errors
     ///
-    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`] when this thread already
+    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`](crate::Error::InvalidArgument) when this thread already
     /// holds a lock of this value.
     ///
     /// # Examples
@@ -955,30 +620,9 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     }
 }
 
-impl<T: ShmSafe> SharedReader<T, FcntlLock> {
-    /// Takes the read lock; see [`Shared::lock_read`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Shared::lock_read`].
-    pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
-        read_guard(&self.inner)
-    }
-}
-
 impl<T: ShmSafe, L: Lock> core::fmt::Debug for Shared<T, L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Shared")
-            .field("type", &T::LAYOUT.type_name)
-            .field("lock", &L::KIND)
-            .field("key", &self.key())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: ShmSafe, L: Lock> core::fmt::Debug for SharedReader<T, L> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SharedReader")
             .field("type", &T::LAYOUT.type_name)
             .field("lock", &L::KIND)
             .field("key", &self.key())
