@@ -46,6 +46,7 @@ pub mod view;
 #[doc(hidden)]
 pub mod __private;
 
+pub use channel::{Receiver, Sender, channel};
 pub use error::{Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,

@@ -91,6 +91,22 @@ pub(crate) fn liveness_low32(id: u32, start_low32: u32) -> Liveness {
     }
 }
 
+/// Registers fork handlers (`pthread_atfork`): `prepare` runs in the forking thread before
+/// `fork`, `parent` and `child` after it in each process. glibc's `fork()` runs them; raw
+/// `clone` and `posix_spawn` do not.
+///
+/// Returns the `errno` on failure (`ENOMEM`).
+pub(crate) fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> Result<(), i32> {
+    // SAFETY: the three handlers are plain `extern "C"` functions that live for the whole
+    // program; pthread_atfork only records them.
+    let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if r == 0 { Ok(()) } else { Err(r) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

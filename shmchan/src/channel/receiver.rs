@@ -1,0 +1,377 @@
+//! The receiving end.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::liveness::{Membership, PeerState};
+use super::memory::RingMemory;
+use super::ring::{Consumer, Geometry, RingHeader};
+use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
+use crate::{Error, Result, ShmSafe};
+
+/// The receiving end of a channel: a single consumer.
+///
+/// Create it with [`channel`](crate::channel()) (anonymous, before `fork`) or
+/// [`Receiver::open`]/[`Receiver::create`] (keyed). It may move between threads (`Send`) but not
+/// be shared by them (not `Sync`); after a `fork`, use it in one process only.
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = shmchan::channel::<u64>(16)?;
+/// tx.send(7)?;
+/// drop(tx);
+/// assert_eq!(rx.recv()?, 7);
+/// assert!(matches!(rx.recv(), Err(shmchan::Error::Disconnected)));
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct Receiver<T: ShmSafe> {
+    ring: Consumer<T>,
+    geometry: Geometry,
+    membership: Option<Membership>,
+    strategy: Cell<WaitStrategy>,
+    last_peer_check: Cell<Option<Instant>>,
+    // Last: unmapped after the fields above, which point into it, are gone.
+    memory: Arc<RingMemory>,
+}
+
+// SAFETY: a `Receiver` is the only consumer of its ring; moving it to another thread moves that
+// role with it. Its `Cell`s make it `!Sync`, so two threads never use it at once.
+unsafe impl<T: ShmSafe> Send for Receiver<T> {}
+
+impl<T: ShmSafe> Receiver<T> {
+    /// Takes the consumer role on a ring already validated for `geometry`.
+    pub(crate) fn attach(memory: Arc<RingMemory>, geometry: Geometry) -> Receiver<T> {
+        // SAFETY: `memory` holds a ring initialised or validated for `geometry` and stays
+        // mapped while `self.memory` lives, which outlives `ring` (field order).
+        let ring = unsafe { Consumer::new(memory.base(), &geometry) };
+        // SAFETY: the side lies in the same mapping, kept alive as above.
+        let membership = unsafe { Membership::join(&ring.header().receiver.0) };
+        Receiver {
+            ring,
+            geometry,
+            membership: Some(membership),
+            strategy: Cell::new(WaitStrategy::default()),
+            last_peer_check: Cell::new(None),
+            memory,
+        }
+    }
+
+    fn header(&self) -> &RingHeader {
+        self.ring.header()
+    }
+
+    /// Receives the next message, blocking while the channel is empty.
+    ///
+    /// Messages arrive exactly once, in the order they were sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] once the channel is empty and the sender dropped its end or its
+    /// process died (every message committed before that is delivered first; a killed sender is
+    /// noticed within [`LIVENESS_INTERVAL`] of blocking); [`Error::Corrupted`] if another process
+    /// wrote impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u32>(4)?;
+    /// std::thread::spawn(move || tx.send(5));
+    /// assert_eq!(rx.recv()?, 5);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn recv(&self) -> Result<T> {
+        self.recv_until(None)?.ok_or_else(|| unreachable_timeout())
+    }
+
+    /// Receives the next message, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if nothing arrived in time; otherwise as for [`recv`](Receiver::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (_tx, rx) = shmchan::channel::<u32>(4)?;
+    /// let e = rx.recv_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert!(matches!(e, shmchan::Error::Timeout { .. }));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T> {
+        self.recv_until(Instant::now().checked_add(timeout))?
+            .ok_or_else(|| Error::Timeout {
+                what: "a message on the channel".into(),
+                holder_pid: None,
+            })
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Option<T>> {
+        if let Some(v) = self.try_recv()? {
+            return Ok(Some(v));
+        }
+        wait::block_on(
+            &self.header().rx_wait.0,
+            self.strategy.get(),
+            deadline,
+            || self.try_recv(),
+            || self.check_sender(),
+        )
+    }
+
+    /// Receives a message if one is ready, without blocking: `Ok(None)` when the channel is
+    /// empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
+    /// [`Error::Corrupted`] on impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u32>(4)?;
+    /// assert_eq!(rx.try_recv()?, None);
+    /// tx.send(3)?;
+    /// assert_eq!(rx.try_recv()?, Some(3));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_recv(&self) -> Result<Option<T>> {
+        if let Some(m) = &self.membership {
+            m.refresh_after_fork();
+        }
+        if let Some(v) = self.ring.try_pop()? {
+            wait::notify(&self.header().tx_wait.0);
+            return Ok(Some(v));
+        }
+        if self.sender_closed()? {
+            // Messages committed just before the close may have arrived since the first look.
+            return match self.ring.try_pop()? {
+                Some(v) => Ok(Some(v)),
+                None => Err(Error::Disconnected),
+            };
+        }
+        Ok(None)
+    }
+
+    /// On an empty ring: whether the sender's end is closed (Acquire on `closed`: the sender's
+    /// last `tail` store happened before it closed, so a re-check after this sees every message
+    /// it committed). Also checks the header's constants, and now and then the sender's
+    /// liveness.
+    fn sender_closed(&self) -> Result<bool> {
+        let header = self.header();
+        if header.sender.0.is_closed() {
+            return Ok(true);
+        }
+        self.geometry.check_unchanged(header)?;
+        let now = Instant::now();
+        match self.last_peer_check.get() {
+            Some(t) if now.duration_since(t) < LIVENESS_INTERVAL => Ok(false),
+            _ => {
+                self.last_peer_check.set(Some(now));
+                self.check_sender()?;
+                Ok(header.sender.0.is_closed())
+            }
+        }
+    }
+
+    /// After a timeout: if every sender died, close the side; `try_recv` then drains and
+    /// reports `Disconnected`.
+    fn check_sender(&self) -> Result<()> {
+        let _ = self.header().sender.0.check_peer();
+        Ok(())
+    }
+
+    /// Receives up to `max` messages into `out` (appended), blocking until at least one is
+    /// ready, with one index update; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Receiver::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u8>(8)?;
+    /// tx.send_batch(&[1, 2, 3, 4])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(rx.recv_batch(&mut out, 3)?, 3);
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        let n = self.try_recv_batch(out, max)?;
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        let first = self.recv()?;
+        out.push(first);
+        Ok(1 + self.try_recv_batch(out, max - 1)?)
+    }
+
+    /// Receives up to `max` ready messages into `out` (appended) without blocking, with one
+    /// index update; returns how many (0 if the channel is empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
+    /// [`Error::Corrupted`] on impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u8>(8)?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(rx.try_recv_batch(&mut out, 8)?, 0);
+    /// tx.send(9)?;
+    /// assert_eq!(rx.try_recv_batch(&mut out, 8)?, 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        if let Some(m) = &self.membership {
+            m.refresh_after_fork();
+        }
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.ring.try_pop_into(out, max)?;
+        if n > 0 {
+            wait::notify(&self.header().tx_wait.0);
+            return Ok(n);
+        }
+        if self.sender_closed()? {
+            let n = self.ring.try_pop_into(out, max)?;
+            return if n > 0 { Ok(n) } else { Err(Error::Disconnected) };
+        }
+        Ok(0)
+    }
+
+    /// Chooses how a blocked `recv` waits (spin, sleep, or both).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::channel::WaitStrategy;
+    ///
+    /// let (_tx, rx) = shmchan::channel::<u8>(4)?;
+    /// rx.set_wait_strategy(WaitStrategy::Spin);
+    /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn set_wait_strategy(&self, strategy: WaitStrategy) {
+        self.strategy.set(strategy);
+    }
+
+    /// How a blocked `recv` waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = shmchan::channel::<u8>(4)?;
+    /// assert_eq!(rx.wait_strategy(), shmchan::channel::WaitStrategy::Adaptive);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy.get()
+    }
+
+    /// The capacity in messages (the requested one rounded up to a power of two).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = shmchan::channel::<u8>(3)?;
+    /// assert_eq!(rx.capacity(), 4);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity() as usize
+    }
+
+    /// Messages ready to be received (reads the shared index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] on impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u8>(4)?;
+    /// tx.send(1)?;
+    /// assert_eq!(rx.len()?, 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.ring.ready()? as usize)
+    }
+
+    /// Whether no message is ready.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] on impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = shmchan::channel::<u8>(4)?;
+    /// assert!(rx.is_empty()?);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Whether the sending end is known to be closed (dropped, or found dead). Messages may
+    /// still be waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u8>(4)?;
+    /// drop(tx);
+    /// assert!(rx.is_disconnected());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
+        self.header().sender.0.is_closed()
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<RingMemory> {
+        &self.memory
+    }
+}
+
+fn unreachable_timeout() -> Error {
+    // `recv_until(None)` only returns `Ok(None)` if a deadline passed, and there is none.
+    Error::Timeout {
+        what: "a message on the channel (no deadline was set: this is a bug)".into(),
+        holder_pid: None,
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("type", &T::LAYOUT.type_name)
+            .field("capacity", &self.capacity())
+            .field("sender_pids", &self.header().sender.0.holder_pids())
+            .finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        if let Some(m) = self.membership.take() {
+            // Wake a sender blocked on a full ring: it must now see the closed end.
+            if m.leave() {
+                wait::notify(&self.header().tx_wait.0);
+            }
+        }
+    }
+}

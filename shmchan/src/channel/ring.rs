@@ -1,0 +1,495 @@
+//! The single-producer single-consumer ring algorithm, over raw memory.
+//!
+//! Memory layout (offsets from the ring's base, which is 128-byte aligned):
+//!
+//! ```text
+//!    0  meta      magic, capacity, slot size/align, slots offset, message fingerprint (constant)
+//!  128  tail      producer's index (written by the producer only)
+//!  256  head      consumer's index (written by the consumer only)
+//!  384  rx_wait   consumer's futex word: 1 while the consumer may be asleep
+//!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
+//!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
+//! 1280  receiver  liveness of the receiving end
+//! 1920  slots     capacity x T (offset rounded up to T's alignment)
+//! ```
+//!
+//! Each hot word has its own 128-byte line (two 64-byte lines: adjacent-line prefetch pairs them)
+//! so the producer's and the consumer's stores never contend for a line.
+//!
+//! Indices are free-running `u64`s (they never wrap in practice); slot `i` lives at `i & mask`.
+//! The producer owns slots `tail..head + cap`, the consumer slots `head..tail`: ownership passes
+//! with the Release store of an index and the Acquire load that observes it, which is why slots
+//! are written and read with plain copies (see [`Producer::try_push`]). Each side keeps a private
+//! copy of the other's index and reads the shared one only when the copy says full (producer)
+//! or empty (consumer).
+//!
+//! Every index read from shared memory is validated: `tail - head` must lie in `0..=cap`, and a
+//! side's own shared index must equal its private copy (otherwise a second producer or consumer,
+//! or a scribbler, moved it). Slot addresses are computed from the *private* capacity, so a
+//! corrupted header can produce an error or a wrong message, never an out-of-bounds access.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::liveness::Side;
+use crate::{Error, Result, ShmSafe};
+
+/// `b"SHMRING1"`: marks an initialised ring.
+pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
+
+/// The largest capacity accepted (messages), after rounding up to a power of two.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+
+/// A value alone on a 128-byte line.
+#[repr(C, align(128))]
+pub(crate) struct CacheLine<T>(pub(crate) T);
+
+/// The ring's constant description, written once by the creator.
+#[repr(C)]
+pub(crate) struct Meta {
+    magic: AtomicU64,
+    capacity: AtomicU64,
+    slot_size: AtomicU64,
+    slot_align: AtomicU64,
+    slots_offset: AtomicU64,
+    fingerprint: AtomicU64,
+}
+
+/// The ring header in shared memory. Only atomics: all-zero bytes are valid, and another
+/// process may change any word at any time without making a reference to it unsound.
+#[repr(C)]
+pub(crate) struct RingHeader {
+    pub(crate) meta: CacheLine<Meta>,
+    pub(crate) tail: CacheLine<AtomicU64>,
+    pub(crate) head: CacheLine<AtomicU64>,
+    pub(crate) rx_wait: CacheLine<AtomicU32>,
+    pub(crate) tx_wait: CacheLine<AtomicU32>,
+    pub(crate) sender: CacheLine<Side>,
+    pub(crate) receiver: CacheLine<Side>,
+}
+
+#[cfg(test)]
+impl RingHeader {
+    /// Plays a hostile process rewriting the capacity word.
+    pub(crate) fn scribble_capacity(&self, capacity: u64) {
+        self.meta.0.capacity.store(capacity, Ordering::Relaxed);
+    }
+}
+
+/// The shape of a ring for message type `T`: computed by the creator, re-read and validated by
+/// an opener, and kept privately by every handle (slot addresses come from this copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) capacity: u64,
+    pub(crate) slot_size: u64,
+    pub(crate) slot_align: u64,
+    pub(crate) slots_offset: u64,
+    pub(crate) fingerprint: u64,
+}
+
+fn corrupted(what: impl Into<String>) -> Error {
+    Error::Corrupted { what: what.into() }
+}
+
+impl Geometry {
+    /// The geometry for `requested` messages of type `T`, capacity rounded up to a power of two.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a capacity of 0, above [`MAX_CAPACITY`], or whose byte size
+    /// overflows.
+    pub(crate) fn for_type<T: ShmSafe>(requested: usize) -> Result<Geometry> {
+        let invalid = |why: String| Error::InvalidArgument { what: why };
+        if requested == 0 {
+            return Err(invalid(
+                "channel capacity 0: a channel needs at least one slot".into(),
+            ));
+        }
+        let capacity = (requested as u64)
+            .checked_next_power_of_two()
+            .filter(|&c| c <= MAX_CAPACITY)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "channel capacity {requested} is above the limit of {MAX_CAPACITY} messages"
+                ))
+            })?;
+        let slot_size = size_of::<T>() as u64;
+        let slot_align = align_of::<T>() as u64;
+        let slots_offset = (size_of::<RingHeader>() as u64).next_multiple_of(slot_align);
+        let g = Geometry {
+            capacity,
+            slot_size,
+            slot_align,
+            slots_offset,
+            fingerprint: T::FINGERPRINT,
+        };
+        g.total_len().ok_or_else(|| {
+            invalid(format!(
+                "channel of {capacity} x {slot_size}-byte messages overflows the address space"
+            ))
+        })?;
+        Ok(g)
+    }
+
+    /// Bytes needed for the header and the slots, if that fits in an `isize`.
+    pub(crate) fn total_len(&self) -> Option<usize> {
+        let len = self
+            .capacity
+            .checked_mul(self.slot_size)?
+            .checked_add(self.slots_offset)?;
+        usize::try_from(len).ok().filter(|&l| l <= isize::MAX as usize)
+    }
+
+    /// Writes a fresh ring header (indices 0, no waiter, no holder) at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be 128-byte aligned and valid for writes of [`Self::total_len`] bytes, and no
+    /// other process may use the ring yet.
+    pub(crate) unsafe fn init(&self, base: *mut u8) {
+        // SAFETY: the caller guarantees `base` is aligned and writable for the header, which is
+        // smaller than `total_len`; all-zero bytes are a valid `RingHeader` (only atomics).
+        unsafe { std::ptr::write_bytes(base, 0, size_of::<RingHeader>()) };
+        // SAFETY: just initialised, aligned, and not yet shared.
+        let meta = unsafe { &(*(base as *const RingHeader)).meta.0 };
+        meta.capacity.store(self.capacity, Ordering::Relaxed);
+        meta.slot_size.store(self.slot_size, Ordering::Relaxed);
+        meta.slot_align.store(self.slot_align, Ordering::Relaxed);
+        meta.slots_offset.store(self.slots_offset, Ordering::Relaxed);
+        meta.fingerprint.store(self.fingerprint, Ordering::Relaxed);
+        // Release: an opener that sees the magic sees the rest (the segment's READY state
+        // already orders this; the ring does not rely on it).
+        meta.magic.store(RING_MAGIC, Ordering::Release);
+    }
+
+    /// Reads the geometry stored in `header` and checks it against the one `T` needs and the
+    /// `len` bytes that are mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if any word differs from what `T` and `len` imply.
+    pub(crate) fn validate<T: ShmSafe>(header: &RingHeader, len: usize) -> Result<Geometry> {
+        let meta = &header.meta.0;
+        if meta.magic.load(Ordering::Acquire) != RING_MAGIC {
+            return Err(corrupted("the ring header has no magic number"));
+        }
+        let found = Geometry {
+            capacity: meta.capacity.load(Ordering::Relaxed),
+            slot_size: meta.slot_size.load(Ordering::Relaxed),
+            slot_align: meta.slot_align.load(Ordering::Relaxed),
+            slots_offset: meta.slots_offset.load(Ordering::Relaxed),
+            fingerprint: meta.fingerprint.load(Ordering::Relaxed),
+        };
+        if found.capacity == 0
+            || !found.capacity.is_power_of_two()
+            || found.capacity > MAX_CAPACITY
+        {
+            return Err(corrupted(format!(
+                "ring capacity {} is not a power of two in 1..={MAX_CAPACITY}",
+                found.capacity
+            )));
+        }
+        let expected = Geometry::for_type::<T>(found.capacity as usize)?;
+        if found != expected {
+            return Err(corrupted(format!(
+                "ring geometry {found:?} does not match the message type's {expected:?}"
+            )));
+        }
+        match found.total_len() {
+            Some(need) if need <= len => Ok(found),
+            _ => Err(corrupted(format!(
+                "ring of {} slots needs more than the {len} mapped bytes",
+                found.capacity
+            ))),
+        }
+    }
+
+    /// Whether the constant words of `header` still hold this geometry (checked on slow paths:
+    /// another process rewriting them is corruption).
+    pub(crate) fn check_unchanged(&self, header: &RingHeader) -> Result<()> {
+        let meta = &header.meta.0;
+        let same = meta.magic.load(Ordering::Relaxed) == RING_MAGIC
+            && meta.capacity.load(Ordering::Relaxed) == self.capacity
+            && meta.slot_size.load(Ordering::Relaxed) == self.slot_size
+            && meta.slot_align.load(Ordering::Relaxed) == self.slot_align
+            && meta.slots_offset.load(Ordering::Relaxed) == self.slots_offset
+            && meta.fingerprint.load(Ordering::Relaxed) == self.fingerprint;
+        if same {
+            Ok(())
+        } else {
+            Err(corrupted(
+                "the ring's capacity, slot size, offsets or magic changed after it was opened",
+            ))
+        }
+    }
+}
+
+/// Why a push did not happen.
+#[derive(Debug)]
+pub(crate) enum PushError<T> {
+    /// No free slot; the message is handed back.
+    Full(T),
+    /// An impossible index was read.
+    Corrupted(Error),
+}
+
+/// The producing half: a private copy of `tail` (its own index) and of the last `head` seen.
+pub(crate) struct Producer<T> {
+    header: *const RingHeader,
+    slots: *mut T,
+    mask: u64,
+    capacity: u64,
+    tail: Cell<u64>,
+    head_cache: Cell<u64>,
+    _marker: PhantomData<T>,
+}
+
+/// The consuming half: a private copy of `head` (its own index) and of the last `tail` seen.
+pub(crate) struct Consumer<T> {
+    header: *const RingHeader,
+    slots: *const T,
+    mask: u64,
+    capacity: u64,
+    head: Cell<u64>,
+    tail_cache: Cell<u64>,
+    _marker: PhantomData<T>,
+}
+
+/// Reads the shared index pair and checks `0 <= tail - head <= cap`.
+fn check_distance(tail: u64, head: u64, capacity: u64) -> Result<u64> {
+    let used = tail.wrapping_sub(head);
+    if used > capacity {
+        Err(corrupted(format!(
+            "ring indices tail={tail} head={head} are {used} apart, more than the capacity {capacity}"
+        )))
+    } else {
+        Ok(used)
+    }
+}
+
+impl<T: ShmSafe> Producer<T> {
+    /// The producing half of the ring at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must point to a ring initialised for `geometry` (with [`Geometry::init`] or checked
+    /// with [`Geometry::validate`]), mapped for [`Geometry::total_len`] bytes for as long as the
+    /// result lives, and no other producer may use the ring meanwhile.
+    pub(crate) unsafe fn new(base: *mut u8, geometry: &Geometry) -> Producer<T> {
+        let header = base as *const RingHeader;
+        // SAFETY: the caller guarantees `base` holds a ring header.
+        let tail = unsafe { &*header }.tail.0.load(Ordering::Relaxed);
+        // SAFETY: `slots_offset` is within the mapped length (validated geometry).
+        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *mut T;
+        Producer {
+            header,
+            slots,
+            mask: geometry.capacity - 1,
+            capacity: geometry.capacity,
+            tail: Cell::new(tail),
+            head_cache: Cell::new(tail),
+            _marker: PhantomData,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &RingHeader {
+        // SAFETY: `new`'s contract keeps the header mapped while `self` lives.
+        unsafe { &*self.header }
+    }
+
+    /// Checks that nobody else moved `tail`.
+    #[inline]
+    fn own_index(&self) -> Result<u64> {
+        let tail = self.tail.get();
+        let shared = self.header().tail.0.load(Ordering::Relaxed);
+        if shared != tail {
+            return Err(corrupted(format!(
+                "the ring's tail moved to {shared} behind the sender's back (it wrote {tail}): a second sender or a scribbler"
+            )));
+        }
+        Ok(tail)
+    }
+
+    /// Free slots, refreshing the cached `head` when the cache says fewer than `want` are free.
+    #[inline]
+    fn free_slots(&self, tail: u64, want: u64) -> Result<u64> {
+        let free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        if free >= want {
+            return Ok(free);
+        }
+        // Acquire: the consumer's reads of the slots it released happen before our writes.
+        let head = self.header().head.0.load(Ordering::Acquire);
+        let used = check_distance(tail, head, self.capacity)?;
+        self.head_cache.set(head);
+        Ok(self.capacity - used)
+    }
+
+    /// Pushes one message, or hands it back if the ring is full.
+    #[inline]
+    pub(crate) fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        let tail = self.own_index().map_err(PushError::Corrupted)?;
+        if self.free_slots(tail, 1).map_err(PushError::Corrupted)? == 0 {
+            return Err(PushError::Full(value));
+        }
+        // SAFETY: `tail & mask < capacity`, so the slot is inside the mapping (private
+        // geometry). The slot is ours: `tail - head < cap` means the consumer has released it
+        // (its Release store of `head`, observed by our Acquire load above or earlier) and will
+        // not read it before our Release store of `tail` below. A plain write is therefore
+        // race-free under the protocol; a peer that breaks the protocol can at worst read a
+        // torn message, which is still a valid `T` (`ShmSafe`: every bit pattern is valid).
+        unsafe { self.slots.add((tail & self.mask) as usize).write(value) };
+        self.publish(tail + 1);
+        Ok(())
+    }
+
+    /// Pushes as many of `values` as fit (possibly none), with one `tail` update.
+    pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+        let tail = self.own_index()?;
+        let free = self.free_slots(tail, values.len() as u64)?;
+        let n = (values.len() as u64).min(free) as usize;
+        for (i, v) in values[..n].iter().enumerate() {
+            let index = tail.wrapping_add(i as u64);
+            // SAFETY: as in `try_push`: in bounds by the mask, and owned by the producer since
+            // `index - head < cap` for every `index < tail + free`.
+            unsafe { self.slots.add((index & self.mask) as usize).write(*v) };
+        }
+        if n > 0 {
+            self.publish(tail + n as u64);
+        }
+        Ok(n)
+    }
+
+    #[inline]
+    fn publish(&self, tail: u64) {
+        // Release: the slot writes above happen before the consumer's Acquire load of `tail`.
+        self.header().tail.0.store(tail, Ordering::Release);
+        self.tail.set(tail);
+    }
+
+    /// Messages in the ring as last seen by the producer (an upper bound).
+    pub(crate) fn len_hint(&self) -> u64 {
+        self.tail.get().wrapping_sub(self.head_cache.get())
+    }
+
+    /// The capacity in messages.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+impl<T: ShmSafe> Consumer<T> {
+    /// The consuming half of the ring at `base`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Producer::new`], with "consumer" for "producer".
+    pub(crate) unsafe fn new(base: *mut u8, geometry: &Geometry) -> Consumer<T> {
+        let header = base as *const RingHeader;
+        // SAFETY: the caller guarantees `base` holds a ring header.
+        let head = unsafe { &*header }.head.0.load(Ordering::Relaxed);
+        // SAFETY: `slots_offset` is within the mapped length (validated geometry).
+        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *const T;
+        Consumer {
+            header,
+            slots,
+            mask: geometry.capacity - 1,
+            capacity: geometry.capacity,
+            head: Cell::new(head),
+            tail_cache: Cell::new(head),
+            _marker: PhantomData,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &RingHeader {
+        // SAFETY: `new`'s contract keeps the header mapped while `self` lives.
+        unsafe { &*self.header }
+    }
+
+    #[inline]
+    fn own_index(&self) -> Result<u64> {
+        let head = self.head.get();
+        let shared = self.header().head.0.load(Ordering::Relaxed);
+        if shared != head {
+            return Err(corrupted(format!(
+                "the ring's head moved to {shared} behind the receiver's back (it wrote {head}): a second receiver or a scribbler"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// Messages available, refreshing the cached `tail` when the cache says fewer than `want`.
+    #[inline]
+    fn available(&self, head: u64, want: u64) -> Result<u64> {
+        let avail = self.tail_cache.get().wrapping_sub(head);
+        if avail >= want {
+            return Ok(avail);
+        }
+        // Acquire: the producer's slot writes happen before our reads.
+        let tail = self.header().tail.0.load(Ordering::Acquire);
+        let avail = check_distance(tail, head, self.capacity)?;
+        self.tail_cache.set(tail);
+        Ok(avail)
+    }
+
+    /// Pops one message, or `None` if the ring is empty.
+    #[inline]
+    pub(crate) fn try_pop(&self) -> Result<Option<T>> {
+        let head = self.own_index()?;
+        if self.available(head, 1)? == 0 {
+            return Ok(None);
+        }
+        // SAFETY: in bounds by the mask. The slot is ours: `head < tail` and the producer's
+        // Release store of `tail` (observed by our Acquire load) ordered its write before this
+        // read; it will not write the slot again before our Release store of `head`. `T` is
+        // `ShmSafe`, so even bytes written by a misbehaving peer form a valid `T`.
+        let value = unsafe { self.slots.add((head & self.mask) as usize).read() };
+        self.release(head + 1);
+        Ok(Some(value))
+    }
+
+    /// Pops up to `max` messages into `out`, with one `head` update; returns how many.
+    pub(crate) fn try_pop_into(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        let head = self.own_index()?;
+        let avail = self.available(head, max as u64)?;
+        let n = avail.min(max as u64) as usize;
+        out.reserve(n);
+        for i in 0..n as u64 {
+            let index = head.wrapping_add(i);
+            // SAFETY: as in `try_pop`, for every `index < head + avail <= tail`.
+            out.push(unsafe { self.slots.add((index & self.mask) as usize).read() });
+        }
+        if n > 0 {
+            self.release(head + n as u64);
+        }
+        Ok(n)
+    }
+
+    #[inline]
+    fn release(&self, head: u64) {
+        // Release: our slot reads happen before the producer's Acquire load of `head` lets it
+        // overwrite them.
+        self.header().head.0.store(head, Ordering::Release);
+        self.head.set(head);
+    }
+
+    /// Messages in the ring as last seen by the consumer (a lower bound).
+    pub(crate) fn len_hint(&self) -> u64 {
+        self.tail_cache.get().wrapping_sub(self.head.get())
+    }
+
+    /// Reads the shared `tail` and returns how many messages are ready (validated).
+    pub(crate) fn ready(&self) -> Result<u64> {
+        let head = self.own_index()?;
+        self.available(head, u64::MAX)
+    }
+
+    /// The capacity in messages.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+#[path = "ring_tests.rs"]
+mod tests;

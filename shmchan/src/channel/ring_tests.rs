@@ -1,0 +1,180 @@
+//! Tests of the ring algorithm over heap memory, without system calls: the `miri_` ones run
+//! under Miri in CI (`.ci/run`), which checks the slot hand-off for data races.
+
+use std::alloc::Layout as AllocLayout;
+use std::sync::Arc;
+
+use super::*;
+
+/// A heap-allocated, initialised ring for `u64` messages.
+struct HeapRing {
+    base: *mut u8,
+    layout: AllocLayout,
+    geometry: Geometry,
+}
+
+// SAFETY: the memory is only accessed through the ring protocol (atomics, owned slots).
+unsafe impl Send for HeapRing {}
+// SAFETY: as above.
+unsafe impl Sync for HeapRing {}
+
+impl HeapRing {
+    fn new<T: ShmSafe>(capacity: usize) -> HeapRing {
+        let geometry = Geometry::for_type::<T>(capacity).unwrap();
+        let layout = AllocLayout::from_size_align(geometry.total_len().unwrap(), 128).unwrap();
+        // SAFETY: non-zero size.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!base.is_null());
+        // SAFETY: aligned, sized for the geometry, private.
+        unsafe { geometry.init(base) };
+        HeapRing {
+            base,
+            layout,
+            geometry,
+        }
+    }
+
+    fn producer<T: ShmSafe>(&self) -> Producer<T> {
+        // SAFETY: initialised for this geometry; the tests keep `self` alive (Arc) while the
+        // halves are used, and create one producer and one consumer.
+        unsafe { Producer::new(self.base, &self.geometry) }
+    }
+
+    fn consumer<T: ShmSafe>(&self) -> Consumer<T> {
+        // SAFETY: as for `producer`.
+        unsafe { Consumer::new(self.base, &self.geometry) }
+    }
+
+    fn header(&self) -> &RingHeader {
+        // SAFETY: initialised and alive.
+        unsafe { &*(self.base as *const RingHeader) }
+    }
+}
+
+impl Drop for HeapRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `new`.
+        unsafe { std::alloc::dealloc(self.base, self.layout) };
+    }
+}
+
+#[test]
+fn miri_ring_fills_then_empties() {
+    let ring = HeapRing::new::<u64>(3);
+    assert_eq!(ring.geometry.capacity, 4);
+    let p = ring.producer::<u64>();
+    let c = ring.consumer::<u64>();
+    for round in 0..3u64 {
+        for i in 0..4 {
+            p.try_push(round * 10 + i).unwrap();
+        }
+        assert!(matches!(p.try_push(99), Err(PushError::Full(99))));
+        for i in 0..4 {
+            assert_eq!(c.try_pop().unwrap(), Some(round * 10 + i));
+        }
+        assert_eq!(c.try_pop().unwrap(), None);
+    }
+}
+
+#[test]
+fn miri_ring_hands_messages_between_threads_in_order() {
+    const N: u64 = if cfg!(miri) { 300 } else { 100_000 };
+    let ring = Arc::new(HeapRing::new::<[u64; 2]>(4));
+    let r2 = Arc::clone(&ring);
+    let producer = std::thread::spawn(move || {
+        let p = r2.producer::<[u64; 2]>();
+        let mut i = 0;
+        while i < N {
+            match p.try_push([i, !i]) {
+                Ok(()) => i += 1,
+                Err(PushError::Full(_)) => std::thread::yield_now(),
+                Err(PushError::Corrupted(e)) => panic!("{e}"),
+            }
+        }
+    });
+    let c = ring.consumer::<[u64; 2]>();
+    let mut next = 0;
+    while next < N {
+        match c.try_pop().unwrap() {
+            Some(m) => {
+                assert_eq!(m, [next, !next]);
+                next += 1;
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    producer.join().unwrap();
+}
+
+#[test]
+fn miri_ring_batches_between_threads() {
+    const N: u32 = if cfg!(miri) { 200 } else { 50_000 };
+    let ring = Arc::new(HeapRing::new::<u32>(8));
+    let r2 = Arc::clone(&ring);
+    let producer = std::thread::spawn(move || {
+        let p = r2.producer::<u32>();
+        let data: Vec<u32> = (0..N).collect();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = p.try_push_slice(&rest[..rest.len().min(5)]).unwrap();
+            rest = &rest[n..];
+            if n == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let c = ring.consumer::<u32>();
+    let mut got = Vec::new();
+    while got.len() < N as usize {
+        if c.try_pop_into(&mut got, 3).unwrap() == 0 {
+            std::thread::yield_now();
+        }
+    }
+    producer.join().unwrap();
+    assert!(got.iter().copied().eq(0..N));
+}
+
+#[test]
+fn miri_ring_rejects_impossible_indices() {
+    let ring = HeapRing::new::<u64>(4);
+    let p = ring.producer::<u64>();
+    let c = ring.consumer::<u64>();
+    p.try_push(1).unwrap();
+    // tail more than `cap` ahead of head.
+    ring.header().tail.0.store(5, Ordering::Relaxed);
+    assert!(matches!(c.try_pop(), Err(Error::Corrupted { .. })));
+    // The producer sees its own index moved.
+    assert!(matches!(p.try_push(2), Err(PushError::Corrupted(_))));
+    // head ahead of tail.
+    let ring = HeapRing::new::<u64>(4);
+    let p = ring.producer::<u64>();
+    let _c = ring.consumer::<u64>();
+    for i in 0..4 {
+        p.try_push(i).unwrap();
+    }
+    ring.header().head.0.store(9, Ordering::Relaxed);
+    assert!(matches!(p.try_push(5), Err(PushError::Corrupted(_))));
+}
+
+#[test]
+fn miri_ring_validation_refuses_other_types_and_short_mappings() {
+    let ring = HeapRing::new::<u64>(4);
+    let len = ring.geometry.total_len().unwrap();
+    assert_eq!(Geometry::validate::<u64>(ring.header(), len).unwrap(), ring.geometry);
+    assert!(Geometry::validate::<u32>(ring.header(), len).is_err());
+    assert!(Geometry::validate::<u64>(ring.header(), len - 1).is_err());
+    ring.header().scribble_capacity(3);
+    assert!(Geometry::validate::<u64>(ring.header(), len).is_err());
+    assert!(ring.geometry.check_unchanged(ring.header()).is_err());
+}
+
+#[test]
+fn miri_header_layout_matches_the_documented_offsets() {
+    assert_eq!(std::mem::offset_of!(RingHeader, tail), 128);
+    assert_eq!(std::mem::offset_of!(RingHeader, head), 256);
+    assert_eq!(std::mem::offset_of!(RingHeader, rx_wait), 384);
+    assert_eq!(std::mem::offset_of!(RingHeader, tx_wait), 512);
+    assert_eq!(std::mem::offset_of!(RingHeader, sender), 640);
+    assert_eq!(std::mem::offset_of!(RingHeader, receiver), 1280);
+    assert_eq!(size_of::<RingHeader>(), 1920);
+}

@@ -1,0 +1,365 @@
+//! The sending end.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::{SendTimeoutError, TrySendError};
+use super::liveness::{Membership, PeerState};
+use super::memory::RingMemory;
+use super::ring::{Geometry, Producer, PushError, RingHeader};
+use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
+use crate::{Error, Result, ShmSafe};
+
+/// The sending end of a channel: a single producer.
+///
+/// Create it with [`channel`](crate::channel()) (anonymous, before `fork`) or
+/// [`Sender::create`]/[`Sender::open`] (keyed). It may move between threads (`Send`) but not be
+/// shared by them (not `Sync`); after a `fork`, use it in one process only.
+///
+/// Dropping it closes the sending end once no other process holds it (see
+/// [`Receiver::recv`](super::Receiver::recv)).
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = shmchan::channel::<u64>(16)?;
+/// tx.send(42)?;
+/// assert_eq!(rx.recv()?, 42);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub struct Sender<T: ShmSafe> {
+    ring: Producer<T>,
+    geometry: Geometry,
+    membership: Option<Membership>,
+    strategy: Cell<WaitStrategy>,
+    last_peer_check: Cell<Option<Instant>>,
+    // Last: unmapped after the fields above, which point into it, are gone.
+    memory: Arc<RingMemory>,
+}
+
+// SAFETY: a `Sender` is the only producer of its ring; moving it to another thread moves that
+// role with it. Its `Cell`s make it `!Sync`, so two threads never use it at once.
+unsafe impl<T: ShmSafe> Send for Sender<T> {}
+
+impl<T: ShmSafe> Sender<T> {
+    /// Takes the producer role on a ring already validated for `geometry`.
+    pub(crate) fn attach(memory: Arc<RingMemory>, geometry: Geometry) -> Sender<T> {
+        // SAFETY: `memory` holds a ring initialised or validated for `geometry` and stays
+        // mapped while `self.memory` lives, which outlives `ring` (field order).
+        let ring = unsafe { Producer::new(memory.base(), &geometry) };
+        // SAFETY: the side lies in the same mapping, kept alive as above.
+        let membership = unsafe { Membership::join(&ring.header().sender.0) };
+        Sender {
+            ring,
+            geometry,
+            membership: Some(membership),
+            strategy: Cell::new(WaitStrategy::default()),
+            last_peer_check: Cell::new(None),
+            memory,
+        }
+    }
+
+    fn header(&self) -> &RingHeader {
+        self.ring.header()
+    }
+
+    /// Sends `value`, blocking while the channel is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if the receiver dropped its end or its process died (a dead
+    /// receiver is noticed at once if it dropped, and within [`LIVENESS_INTERVAL`] of blocking
+    /// on a full ring if it was killed); [`Error::Corrupted`] if another process wrote
+    /// impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<[u8; 16]>(4)?;
+    /// tx.send(*b"hello, world....")?;
+    /// assert_eq!(&rx.recv()?[..5], b"hello");
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn send(&self, value: T) -> Result<()> {
+        self.send_until(value, None).map_err(Error::from)
+    }
+
+    /// Sends `value`, blocking at most `timeout` while the channel is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] (with the message) if the channel stayed full; otherwise as
+    /// for [`send`](Sender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (tx, _rx) = shmchan::channel::<u8>(1)?;
+    /// tx.send_timeout(1, Duration::from_millis(10)).unwrap();
+    /// assert!(tx.send_timeout(2, Duration::from_millis(10)).is_err());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_until(value, Instant::now().checked_add(timeout))
+    }
+
+    fn send_until(&self, value: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        match self.try_send(value) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Failed(e)) => return Err(SendTimeoutError::Failed(e)),
+        }
+        let r = wait::block_on(
+            &self.header().tx_wait.0,
+            self.strategy.get(),
+            deadline,
+            || match self.try_send(value) {
+                Ok(()) => Ok(Some(())),
+                Err(TrySendError::Full(_)) => Ok(None),
+                Err(e) => Err(Error::from(e)),
+            },
+            || self.check_receiver(),
+        );
+        match r {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(SendTimeoutError::Timeout(value)),
+            Err(Error::Disconnected) => Err(SendTimeoutError::Disconnected(value)),
+            Err(e) => Err(SendTimeoutError::Failed(e)),
+        }
+    }
+
+    /// Sends `value` if there is room, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] (with the message) if the channel is full;
+    /// [`TrySendError::Disconnected`] if the receiver is gone; [`TrySendError::Failed`] with
+    /// [`Error::Corrupted`] if another process wrote impossible indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::channel::TrySendError;
+    ///
+    /// let (tx, rx) = shmchan::channel::<u16>(2)?;
+    /// tx.try_send(1).unwrap();
+    /// tx.try_send(2).unwrap();
+    /// assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+    /// drop(rx);
+    /// assert!(matches!(tx.try_send(3), Err(TrySendError::Disconnected(3))));
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if let Some(m) = &self.membership {
+            m.refresh_after_fork();
+        }
+        let header = self.header();
+        if header.receiver.0.is_closed() {
+            return Err(TrySendError::Disconnected(value));
+        }
+        match self.ring.try_push(value) {
+            Ok(()) => {
+                wait::notify(&header.rx_wait.0);
+                Ok(())
+            }
+            Err(PushError::Full(v)) => match self.full_slow_path() {
+                Ok(()) => Err(TrySendError::Full(v)),
+                Err(Error::Disconnected) => Err(TrySendError::Disconnected(v)),
+                Err(e) => Err(TrySendError::Failed(e)),
+            },
+            Err(PushError::Corrupted(e)) => Err(TrySendError::Failed(e)),
+        }
+    }
+
+    /// On a full ring: check the header's constants, and now and then the receiver's liveness.
+    fn full_slow_path(&self) -> Result<()> {
+        self.geometry.check_unchanged(self.header())?;
+        let now = Instant::now();
+        match self.last_peer_check.get() {
+            Some(t) if now.duration_since(t) < LIVENESS_INTERVAL => Ok(()),
+            _ => {
+                self.last_peer_check.set(Some(now));
+                self.check_receiver()
+            }
+        }
+    }
+
+    fn check_receiver(&self) -> Result<()> {
+        match self.header().receiver.0.check_peer() {
+            PeerState::Closed => Err(Error::Disconnected),
+            PeerState::Connected | PeerState::NotYetAttached => Ok(()),
+        }
+    }
+
+    /// Sends every message of `values` in order, blocking while the channel is full, publishing
+    /// one index update per run of messages that fits.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Sender::send). On error, a prefix of `values` may have been sent; use
+    /// [`try_send_batch`](Sender::try_send_batch) to know how much.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u32>(64)?;
+    /// tx.send_batch(&[1, 2, 3])?;
+    /// let mut got = Vec::new();
+    /// rx.recv_batch(&mut got, 10)?;
+    /// assert_eq!(got, [1, 2, 3]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn send_batch(&self, values: &[T]) -> Result<()> {
+        let mut rest = values;
+        while !rest.is_empty() {
+            let n = self.try_send_batch(rest)?;
+            if n == 0 {
+                // Full: block for one message, then continue in batches.
+                self.send(rest[0])?;
+                rest = &rest[1..];
+            } else {
+                rest = &rest[n..];
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends as many leading messages of `values` as fit now, with one index update; returns
+    /// how many (0 if the channel is full).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if the receiver is gone, [`Error::Corrupted`] on impossible
+    /// indices.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shmchan::channel::<u32>(2)?;
+    /// assert_eq!(tx.try_send_batch(&[1, 2, 3])?, 2);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_send_batch(&self, values: &[T]) -> Result<usize> {
+        if let Some(m) = &self.membership {
+            m.refresh_after_fork();
+        }
+        let header = self.header();
+        if header.receiver.0.is_closed() {
+            return Err(Error::Disconnected);
+        }
+        let n = self.ring.try_push_slice(values)?;
+        if n > 0 {
+            wait::notify(&header.rx_wait.0);
+        } else if !values.is_empty() {
+            self.full_slow_path()?;
+        }
+        Ok(n)
+    }
+
+    /// Chooses how a blocked `send` waits (spin, sleep, or both).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::channel::WaitStrategy;
+    ///
+    /// let (tx, _rx) = shmchan::channel::<u8>(4)?;
+    /// tx.set_wait_strategy(WaitStrategy::Block);
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::Block);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn set_wait_strategy(&self, strategy: WaitStrategy) {
+        self.strategy.set(strategy);
+    }
+
+    /// How a blocked `send` waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shmchan::channel::<u8>(4)?;
+    /// assert_eq!(tx.wait_strategy(), shmchan::channel::WaitStrategy::Adaptive);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy.get()
+    }
+
+    /// The capacity in messages (the requested one rounded up to a power of two).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shmchan::channel::<u8>(100)?;
+    /// assert_eq!(tx.capacity(), 128);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity() as usize
+    }
+
+    /// Messages sent and not yet known to be received (an upper bound).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shmchan::channel::<u8>(4)?;
+    /// tx.send(1)?;
+    /// assert_eq!(tx.len_hint(), 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn len_hint(&self) -> usize {
+        self.ring.len_hint() as usize
+    }
+
+    /// Whether the receiving end is known to be closed (dropped, or found dead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::channel::<u8>(4)?;
+    /// assert!(!tx.is_disconnected());
+    /// drop(rx);
+    /// assert!(tx.is_disconnected());
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
+        self.header().receiver.0.is_closed()
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<RingMemory> {
+        &self.memory
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ring_header(&self) -> &RingHeader {
+        self.header()
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("type", &T::LAYOUT.type_name)
+            .field("capacity", &self.capacity())
+            .field("receiver_pids", &self.header().receiver.0.holder_pids())
+            .finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(m) = self.membership.take() {
+            // The last holder closing the end wakes a receiver waiting for data: it must now
+            // see `closed` (after draining what was published before).
+            if m.leave() {
+                wait::notify(&self.header().rx_wait.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Blocking: spin briefly, then announce and sleep on a shared futex; wake only announced
+//! waiters.
+//!
+//! Each side has a wait word in the ring header (`rx_wait` for the consumer, `tx_wait` for the
+//! producer). A side about to sleep stores 1 in its word, then re-checks its condition, then
+//! `FUTEX_WAIT`s on the word while it still holds 1. The other side, after changing what the
+//! sleeper waits for (publishing an index, or closing its end), checks the word and, only if it
+//! holds 1, stores 0 and `FUTEX_WAKE`s it: no system call on the fast path.
+//!
+//! **No lost wake-up.** Sleeper: `W(word=1); fence(SeqCst); R(condition)`. Waker:
+//! `W(condition); fence(SeqCst); R(word)`. With both fences sequentially consistent, at least one
+//! side sees the other's store (the store-buffering pattern is forbidden for SeqCst fences). If
+//! the sleeper sees the new condition it does not sleep. Otherwise the waker sees `word == 1`,
+//! stores 0 and wakes: the sleeper's `FUTEX_WAIT(word, 1)` either finds 0 and returns at once
+//! (the kernel compares and queues atomically under the futex bucket lock) or is already queued
+//! and is woken. Every sleep also has a timeout, after which the sleeper checks the peer's
+//! liveness: a dead peer cannot wake anyone.
+
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::sys::futex::{self, WaitOutcome};
+
+/// How a blocked `send`/`recv` waits.
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::channel::WaitStrategy;
+///
+/// let (tx, rx) = shmchan::channel::<u64>(8)?;
+/// rx.set_wait_strategy(WaitStrategy::Spin);   // lowest latency, burns a core while waiting
+/// tx.set_wait_strategy(WaitStrategy::Block);  // sleep at once, no spinning
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitStrategy {
+    /// Spin a few microseconds, yield a few times, then sleep on the futex (the default).
+    #[default]
+    Adaptive,
+    /// Never sleep: busy-wait (checking the peer's liveness every [`LIVENESS_INTERVAL`]).
+    Spin,
+    /// Sleep on the futex at once.
+    Block,
+}
+
+/// How long a sleeper waits before checking whether the peer is still alive; bounds how long a
+/// SIGKILLed peer goes unnoticed.
+pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Spin rounds (each `2^round` `spin_loop` hints, capped) before yielding.
+const SPIN_ROUNDS: u32 = 10;
+/// `yield_now` rounds before sleeping.
+const YIELD_ROUNDS: u32 = 4;
+
+/// Wakes the side sleeping on `word` if it announced itself. Call after changing what it waits
+/// for (see the module docs for why the fence makes this race-free).
+#[inline]
+pub(crate) fn notify(word: &AtomicU32) {
+    fence(Ordering::SeqCst);
+    if word.load(Ordering::Relaxed) != 0 {
+        word.store(0, Ordering::Relaxed);
+        futex::wake(word, 1);
+    }
+}
+
+/// Waits until `attempt` returns `Some`, following `strategy`, until `deadline`.
+///
+/// `attempt` must re-read the shared state each call (it also reports a closed peer as an
+/// error); `check_peer` runs after each futex timeout (and periodically while spinning) to
+/// notice a dead peer. Returns `Ok(None)` when the deadline passed.
+pub(crate) fn block_on<R>(
+    word: &AtomicU32,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Result<Option<R>>,
+    mut check_peer: impl FnMut() -> Result<()>,
+) -> Result<Option<R>> {
+    let mut round = 0u32;
+    let mut last_check = None::<Instant>;
+    loop {
+        if let Some(r) = attempt()? {
+            return Ok(Some(r));
+        }
+        let spinning = match strategy {
+            WaitStrategy::Spin => true,
+            WaitStrategy::Adaptive => round < SPIN_ROUNDS + YIELD_ROUNDS,
+            WaitStrategy::Block => false,
+        };
+        if spinning {
+            if strategy == WaitStrategy::Spin {
+                std::hint::spin_loop();
+            } else if round < SPIN_ROUNDS {
+                for _ in 0..(1u32 << round.min(6)) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+            round = round.wrapping_add(1);
+            // While busy-waiting, look at the clock only now and then.
+            if strategy == WaitStrategy::Spin && round % 1024 == 0 {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Ok(None);
+                }
+                let due = last_check.get_or_insert(now);
+                if now.duration_since(*due) >= LIVENESS_INTERVAL {
+                    *due = now;
+                    check_peer()?;
+                }
+            }
+            continue;
+        }
+        // Announce, then re-check (the sleeper's half of the protocol in the module docs).
+        word.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        match attempt() {
+            Ok(None) => {}
+            other => {
+                word.store(0, Ordering::Relaxed);
+                return other;
+            }
+        }
+        let mut timeout = LIVENESS_INTERVAL;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                word.store(0, Ordering::Relaxed);
+                return Ok(None);
+            }
+            timeout = timeout.min(left);
+        }
+        let outcome = futex::wait(word, 1, Some(timeout));
+        word.store(0, Ordering::Relaxed);
+        if outcome == WaitOutcome::TimedOut {
+            check_peer()?;
+        }
+    }
+}
