@@ -1,3 +1,353 @@
-//! Benchmark placeholder (being written).
+//! Channel benchmarks, all in one run, across two processes (`fork`):
+//!
+//! - round-trip latency (pingpong): bare shared-memory spin on two atomics (the floor),
+//!   shmchan channels in spin and in blocking (futex) mode, a pipe pair, a UNIX socket pair;
+//! - one-way throughput of 8-byte and 64-byte messages: shmchan (per message and batched), a
+//!   pipe and a UNIX socket pair (one `write`/`read` per message, the same bytes).
+//!
+//! `cargo bench -p shmchan --bench channel` prints a table and writes `target/channel-bench.csv`
+//! (`scripts/bench_chart.py` turns it into `docs/channel-bench.svg`). `-- --quick` runs a
+//! shorter version. A plain binary rather than criterion: every case forks a peer process, and
+//! all cases must run on the same machine state to be comparable.
 
-fn main() {}
+use std::hint::black_box;
+use std::io::Write as _;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use shmchan::channel::WaitStrategy;
+use shmchan::{Receiver, Sender};
+
+type Msg8 = u64;
+type Msg64 = [u64; 8];
+
+struct Config {
+    batches: usize,
+    per_batch: usize,
+    stream_shm: usize,
+    stream_fd: usize,
+}
+
+/// Runs `child` in a forked process, which then `_exit`s; returns its pid.
+fn fork_child(child: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the benchmark is single-threaded when it forks, so the child may run arbitrary
+    // code; it never returns into the parent's code (it `_exit`s).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        child();
+        // SAFETY: ends the child without running the parent's destructors or atexit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "benchmark child failed (status {status})"
+    );
+}
+
+/// Median and 10th/90th percentile of per-round-trip means over batches, in ns.
+fn summarize(mut per_rtt: Vec<f64>) -> (f64, f64, f64) {
+    per_rtt.sort_by(f64::total_cmp);
+    let at = |q: f64| per_rtt[((per_rtt.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.1), at(0.9))
+}
+
+/// Times `cfg.batches` batches of `cfg.per_batch` calls of `round_trip`, after a warm-up.
+fn time_round_trips(cfg: &Config, mut round_trip: impl FnMut(u64)) -> (f64, f64, f64) {
+    for i in 0..(cfg.per_batch as u64 * 10) {
+        round_trip(i);
+    }
+    let mut per_rtt = Vec::with_capacity(cfg.batches);
+    let mut i = 1 << 32;
+    for _ in 0..cfg.batches {
+        let t0 = Instant::now();
+        for _ in 0..cfg.per_batch {
+            round_trip(i);
+            i += 1;
+        }
+        per_rtt.push(t0.elapsed().as_nanos() as f64 / cfg.per_batch as f64);
+    }
+    summarize(per_rtt)
+}
+
+// ---- pingpong ---------------------------------------------------------------------------
+
+fn bare_spin_pingpong(cfg: &Config) -> (f64, f64, f64) {
+    // Two words on separate 128-byte lines of a shared anonymous mapping.
+    // SAFETY: a fresh anonymous shared mapping; checked for MAP_FAILED below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED);
+    // SAFETY: the mapping is 4096 bytes, zeroed, page-aligned; AtomicU64 accepts zero bytes.
+    let ping = unsafe { &*(base as *const AtomicU64) };
+    // SAFETY: as above, 128 bytes further.
+    let pong = unsafe { &*((base as *const u8).add(128) as *const AtomicU64) };
+    const STOP: u64 = u64::MAX;
+    let child = fork_child(|| {
+        loop {
+            let v = ping.load(Ordering::Acquire);
+            if v == STOP {
+                break;
+            }
+            if v != pong.load(Ordering::Relaxed) {
+                pong.store(v, Ordering::Release);
+            }
+            std::hint::spin_loop();
+        }
+    });
+    let r = time_round_trips(cfg, |i| {
+        let i = i + 1;
+        ping.store(i, Ordering::Release);
+        while pong.load(Ordering::Acquire) != i {
+            std::hint::spin_loop();
+        }
+    });
+    ping.store(STOP, Ordering::Release);
+    reap(child);
+    // SAFETY: unmapping what we mapped; no reference into it is used afterwards.
+    unsafe { libc::munmap(base, 4096) };
+    r
+}
+
+fn channel_pingpong(cfg: &Config, strategy: WaitStrategy) -> (f64, f64, f64) {
+    let (ping_tx, ping_rx) = shmchan::channel::<Msg8>(64).expect("channel");
+    let (pong_tx, pong_rx) = shmchan::channel::<Msg8>(64).expect("channel");
+    ping_tx.set_wait_strategy(strategy);
+    pong_tx.set_wait_strategy(strategy);
+    ping_rx.set_wait_strategy(strategy);
+    pong_rx.set_wait_strategy(strategy);
+    let child = fork_child(|| {
+        drop(ping_tx);
+        drop(pong_rx);
+        echo_loop(&ping_rx, &pong_tx);
+    });
+    drop(ping_rx);
+    drop(pong_tx);
+    let r = time_round_trips(cfg, |i| {
+        ping_tx.send(i).expect("send");
+        black_box(pong_rx.recv().expect("recv"));
+    });
+    drop(ping_tx);
+    reap(child);
+    r
+}
+
+fn echo_loop(rx: &Receiver<Msg8>, tx: &Sender<Msg8>) {
+    while let Ok(v) = rx.recv() {
+        if tx.send(v).is_err() {
+            break;
+        }
+    }
+}
+
+fn fd_pair(socket: bool) -> (RawFd, RawFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    let r = unsafe {
+        if socket {
+            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr())
+        } else {
+            libc::pipe(fds.as_mut_ptr())
+        }
+    };
+    assert_eq!(r, 0, "pipe/socketpair failed");
+    (fds[0], fds[1])
+}
+
+fn write_all(fd: RawFd, buf: &[u8]) {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: `buf[done..]` is valid for reads of its length.
+        let n = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
+        assert!(n > 0, "write failed");
+        done += n as usize;
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; false on end of file.
+fn read_exact(fd: RawFd, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: `buf[done..]` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+fn close(fd: RawFd) {
+    // SAFETY: closing a descriptor we own, once.
+    unsafe { libc::close(fd) };
+}
+
+/// Pingpong over two pipes (`socket = false`) or a UNIX stream socket pair.
+fn fd_pingpong(cfg: &Config, socket: bool) -> (f64, f64, f64) {
+    // parent -> child on (a_read, a_write); child -> parent on (b_read, b_write). A socket pair
+    // is bidirectional: both directions use one pair.
+    let (a_read, a_write) = fd_pair(socket);
+    let (b_read, b_write) = if socket { (a_write, a_read) } else { fd_pair(false) };
+    let child = fork_child(|| {
+        let mut buf = [0u8; 8];
+        while read_exact(a_read, &mut buf) {
+            write_all(b_write, &buf);
+        }
+    });
+    let mut buf = [0u8; 8];
+    let r = time_round_trips(cfg, |i| {
+        write_all(a_write, &i.to_ne_bytes());
+        assert!(read_exact(b_read, &mut buf));
+    });
+    if socket {
+        // SAFETY: shuts down writing on our end so the child reads end-of-file.
+        unsafe { libc::shutdown(a_write, libc::SHUT_WR) };
+    } else {
+        close(a_write);
+    }
+    reap(child);
+    for fd in [a_read, a_write, b_read, b_write] {
+        close(fd);
+    }
+    r
+}
+
+// ---- throughput -------------------------------------------------------------------------
+
+/// Messages per second received by the parent from a forked sender of `n` messages.
+fn channel_stream<T: shmchan::ShmSafe + Default>(n: usize, batch: bool) -> f64 {
+    let (tx, rx) = shmchan::channel::<T>(4096).expect("channel");
+    let (go_tx, go_rx) = shmchan::channel::<u8>(1).expect("channel");
+    let child = fork_child(|| {
+        drop(rx);
+        drop(go_tx);
+        let _ = go_rx.recv();
+        let msgs = vec![T::default(); 256];
+        if batch {
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(msgs.len());
+                tx.send_batch(&msgs[..k]).expect("send_batch");
+                left -= k;
+            }
+        } else {
+            for _ in 0..n {
+                tx.send(T::default()).expect("send");
+            }
+        }
+    });
+    drop(tx);
+    drop(go_rx);
+    let mut got = 0;
+    let mut buf = Vec::with_capacity(4096);
+    let t0 = Instant::now();
+    go_tx.send(1).expect("go");
+    while got < n {
+        if batch {
+            buf.clear();
+            got += rx.recv_batch(&mut buf, 4096).expect("recv_batch");
+        } else {
+            black_box(rx.recv().expect("recv"));
+            got += 1;
+        }
+    }
+    let dt = t0.elapsed();
+    reap(child);
+    n as f64 / dt.as_secs_f64()
+}
+
+fn fd_stream(n: usize, size: usize, socket: bool) -> f64 {
+    let (r, w) = fd_pair(socket);
+    let (go_r, go_w) = fd_pair(false);
+    let child = fork_child(|| {
+        let mut go = [0u8; 1];
+        read_exact(go_r, &mut go);
+        let msg = vec![7u8; size];
+        for _ in 0..n {
+            write_all(w, &msg);
+        }
+    });
+    let mut buf = vec![0u8; size];
+    let t0 = Instant::now();
+    write_all(go_w, &[1]);
+    for _ in 0..n {
+        assert!(read_exact(r, &mut buf));
+    }
+    let dt = t0.elapsed();
+    reap(child);
+    for fd in [r, w, go_r, go_w] {
+        close(fd);
+    }
+    n as f64 / dt.as_secs_f64()
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let cfg = if quick {
+        Config {
+            batches: 50,
+            per_batch: 100,
+            stream_shm: 200_000,
+            stream_fd: 50_000,
+        }
+    } else {
+        Config {
+            batches: 200,
+            per_batch: 200,
+            stream_shm: 2_000_000,
+            stream_fd: 300_000,
+        }
+    };
+    let mut csv = String::from("group,case,value,p10,p90,unit\n");
+    let mut row = |group: &str, case: &str, (v, lo, hi): (f64, f64, f64), unit: &str| {
+        println!("{group:<12} {case:<32} {v:>14.1} {unit}   (p10 {lo:.1}, p90 {hi:.1})");
+        csv.push_str(&format!("{group},{case},{v:.1},{lo:.1},{hi:.1},{unit}\n"));
+        std::io::stdout().flush().ok();
+    };
+    println!("round trip (median of {}-round-trip batch means)", cfg.per_batch);
+    row("pingpong", "bare spin (two atomics)", bare_spin_pingpong(&cfg), "ns");
+    row("pingpong", "shmchan spin", channel_pingpong(&cfg, WaitStrategy::Spin), "ns");
+    row("pingpong", "shmchan adaptive", channel_pingpong(&cfg, WaitStrategy::Adaptive), "ns");
+    row("pingpong", "shmchan blocking (futex)", channel_pingpong(&cfg, WaitStrategy::Block), "ns");
+    row("pingpong", "pipe", fd_pingpong(&cfg, false), "ns");
+    row("pingpong", "unix socket", fd_pingpong(&cfg, true), "ns");
+
+    println!("one-way throughput");
+    let one = |v: f64| (v, v, v);
+    let (n, m) = (cfg.stream_shm, cfg.stream_fd);
+    row("throughput8", "shmchan", one(channel_stream::<Msg8>(n, false)), "msg/s");
+    row("throughput8", "shmchan batch", one(channel_stream::<Msg8>(n, true)), "msg/s");
+    row("throughput8", "pipe", one(fd_stream(m, 8, false)), "msg/s");
+    row("throughput8", "unix socket", one(fd_stream(m, 8, true)), "msg/s");
+    row("throughput64", "shmchan", one(channel_stream::<Msg64>(n, false)), "msg/s");
+    row("throughput64", "shmchan batch", one(channel_stream::<Msg64>(n, true)), "msg/s");
+    row("throughput64", "pipe", one(fd_stream(m, 64, false)), "msg/s");
+    row("throughput64", "unix socket", one(fd_stream(m, 64, true)), "msg/s");
+
+    let out = std::env::var("SHMCHAN_BENCH_CSV").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/channel-bench.csv").to_owned()
+    });
+    match std::fs::write(&out, &csv) {
+        Ok(()) => println!("wrote {out}"),
+        Err(e) => eprintln!("could not write {out}: {e}"),
+    }
+}
