@@ -70,16 +70,16 @@ impl Side {
         self.closed.store(1, Ordering::SeqCst);
     }
 
-    /// Whether a live holder other than the caller's process is recorded.
-    pub(crate) fn live_holder(&self) -> Option<u32> {
-        let me = proc::pid();
-        self.holders.iter().find_map(|h| {
-            let pid = h.pid.load(Ordering::Acquire);
-            (pid != 0
-                && pid != me
-                && proc::liveness(pid, h.start.load(Ordering::Relaxed)) != Liveness::Dead)
-                .then_some(pid)
-        })
+    /// The pids of the recorded holders that are not dead (reads `/proc`).
+    pub(crate) fn live_holders(&self) -> Vec<u32> {
+        self.holders
+            .iter()
+            .filter_map(|h| {
+                let pid = h.pid.load(Ordering::Acquire);
+                (pid != 0 && proc::liveness(pid, h.start.load(Ordering::Acquire)) != Liveness::Dead)
+                    .then_some(pid)
+            })
+            .collect()
     }
 
     /// Records process `pid` (start time `start`, 0 if unknown) as a holder. Returns false if
@@ -364,8 +364,7 @@ mod tests {
         side.attach(me, proc::process_start_time(me).unwrap());
         assert_eq!(side.check_peer(), PeerState::Connected);
         assert_eq!(side.holder_pids(), vec![me]);
-        // Only *other* processes count as a conflicting holder.
-        assert_eq!(side.live_holder(), None);
+        assert_eq!(side.live_holders(), vec![me]);
     }
 
     #[test]
