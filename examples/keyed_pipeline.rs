@@ -34,7 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let role = args.first().map_or("demo", String::as_str);
     let default_name = format!("/shmchan-pipeline-{}", std::process::id());
     let name = args.get(1).cloned().unwrap_or(default_name);
-    let count: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    let count: u64 = args
+        .get(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     match role {
         "producer" => produce(&name, count),
         "consumer" => consume(&name, count),
@@ -47,7 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Retries `attempt` while the peer is still setting the channel up.
-fn rendezvous<T>(what: &str, mut attempt: impl FnMut() -> shmchan::Result<T>) -> shmchan::Result<T> {
+fn rendezvous<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> shmchan::Result<T>,
+) -> shmchan::Result<T> {
     let deadline = Instant::now() + PEER_WAIT;
     let mut said = false;
     loop {
@@ -117,7 +124,10 @@ fn consume(name: &str, count: u64) -> Result<(), Box<dyn std::error::Error>> {
         n as f64 / dt / 1e6
     );
     for (sensor, s) in sum.iter().enumerate() {
-        println!("  sensor {sensor}: mean {:.3} C", s / (n as f64 / 4.0).max(1.0));
+        println!(
+            "  sensor {sensor}: mean {:.3} C",
+            s / (n as f64 / 4.0).max(1.0)
+        );
     }
     if n != count {
         return Err(format!("expected {count} readings, got {n}").into());

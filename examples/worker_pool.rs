@@ -38,7 +38,9 @@ fn is_prime(n: u64) -> bool {
 }
 
 fn count_primes(job: &Job) -> u32 {
-    (job.start..job.start + job.len).filter(|&n| is_prime(n)).count() as u32
+    (job.start..job.start + job.len)
+        .filter(|&n| is_prime(n))
+        .count() as u32
 }
 
 fn worker(index: u32, jobs: Receiver<Job>, results: Sender<Done>) -> shmchan::Result<u64> {

@@ -204,7 +204,11 @@ fn fd_pingpong(cfg: &Config, socket: bool) -> (f64, f64, f64) {
     // parent -> child on (a_read, a_write); child -> parent on (b_read, b_write). A socket pair
     // is bidirectional: both directions use one pair.
     let (a_read, a_write) = fd_pair(socket);
-    let (b_read, b_write) = if socket { (a_write, a_read) } else { fd_pair(false) };
+    let (b_read, b_write) = if socket {
+        (a_write, a_read)
+    } else {
+        fd_pair(false)
+    };
     let child = fork_child(|| {
         let mut buf = [0u8; 8];
         while read_exact(a_read, &mut buf) {
@@ -323,25 +327,83 @@ fn main() {
         csv.push_str(&format!("{group},{case},{v:.1},{lo:.1},{hi:.1},{unit}\n"));
         std::io::stdout().flush().ok();
     };
-    println!("round trip (median of {}-round-trip batch means)", cfg.per_batch);
-    row("pingpong", "bare spin (two atomics)", bare_spin_pingpong(&cfg), "ns");
-    row("pingpong", "shmchan spin", channel_pingpong(&cfg, WaitStrategy::Spin), "ns");
-    row("pingpong", "shmchan adaptive", channel_pingpong(&cfg, WaitStrategy::Adaptive), "ns");
-    row("pingpong", "shmchan blocking (futex)", channel_pingpong(&cfg, WaitStrategy::Block), "ns");
+    println!(
+        "round trip (median of {}-round-trip batch means)",
+        cfg.per_batch
+    );
+    row(
+        "pingpong",
+        "bare spin (two atomics)",
+        bare_spin_pingpong(&cfg),
+        "ns",
+    );
+    row(
+        "pingpong",
+        "shmchan spin",
+        channel_pingpong(&cfg, WaitStrategy::Spin),
+        "ns",
+    );
+    row(
+        "pingpong",
+        "shmchan adaptive",
+        channel_pingpong(&cfg, WaitStrategy::Adaptive),
+        "ns",
+    );
+    row(
+        "pingpong",
+        "shmchan blocking (futex)",
+        channel_pingpong(&cfg, WaitStrategy::Block),
+        "ns",
+    );
     row("pingpong", "pipe", fd_pingpong(&cfg, false), "ns");
     row("pingpong", "unix socket", fd_pingpong(&cfg, true), "ns");
 
     println!("one-way throughput");
     let one = |v: f64| (v, v, v);
     let (n, m) = (cfg.stream_shm, cfg.stream_fd);
-    row("throughput8", "shmchan", one(channel_stream::<Msg8>(n, false)), "msg/s");
-    row("throughput8", "shmchan batch", one(channel_stream::<Msg8>(n, true)), "msg/s");
+    row(
+        "throughput8",
+        "shmchan",
+        one(channel_stream::<Msg8>(n, false)),
+        "msg/s",
+    );
+    row(
+        "throughput8",
+        "shmchan batch",
+        one(channel_stream::<Msg8>(n, true)),
+        "msg/s",
+    );
     row("throughput8", "pipe", one(fd_stream(m, 8, false)), "msg/s");
-    row("throughput8", "unix socket", one(fd_stream(m, 8, true)), "msg/s");
-    row("throughput64", "shmchan", one(channel_stream::<Msg64>(n, false)), "msg/s");
-    row("throughput64", "shmchan batch", one(channel_stream::<Msg64>(n, true)), "msg/s");
-    row("throughput64", "pipe", one(fd_stream(m, 64, false)), "msg/s");
-    row("throughput64", "unix socket", one(fd_stream(m, 64, true)), "msg/s");
+    row(
+        "throughput8",
+        "unix socket",
+        one(fd_stream(m, 8, true)),
+        "msg/s",
+    );
+    row(
+        "throughput64",
+        "shmchan",
+        one(channel_stream::<Msg64>(n, false)),
+        "msg/s",
+    );
+    row(
+        "throughput64",
+        "shmchan batch",
+        one(channel_stream::<Msg64>(n, true)),
+        "msg/s",
+    );
+    row(
+        "throughput64",
+        "pipe",
+        one(fd_stream(m, 64, false)),
+        "msg/s",
+    );
+    row(
+        "throughput64",
+        "unix socket",
+        one(fd_stream(m, 64, true)),
+        "msg/s",
+    );
 
     let out = std::env::var("SHMCHAN_BENCH_CSV").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/channel-bench.csv").to_owned()

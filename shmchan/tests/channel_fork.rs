@@ -44,17 +44,22 @@ struct Child {
     reaped: bool,
 }
 
-fn fork(body: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child only runs `body` (channel operations, atomics, pipe I/O) and `_exit`s;
-    // `SERIAL` keeps the other test threads of this binary idle meanwhile.
+/// Forks: `None` in the child (which must end in [`child_main`]), the child's handle in the
+/// parent.
+fn fork() -> Option<Child> {
+    // SAFETY: the child only runs channel operations, atomics and pipe I/O, then `_exit`s
+    // (`child_main`); `SERIAL` keeps the other test threads of this binary idle meanwhile.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-        // SAFETY: ends the child at once.
-        unsafe { libc::_exit(code) };
-    }
-    Child { pid, reaped: false }
+    (pid != 0).then(|| Child { pid, reaped: false })
+}
+
+/// Runs the child's `body` and exits with its code (101 if it panicked), never returning into
+/// the test harness.
+fn child_main(body: impl FnOnce() -> i32) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+    // SAFETY: ends the child at once, without running the parent's destructors.
+    unsafe { libc::_exit(code) }
 }
 
 impl Child {
@@ -106,13 +111,19 @@ impl Signal {
 
     fn notify(&self) {
         // SAFETY: writing one byte from a live local.
-        assert_eq!(unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) },
+            1
+        );
     }
 
     fn wait(&self) {
         let mut b = [0u8];
         // SAFETY: reading one byte into a live local.
-        assert_eq!(unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) },
+            1
+        );
     }
 }
 
@@ -131,15 +142,17 @@ fn stream_through_small_ring(n: u64, cap: usize, tx_wait: WaitStrategy, rx_wait:
     let (tx, rx) = shmchan::channel::<Seq>(cap).unwrap();
     tx.set_wait_strategy(tx_wait);
     rx.set_wait_strategy(rx_wait);
-    let mut child = fork(|| {
-        drop(rx);
-        for i in 0..n {
-            if tx.send(Seq::new(i)).is_err() {
-                return 1;
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            for i in 0..n {
+                if tx.send(Seq::new(i)).is_err() {
+                    return 1;
+                }
             }
-        }
-        0
-    });
+            0
+        })
+    };
     drop(tx);
     for i in 0..n {
         let m = rx.recv().unwrap();
@@ -155,12 +168,7 @@ fn forked_sender_delivers_every_message_once_in_order_through_empty_and_full() {
     let _g = serial();
     // A 4-slot ring forces the empty and full transitions (and so the futex sleeps and wakes)
     // on nearly every message. Sized for an unoptimised build; see the #[ignore]d version.
-    stream_through_small_ring(
-        1_000_000,
-        4,
-        WaitStrategy::Adaptive,
-        WaitStrategy::Adaptive,
-    );
+    stream_through_small_ring(1_000_000, 4, WaitStrategy::Adaptive, WaitStrategy::Adaptive);
 }
 
 #[test]
@@ -181,7 +189,12 @@ fn blocking_mode_never_loses_a_wake_up() {
 #[ignore = "long: 20 million messages; run with --ignored --release"]
 fn forked_sender_hammer_long() {
     let _g = serial();
-    stream_through_small_ring(20_000_000, 4, WaitStrategy::Adaptive, WaitStrategy::Adaptive);
+    stream_through_small_ring(
+        20_000_000,
+        4,
+        WaitStrategy::Adaptive,
+        WaitStrategy::Adaptive,
+    );
 }
 
 #[test]
@@ -189,18 +202,20 @@ fn sigkilled_sender_is_detected_after_its_messages_are_drained() {
     let _g = serial();
     let (tx, rx) = shmchan::channel::<Seq>(64).unwrap();
     let sent = Signal::new();
-    let mut child = fork(|| {
-        drop(rx);
-        for i in 0..50 {
-            tx.send(Seq::new(i)).unwrap();
-        }
-        sent.notify();
-        // Stay alive, holding the sender, until killed.
-        loop {
-            // SAFETY: pause has no preconditions.
-            unsafe { libc::pause() };
-        }
-    });
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            for i in 0..50 {
+                tx.send(Seq::new(i)).unwrap();
+            }
+            sent.notify();
+            // Stay alive, holding the sender, until killed.
+            loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            }
+        })
+    };
     drop(tx);
     sent.wait();
     child.kill();
@@ -221,14 +236,16 @@ fn sigkilled_sender_is_detected_after_its_messages_are_drained() {
 fn sender_killed_mid_stream_leaves_an_exact_prefix() {
     let _g = serial();
     let (tx, rx) = shmchan::channel::<Seq>(16).unwrap();
-    let mut child = fork(|| {
-        drop(rx);
-        let mut i = 0;
-        while tx.send(Seq::new(i)).is_ok() {
-            i += 1;
-        }
-        1
-    });
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            let mut i = 0;
+            while tx.send(Seq::new(i)).is_ok() {
+                i += 1;
+            }
+            1
+        })
+    };
     drop(tx);
     // Kill it at an arbitrary point of the stream, while it is sending.
     for i in 0..10_000 {
@@ -239,7 +256,11 @@ fn sender_killed_mid_stream_leaves_an_exact_prefix() {
     loop {
         match rx.recv() {
             Ok(m) => {
-                assert_eq!(m, Seq::new(next), "gap, duplicate or torn message after the kill");
+                assert_eq!(
+                    m,
+                    Seq::new(next),
+                    "gap, duplicate or torn message after the kill"
+                );
                 next += 1;
             }
             Err(Error::Disconnected) => break,
@@ -255,18 +276,20 @@ fn sigkilled_receiver_makes_send_fail() {
     let _g = serial();
     let (tx, rx) = shmchan::channel::<u64>(8).unwrap();
     let ready = Signal::new();
-    let mut child = fork(|| {
-        drop(tx);
-        // Receive one message so the receiving end is really in use, then wait to be killed.
-        if !matches!(rx.recv(), Ok(1)) {
-            return 1;
-        }
-        ready.notify();
-        loop {
-            // SAFETY: pause has no preconditions.
-            unsafe { libc::pause() };
-        }
-    });
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(tx);
+            // Receive one message so the receiving end is really in use, then wait to be killed.
+            if !matches!(rx.recv(), Ok(1)) {
+                return 1;
+            }
+            ready.notify();
+            loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            }
+        })
+    };
     drop(rx);
     tx.send(1).unwrap();
     ready.wait();
@@ -284,7 +307,11 @@ fn sigkilled_receiver_makes_send_fail() {
     };
     assert!(matches!(err, Error::Disconnected), "{err}");
     assert!(sent <= 8);
-    assert!(t0.elapsed() < Duration::from_millis(100), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -292,13 +319,15 @@ fn child_dropping_its_sender_disconnects_while_it_lives() {
     let _g = serial();
     let (tx, rx) = shmchan::channel::<u32>(8).unwrap();
     let release = Signal::new();
-    let mut child = fork(|| {
-        drop(rx);
-        tx.send_batch(&[1, 2, 3]).unwrap();
-        drop(tx);
-        release.wait(); // alive until the parent has seen the disconnect
-        0
-    });
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            tx.send_batch(&[1, 2, 3]).unwrap();
+            drop(tx);
+            release.wait(); // alive until the parent has seen the disconnect
+            0
+        })
+    };
     drop(tx);
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -315,11 +344,13 @@ fn parent_dropping_its_copy_after_fork_does_not_disconnect() {
     let _g = serial();
     let (tx, rx) = shmchan::channel::<u32>(8).unwrap();
     let go = Signal::new();
-    let mut child = fork(|| {
-        drop(rx);
-        go.wait(); // the parent drops its copy of `tx` first
-        tx.send(42).map(|_| 0).unwrap_or(1)
-    });
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            go.wait(); // the parent drops its copy of `tx` first
+            tx.send(42).map(|_| 0).unwrap_or(1)
+        })
+    };
     drop(tx);
     assert!(!rx.is_disconnected(), "the child still holds the sender");
     go.notify();

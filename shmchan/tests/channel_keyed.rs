@@ -25,17 +25,24 @@ struct Order {
     side: u32,
 }
 
-/// Forks a child running `body`, waits for it, returns its exit code.
-fn in_child(body: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child runs `body` and `_exit`s; `SERIAL` keeps this binary's other test
-    // threads idle.
+/// Forks: `None` in the child (which must end in [`child_main`]), the child's pid in the parent.
+fn fork() -> Option<libc::pid_t> {
+    // SAFETY: the child runs a few channel or memory operations and `_exit`s (`child_main`);
+    // `SERIAL` keeps this binary's other test threads idle.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-        // SAFETY: ends the child at once.
-        unsafe { libc::_exit(code) };
-    }
+    (pid != 0).then_some(pid)
+}
+
+/// Runs the child's `body` and exits with its code (101 if it panicked).
+fn child_main(body: impl FnOnce() -> i32) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+    // SAFETY: ends the child at once.
+    unsafe { libc::_exit(code) }
+}
+
+/// Waits for child `pid`; its exit code, or 128 + signal.
+fn wait(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     // SAFETY: our child, valid out-pointer.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
@@ -52,18 +59,28 @@ fn another_process_opens_the_channel_by_name() {
     let key = Key::name(&test_name("open")).unwrap();
     let rx = Receiver::<Order>::create(key, 8).unwrap();
     // The child is a separate opener: it never uses the inherited receiver.
-    let code = in_child(|| {
-        let tx = match Sender::<Order>::open(key) {
-            Ok(tx) => tx,
-            Err(_) => return 2,
-        };
-        for id in 0..100 {
-            if tx.send(Order { id, qty: 1, side: 0 }).is_err() {
-                return 3;
+    let Some(pid) = fork() else {
+        child_main(|| {
+            let tx = match Sender::<Order>::open(key) {
+                Ok(tx) => tx,
+                Err(_) => return 2,
+            };
+            for id in 0..100 {
+                if tx
+                    .send(Order {
+                        id,
+                        qty: 1,
+                        side: 0,
+                    })
+                    .is_err()
+                {
+                    return 3;
+                }
             }
-        }
-        0
-    });
+            0
+        })
+    };
+    let code = wait(pid);
     assert_eq!(code, 0);
     for id in 0..100 {
         assert_eq!(rx.recv().unwrap().id, id);
@@ -117,7 +134,10 @@ fn a_channel_has_one_sender_and_one_receiver() {
     ));
     drop(rx);
     // The receiving end is closed for good: no reconnection.
-    assert!(matches!(Receiver::<u32>::open(key), Err(Error::Disconnected)));
+    assert!(matches!(
+        Receiver::<u32>::open(key),
+        Err(Error::Disconnected)
+    ));
     assert!(matches!(tx.try_send(1), Err(TrySendError::Disconnected(1))));
 }
 
@@ -195,15 +215,18 @@ fn indices_scribbled_by_another_process_are_reported_as_corruption() {
     let rx = Receiver::<[u64; 64]>::open(key).unwrap();
     tx.send([1; 64]).unwrap();
     let cname = CString::new(name).unwrap();
-    let code = in_child(|| {
-        let Some(ring) = map_ring(&cname) else {
-            return 2;
-        };
-        // tail (ring offset 128) jumps far beyond head + capacity.
-        // SAFETY: the ring header's tail word, 8-aligned, inside the mapping.
-        unsafe { (ring.add(128) as *mut u64).write_volatile(1 << 40) };
-        0
-    });
+    let Some(pid) = fork() else {
+        child_main(|| {
+            let Some(ring) = map_ring(&cname) else {
+                return 2;
+            };
+            // tail (ring offset 128) jumps far beyond head + capacity.
+            // SAFETY: the ring header's tail word, 8-aligned, inside the mapping.
+            unsafe { (ring.add(128) as *mut u64).write_volatile(1 << 40) };
+            0
+        })
+    };
+    let code = wait(pid);
     assert_eq!(code, 0);
     assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
     assert!(matches!(rx.recv(), Err(Error::Corrupted { .. })));
@@ -221,15 +244,18 @@ fn a_capacity_rewritten_by_another_process_is_reported_as_corruption() {
     let tx = Sender::<[u64; 64]>::create(key, 64).unwrap();
     let rx = Receiver::<[u64; 64]>::open(key).unwrap();
     let cname = CString::new(name).unwrap();
-    let code = in_child(|| {
-        let Some(ring) = map_ring(&cname) else {
-            return 2;
-        };
-        // meta.capacity (ring offset 8) grows a hundredfold.
-        // SAFETY: the ring header's capacity word, 8-aligned, inside the mapping.
-        unsafe { (ring.add(8) as *mut u64).write_volatile(1 << 20) };
-        0
-    });
+    let Some(pid) = fork() else {
+        child_main(|| {
+            let Some(ring) = map_ring(&cname) else {
+                return 2;
+            };
+            // meta.capacity (ring offset 8) grows a hundredfold.
+            // SAFETY: the ring header's capacity word, 8-aligned, inside the mapping.
+            unsafe { (ring.add(8) as *mut u64).write_volatile(1 << 20) };
+            0
+        })
+    };
+    let code = wait(pid);
     assert_eq!(code, 0);
     // Slot addresses still come from the capacity validated at open: the empty ring's slow
     // path notices the change.

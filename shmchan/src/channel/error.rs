@@ -106,9 +106,9 @@ impl<T> fmt::Display for TrySendError<T> {
 impl<T> fmt::Display for SendTimeoutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendTimeoutError::Timeout(_) => {
-                f.write_str("timed out waiting for space in the channel (the receiver is slow or stopped)")
-            }
+            SendTimeoutError::Timeout(_) => f.write_str(
+                "timed out waiting for space in the channel (the receiver is slow or stopped)",
+            ),
             SendTimeoutError::Disconnected(_) => fmt::Display::fmt(&Error::Disconnected, f),
             SendTimeoutError::Failed(e) => fmt::Display::fmt(e, f),
         }

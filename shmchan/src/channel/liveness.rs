@@ -5,15 +5,21 @@
 //! its pid and start time (robust against pid reuse, see [`crate::sys::proc::liveness`]).
 //!
 //! A process enters the table when it creates or opens the end, and when it is `fork`ed from a
-//! process that holds it (a `pthread_atfork` child handler registers the child for every end
-//! the parent holds: after `fork` both processes hold a copy of the handle, exactly as with a
-//! file descriptor). It leaves when it drops its handle. The end is **closed** when the last
+//! process that holds it: after `fork` both processes hold a copy of the handle, exactly as with
+//! a file descriptor. The parent's `pthread_atfork` *prepare* handler reserves a slot for the
+//! child in every end it holds (the slot names the parent's pid with [`RESERVED`] set, and the
+//! time), and the child's handler claims the reservation with its own pid. Reserving in the
+//! parent, before `fork` returns, matters: the parent may drop its copy right after `fork`,
+//! before the child has run at all, and that must not close the end. A reservation nobody
+//! claimed within [`RESERVATION_TTL`] (the `fork` failed) is discarded by the peer's liveness
+//! check. It leaves when it drops its handle. The end is **closed** when the last
 //! holder leaves, or when the peer, after a futex wait timed out, finds every remaining holder
 //! dead. `closed` is sticky: a channel never reconnects.
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::sys::proc::{self, Liveness};
 
@@ -21,6 +27,27 @@ use crate::sys::proc::{self, Liveness};
 /// forks many workers before they drop the ends they do not use) makes the side *untracked*:
 /// it then closes only by an explicit drop of a tracked holder, never by death detection.
 pub(crate) const MAX_HOLDERS: usize = 32;
+
+/// Set in a slot's pid word: "reserved for a child being forked by this pid".
+pub(crate) const RESERVED: u32 = 1 << 31;
+
+/// How long an unclaimed fork reservation counts as a live holder.
+pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(1);
+
+/// Wall-clock nanoseconds, to date fork reservations (only compared against a 1 s lifetime).
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Whether the holder in a slot is alive (a fresh reservation counts as alive).
+fn holder_alive(pid: u32, start: u64) -> bool {
+    if pid & RESERVED != 0 {
+        return now_ns().saturating_sub(start) < RESERVATION_TTL.as_nanos() as u64;
+    }
+    proc::liveness(pid, start) != Liveness::Dead
+}
 
 /// One holder slot: `pid` is the claim word (0 = free), `start` its start time (0 = not yet
 /// known, then only the pid's existence is checked).
@@ -76,8 +103,7 @@ impl Side {
             .iter()
             .filter_map(|h| {
                 let pid = h.pid.load(Ordering::Acquire);
-                (pid != 0 && proc::liveness(pid, h.start.load(Ordering::Acquire)) != Liveness::Dead)
-                    .then_some(pid)
+                (pid != 0 && holder_alive(pid, h.start.load(Ordering::Acquire))).then_some(pid)
             })
             .collect()
     }
@@ -100,10 +126,29 @@ impl Side {
         false
     }
 
+    /// In a forked child: turns the reservation its parent made into the child's own slot
+    /// (or records the child afresh if the parent could not reserve one).
+    fn claim_reservation(&self, parent: u32, child: u32) {
+        for h in &self.holders {
+            if h.pid
+                .compare_exchange(parent | RESERVED, child, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                h.start.store(0, Ordering::Release);
+                return;
+            }
+        }
+        self.attach(child, 0);
+    }
+
     /// Fills in the start time of the caller's slot (registered by the fork handler, which
     /// cannot read `/proc` without allocating).
     pub(crate) fn set_start_time(&self, pid: u32, start: u64) {
-        if let Some(h) = self.holders.iter().find(|h| h.pid.load(Ordering::Acquire) == pid) {
+        if let Some(h) = self
+            .holders
+            .iter()
+            .find(|h| h.pid.load(Ordering::Acquire) == pid)
+        {
             h.start.store(start, Ordering::Release);
         }
     }
@@ -111,12 +156,21 @@ impl Side {
     /// Removes process `pid` from the holders; closes the side if no holder remains. Returns
     /// true if this call closed it.
     pub(crate) fn detach(&self, pid: u32) -> bool {
-        if let Some(h) = self.holders.iter().find(|h| h.pid.load(Ordering::Acquire) == pid) {
+        if let Some(h) = self
+            .holders
+            .iter()
+            .find(|h| h.pid.load(Ordering::Acquire) == pid)
+        {
             h.start.store(0, Ordering::Relaxed);
             h.pid.store(0, Ordering::Release);
         }
         let untracked = self.untracked.load(Ordering::Acquire) != 0;
-        if !untracked && self.holders.iter().all(|h| h.pid.load(Ordering::Acquire) == 0) {
+        if !untracked
+            && self
+                .holders
+                .iter()
+                .all(|h| h.pid.load(Ordering::Acquire) == 0)
+        {
             self.close();
             return true;
         }
@@ -138,7 +192,7 @@ impl Side {
             if pid == 0 {
                 continue;
             }
-            if proc::liveness(pid, h.start.load(Ordering::Acquire)) == Liveness::Dead {
+            if !holder_alive(pid, h.start.load(Ordering::Acquire)) {
                 // Only clear the slot if it still names the dead process.
                 let _ = h
                     .pid
@@ -217,6 +271,17 @@ impl Registry {
 
 extern "C" fn fork_prepare() {
     REGISTRY.lock();
+    // Reserve a holder slot for the child in every end this process holds, before `fork`
+    // returns in the parent (see the module docs).
+    let reservation = proc::pid() | RESERVED;
+    let now = now_ns();
+    // SAFETY: the registry lock is held; entries point to live, mapped `Side`s (removed before
+    // their handle unmaps, which needs the lock).
+    let sides = unsafe { &*REGISTRY.sides.get() };
+    for &side in sides {
+        // SAFETY: see above.
+        unsafe { &*(side as *const Side) }.attach(reservation, now);
+    }
 }
 
 extern "C" fn fork_parent() {
@@ -225,17 +290,17 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     // Only one thread exists in the child and the lock is held (by `fork_prepare`, in the thread
-    // that became this one): no allocation, no lock, only atomics and getpid.
+    // that became this one): no allocation, no lock, only atomics and getpid/getppid.
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     let pid = proc::pid();
+    let parent = std::os::unix::process::parent_id();
     // SAFETY: the registry lock is held (taken in `fork_prepare` before the fork); every entry
-    // points to a `Side` inside a mapping that a live handle keeps mapped (entries are removed
-    // before the handle unmaps), and the child inherited those mappings.
+    // points to a `Side` inside a mapping that a live handle keeps mapped, and the child
+    // inherited those mappings.
     let sides = unsafe { &*REGISTRY.sides.get() };
     for &side in sides {
         // SAFETY: see above: `side` is the address of a live, mapped `Side`.
-        let side = unsafe { &*(side as *const Side) };
-        side.attach(pid, 0);
+        unsafe { &*(side as *const Side) }.claim_reservation(parent, pid);
     }
     REGISTRY.unlock();
 }
@@ -365,6 +430,22 @@ mod tests {
         assert_eq!(side.check_peer(), PeerState::Connected);
         assert_eq!(side.holder_pids(), vec![me]);
         assert_eq!(side.live_holders(), vec![me]);
+    }
+
+    #[test]
+    fn a_fork_reservation_keeps_the_side_open_until_claimed_or_stale() {
+        let side = zeroed_side();
+        side.attach(10, 0);
+        side.attach(10 | RESERVED, now_ns());
+        // The parent leaves before its child ran: still open.
+        assert!(!side.detach(10));
+        assert_eq!(side.check_peer(), PeerState::Connected);
+        side.claim_reservation(10, proc::pid());
+        assert_eq!(side.holder_pids(), vec![proc::pid()]);
+        // A reservation from a failed fork expires.
+        let side = zeroed_side();
+        side.attach(10 | RESERVED, now_ns() - 2 * RESERVATION_TTL.as_nanos() as u64);
+        assert_eq!(side.check_peer(), PeerState::Closed);
     }
 
     #[test]

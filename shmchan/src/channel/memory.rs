@@ -15,7 +15,9 @@ pub(crate) struct RingMemory {
 }
 
 enum Owner {
+    #[allow(dead_code)]
     Heap(AllocLayout),
+    Mmap,
 }
 
 // SAFETY: the memory is accessed only through the ring protocol (atomics, and slots owned by
@@ -30,9 +32,10 @@ impl RingMemory {
         let len = geometry.total_len().ok_or_else(|| Error::InvalidArgument {
             what: "channel too large".into(),
         })?;
-        let layout = AllocLayout::from_size_align(len, 128).map_err(|_| Error::InvalidArgument {
-            what: "channel too large".into(),
-        })?;
+        let layout =
+            AllocLayout::from_size_align(len, 128).map_err(|_| Error::InvalidArgument {
+                what: "channel too large".into(),
+            })?;
         // SAFETY: `layout` has a non-zero size (the header alone is ~2 KiB).
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
         if base.is_null() {
@@ -52,6 +55,29 @@ impl RingMemory {
         })
     }
 
+    /// TEMPORARY until segments land: an anonymous shared mapping.
+    pub(crate) fn mmap(geometry: &Geometry) -> Result<RingMemory> {
+        let len = geometry.total_len().unwrap();
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let base = base as *mut u8;
+        unsafe { geometry.init(base) };
+        Ok(RingMemory {
+            base,
+            len,
+            owner: Owner::Mmap,
+        })
+    }
+
     /// The ring's base address (128-byte aligned).
     pub(crate) fn base(&self) -> *mut u8 {
         self.base
@@ -68,6 +94,9 @@ impl Drop for RingMemory {
         match self.owner {
             // SAFETY: allocated in `heap` with this layout, freed once (last Arc owner).
             Owner::Heap(layout) => unsafe { std::alloc::dealloc(self.base, layout) },
+            Owner::Mmap => unsafe {
+                libc::munmap(self.base.cast(), self.len);
+            },
         }
     }
 }

@@ -67,7 +67,7 @@ use ring::Geometry;
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let geometry = Geometry::for_type::<T>(capacity)?;
-    let memory = Arc::new(RingMemory::heap(&geometry)?);
+    let memory = Arc::new(RingMemory::mmap(&geometry)?);
     Ok((
         Sender::attach(Arc::clone(&memory), geometry),
         Receiver::attach(memory, geometry),

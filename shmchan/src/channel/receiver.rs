@@ -245,7 +245,11 @@ impl<T: ShmSafe> Receiver<T> {
         }
         if self.sender_closed()? {
             let n = self.ring.try_pop_into(out, max)?;
-            return if n > 0 { Ok(n) } else { Err(Error::Disconnected) };
+            return if n > 0 {
+                Ok(n)
+            } else {
+                Err(Error::Disconnected)
+            };
         }
         Ok(0)
     }

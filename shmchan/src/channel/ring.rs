@@ -138,7 +138,9 @@ impl Geometry {
             .capacity
             .checked_mul(self.slot_size)?
             .checked_add(self.slots_offset)?;
-        usize::try_from(len).ok().filter(|&l| l <= isize::MAX as usize)
+        usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= isize::MAX as usize)
     }
 
     /// Writes a fresh ring header (indices 0, no waiter, no holder) at `base`.
@@ -156,7 +158,8 @@ impl Geometry {
         meta.capacity.store(self.capacity, Ordering::Relaxed);
         meta.slot_size.store(self.slot_size, Ordering::Relaxed);
         meta.slot_align.store(self.slot_align, Ordering::Relaxed);
-        meta.slots_offset.store(self.slots_offset, Ordering::Relaxed);
+        meta.slots_offset
+            .store(self.slots_offset, Ordering::Relaxed);
         meta.fingerprint.store(self.fingerprint, Ordering::Relaxed);
         // Release: an opener that sees the magic sees the rest (the segment's READY state
         // already orders this; the ring does not rely on it).
@@ -181,9 +184,7 @@ impl Geometry {
             slots_offset: meta.slots_offset.load(Ordering::Relaxed),
             fingerprint: meta.fingerprint.load(Ordering::Relaxed),
         };
-        if found.capacity == 0
-            || !found.capacity.is_power_of_two()
-            || found.capacity > MAX_CAPACITY
+        if found.capacity == 0 || !found.capacity.is_power_of_two() || found.capacity > MAX_CAPACITY
         {
             return Err(corrupted(format!(
                 "ring capacity {} is not a power of two in 1..={MAX_CAPACITY}",

@@ -160,7 +160,10 @@ fn miri_ring_rejects_impossible_indices() {
 fn miri_ring_validation_refuses_other_types_and_short_mappings() {
     let ring = HeapRing::new::<u64>(4);
     let len = ring.geometry.total_len().unwrap();
-    assert_eq!(Geometry::validate::<u64>(ring.header(), len).unwrap(), ring.geometry);
+    assert_eq!(
+        Geometry::validate::<u64>(ring.header(), len).unwrap(),
+        ring.geometry
+    );
     assert!(Geometry::validate::<u32>(ring.header(), len).is_err());
     assert!(Geometry::validate::<u64>(ring.header(), len - 1).is_err());
     ring.header().scribble_capacity(3);

@@ -110,7 +110,10 @@ fn timeouts_expire_and_hand_the_message_back() {
 
 #[test]
 fn absurd_capacities_are_refused() {
-    assert!(matches!(channel::<u8>(0), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        channel::<u8>(0),
+        Err(Error::InvalidArgument { .. })
+    ));
     assert!(matches!(
         channel::<u8>(usize::MAX),
         Err(Error::InvalidArgument { .. })
@@ -126,7 +129,10 @@ fn scribbled_indices_are_reported_as_corruption() {
     let (tx, rx) = channel::<u64>(4).unwrap();
     tx.send(1).unwrap();
     // Another "process" moves tail far ahead of head.
-    tx.ring_header().tail.0.store(1_000, std::sync::atomic::Ordering::Relaxed);
+    tx.ring_header()
+        .tail
+        .0
+        .store(1_000, std::sync::atomic::Ordering::Relaxed);
     assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
     assert!(matches!(
         tx.try_send(2),
