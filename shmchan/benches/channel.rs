@@ -29,18 +29,20 @@ struct Config {
     stream_fd: usize,
 }
 
-/// Runs `child` in a forked process, which then `_exit`s; returns its pid.
-fn fork_child(child: impl FnOnce()) -> libc::pid_t {
+/// Forks: `None` in the child (which must end with [`exit_child`]), the child's pid in the
+/// parent.
+fn fork_child() -> Option<libc::pid_t> {
     // SAFETY: the benchmark is single-threaded when it forks, so the child may run arbitrary
-    // code; it never returns into the parent's code (it `_exit`s).
+    // code; it never returns into the parent's code (it calls `exit_child`).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        child();
-        // SAFETY: ends the child without running the parent's destructors or atexit handlers.
-        unsafe { libc::_exit(0) };
-    }
-    pid
+    (pid != 0).then_some(pid)
+}
+
+/// Ends a forked child without running the parent's destructors or atexit handlers.
+fn exit_child() -> ! {
+    // SAFETY: `_exit` has no preconditions.
+    unsafe { libc::_exit(0) }
 }
 
 fn reap(pid: libc::pid_t) {
@@ -99,7 +101,7 @@ fn bare_spin_pingpong(cfg: &Config) -> (f64, f64, f64) {
     // SAFETY: as above, 128 bytes further.
     let pong = unsafe { &*((base as *const u8).add(128) as *const AtomicU64) };
     const STOP: u64 = u64::MAX;
-    let child = fork_child(|| {
+    let Some(child) = fork_child() else {
         loop {
             let v = ping.load(Ordering::Acquire);
             if v == STOP {
@@ -110,7 +112,8 @@ fn bare_spin_pingpong(cfg: &Config) -> (f64, f64, f64) {
             }
             std::hint::spin_loop();
         }
-    });
+        exit_child()
+    };
     let r = time_round_trips(cfg, |i| {
         let i = i + 1;
         ping.store(i, Ordering::Release);
@@ -132,11 +135,12 @@ fn channel_pingpong(cfg: &Config, strategy: WaitStrategy) -> (f64, f64, f64) {
     pong_tx.set_wait_strategy(strategy);
     ping_rx.set_wait_strategy(strategy);
     pong_rx.set_wait_strategy(strategy);
-    let child = fork_child(|| {
+    let Some(child) = fork_child() else {
         drop(ping_tx);
         drop(pong_rx);
         echo_loop(&ping_rx, &pong_tx);
-    });
+        exit_child()
+    };
     drop(ping_rx);
     drop(pong_tx);
     let r = time_round_trips(cfg, |i| {
@@ -209,26 +213,35 @@ fn fd_pingpong(cfg: &Config, socket: bool) -> (f64, f64, f64) {
     } else {
         fd_pair(false)
     };
-    let child = fork_child(|| {
+    let Some(child) = fork_child() else {
+        // Drop the parent's ends, so that closing them in the parent means end-of-file here.
+        if socket {
+            close(a_write);
+        } else {
+            close(a_write);
+            close(b_read);
+        }
         let mut buf = [0u8; 8];
         while read_exact(a_read, &mut buf) {
             write_all(b_write, &buf);
         }
-    });
+        exit_child()
+    };
     let mut buf = [0u8; 8];
     let r = time_round_trips(cfg, |i| {
         write_all(a_write, &i.to_ne_bytes());
         assert!(read_exact(b_read, &mut buf));
     });
     if socket {
-        // SAFETY: shuts down writing on our end so the child reads end-of-file.
-        unsafe { libc::shutdown(a_write, libc::SHUT_WR) };
+        close(a_write);
+        reap(child);
+        close(a_read);
     } else {
         close(a_write);
-    }
-    reap(child);
-    for fd in [a_read, a_write, b_read, b_write] {
-        close(fd);
+        reap(child);
+        for fd in [a_read, b_read, b_write] {
+            close(fd);
+        }
     }
     r
 }
@@ -239,7 +252,7 @@ fn fd_pingpong(cfg: &Config, socket: bool) -> (f64, f64, f64) {
 fn channel_stream<T: shmchan::ShmSafe + Default>(n: usize, batch: bool) -> f64 {
     let (tx, rx) = shmchan::channel::<T>(4096).expect("channel");
     let (go_tx, go_rx) = shmchan::channel::<u8>(1).expect("channel");
-    let child = fork_child(|| {
+    let Some(child) = fork_child() else {
         drop(rx);
         drop(go_tx);
         let _ = go_rx.recv();
@@ -256,7 +269,8 @@ fn channel_stream<T: shmchan::ShmSafe + Default>(n: usize, batch: bool) -> f64 {
                 tx.send(T::default()).expect("send");
             }
         }
-    });
+        exit_child()
+    };
     drop(tx);
     drop(go_rx);
     let mut got = 0;
@@ -280,14 +294,15 @@ fn channel_stream<T: shmchan::ShmSafe + Default>(n: usize, batch: bool) -> f64 {
 fn fd_stream(n: usize, size: usize, socket: bool) -> f64 {
     let (r, w) = fd_pair(socket);
     let (go_r, go_w) = fd_pair(false);
-    let child = fork_child(|| {
+    let Some(child) = fork_child() else {
         let mut go = [0u8; 1];
         read_exact(go_r, &mut go);
         let msg = vec![7u8; size];
         for _ in 0..n {
             write_all(w, &msg);
         }
-    });
+        exit_child()
+    };
     let mut buf = vec![0u8; size];
     let t0 = Instant::now();
     write_all(go_w, &[1]);

@@ -131,7 +131,12 @@ impl Side {
     fn claim_reservation(&self, parent: u32, child: u32) {
         for h in &self.holders {
             if h.pid
-                .compare_exchange(parent | RESERVED, child, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    parent | RESERVED,
+                    child,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 h.start.store(0, Ordering::Release);
@@ -444,7 +449,10 @@ mod tests {
         assert_eq!(side.holder_pids(), vec![proc::pid()]);
         // A reservation from a failed fork expires.
         let side = zeroed_side();
-        side.attach(10 | RESERVED, now_ns() - 2 * RESERVATION_TTL.as_nanos() as u64);
+        side.attach(
+            10 | RESERVED,
+            now_ns() - 2 * RESERVATION_TTL.as_nanos() as u64,
+        );
         assert_eq!(side.check_peer(), PeerState::Closed);
     }
 
