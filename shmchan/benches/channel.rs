@@ -256,7 +256,7 @@ fn channel_stream<T: shmchan::ShmSafe + Default>(n: usize, batch: bool) -> f64 {
         drop(rx);
         drop(go_tx);
         let _ = go_rx.recv();
-        let msgs = vec![T::default(); 256];
+        let msgs = [T::default(); 256];
         if batch {
             let mut left = n;
             while left > 0 {

@@ -111,19 +111,15 @@ impl Signal {
 
     fn notify(&self) {
         // SAFETY: writing one byte from a live local.
-        assert_eq!(
-            unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
     }
 
     fn wait(&self) {
         let mut b = [0u8];
         // SAFETY: reading one byte into a live local.
-        assert_eq!(
-            unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 1);
     }
 }
 

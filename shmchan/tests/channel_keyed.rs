@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::sync::Mutex;
 
 use shmchan::channel::TrySendError;
-use shmchan::{Error, Key, Receiver, Sender, ShmSafe};
+use shmchan::{Error, Key, Receiver, SeqLock, Sender, Shared, ShmSafe};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -80,11 +80,10 @@ fn another_process_opens_the_channel_by_name() {
             0
         })
     };
-    let code = wait(pid);
-    assert_eq!(code, 0);
     for id in 0..100 {
         assert_eq!(rx.recv().unwrap().id, id);
     }
+    assert_eq!(wait(pid), 0);
     // The child exited without dropping (it `_exit`ed): found dead, so disconnected.
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
 }
@@ -116,6 +115,23 @@ fn open_checks_the_message_type() {
         Err(Error::LayoutMismatch { .. })
     ));
     assert!(Receiver::<Order>::open(key).is_ok());
+}
+
+#[test]
+fn a_channel_is_not_a_shared_value_and_a_value_is_not_a_channel() {
+    let _g = serial();
+    let key = Key::name(&test_name("kind")).unwrap();
+    let _tx = Sender::<u64>::create(key, 8).unwrap();
+    assert!(matches!(
+        Shared::<u64, SeqLock>::open(key),
+        Err(Error::KindMismatch { .. })
+    ));
+    let key = Key::name(&test_name("kind-value")).unwrap();
+    let _value = Shared::<u64, SeqLock>::create(key).unwrap();
+    assert!(matches!(
+        Receiver::<u64>::open(key),
+        Err(Error::KindMismatch { .. })
+    ));
 }
 
 #[test]

@@ -1,102 +1,98 @@
-//! Where a ring's bytes live: a shmchan segment (anonymous, System V or POSIX), or, in unit
-//! tests, the heap.
+//! Where a ring's bytes live: the payload of a shmchan segment (anonymous, System V or POSIX).
 
-use std::alloc::Layout as AllocLayout;
+use super::ring::{Geometry, RingHeader};
+use crate::segment::{Expect, Key, LockKind, Segment, SegmentKind, SegmentSpec};
+use crate::{Result, ShmSafe};
 
-use super::ring::Geometry;
-use crate::{Error, Result};
-
-/// The mapping that holds one ring; shared by the handles of one process through an `Arc`, and
-/// unmapped when the last of them drops.
+/// The segment that holds one ring; shared by the handles of one process through an `Arc`, and
+/// unmapped (and, for a keyed creator, possibly removed: see `segment`) when the last drops.
 pub(crate) struct RingMemory {
-    base: *mut u8,
-    len: usize,
-    owner: Owner,
+    segment: Segment,
 }
 
-enum Owner {
-    #[allow(dead_code)]
-    Heap(AllocLayout),
-    Mmap,
+fn spec<T: ShmSafe>(geometry: &Geometry, len: usize) -> SegmentSpec<'static> {
+    let mut spec = SegmentSpec::new(
+        SegmentKind::Channel,
+        LockKind::None,
+        &T::LAYOUT,
+        T::FINGERPRINT,
+        len,
+    );
+    spec.capacity = geometry.capacity;
+    spec
 }
 
-// SAFETY: the memory is accessed only through the ring protocol (atomics, and slots owned by
-// one side at a time); the handle that frees it is the last `Arc` owner.
-unsafe impl Send for RingMemory {}
-// SAFETY: as above; `RingMemory` itself has no interior mutability.
-unsafe impl Sync for RingMemory {}
+fn total_len(geometry: &Geometry) -> Result<usize> {
+    geometry
+        .total_len()
+        .ok_or_else(|| crate::Error::InvalidArgument {
+            what: format!(
+                "a channel of {} messages does not fit in the address space",
+                geometry.capacity
+            ),
+        })
+}
 
 impl RingMemory {
-    /// Fresh process-private memory for `geometry`, initialised (threads only).
-    pub(crate) fn heap(geometry: &Geometry) -> Result<RingMemory> {
-        let len = geometry.total_len().ok_or_else(|| Error::InvalidArgument {
-            what: "channel too large".into(),
+    /// A fresh anonymous shared mapping holding an initialised ring (shared with children
+    /// forked afterwards).
+    pub(crate) fn anonymous<T: ShmSafe>(geometry: &Geometry) -> Result<RingMemory> {
+        let len = total_len(geometry)?;
+        let segment = Segment::anonymous(&spec::<T>(geometry, len), |base| {
+            // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
+            unsafe { geometry.init(base) }
         })?;
-        let layout =
-            AllocLayout::from_size_align(len, 128).map_err(|_| Error::InvalidArgument {
-                what: "channel too large".into(),
-            })?;
-        // SAFETY: `layout` has a non-zero size (the header alone is ~2 KiB).
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        if base.is_null() {
-            return Err(Error::NoMemory {
-                call: "alloc",
-                target: crate::Target::Other {
-                    what: "channel ring".into(),
-                },
-            });
-        }
-        // SAFETY: `base` is 128-aligned, `len` bytes, private to us.
-        unsafe { geometry.init(base) };
-        Ok(RingMemory {
-            base,
-            len,
-            owner: Owner::Heap(layout),
-        })
+        Ok(RingMemory { segment })
     }
 
-    /// TEMPORARY until segments land: an anonymous shared mapping.
-    pub(crate) fn mmap(geometry: &Geometry) -> Result<RingMemory> {
-        let len = geometry.total_len().unwrap();
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+    /// Creates the keyed segment exclusively, holding an initialised ring.
+    pub(crate) fn create<T: ShmSafe>(key: Key, geometry: &Geometry) -> Result<RingMemory> {
+        let len = total_len(geometry)?;
+        let segment = Segment::create(key, &spec::<T>(geometry, len), |base| {
+            // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
+            unsafe { geometry.init(base) }
+        })?;
+        Ok(RingMemory { segment })
+    }
+
+    /// Opens an existing keyed channel segment for `T` and validates its ring.
+    pub(crate) fn open<T: ShmSafe>(key: Key) -> Result<(RingMemory, Geometry)> {
+        let expect = Expect {
+            kind: SegmentKind::Channel,
+            lock_kind: LockKind::None,
+            fingerprint: T::FINGERPRINT,
+            type_name: T::LAYOUT.type_name,
+            payload_len: None,
         };
-        assert_ne!(base, libc::MAP_FAILED);
-        let base = base as *mut u8;
-        unsafe { geometry.init(base) };
-        Ok(RingMemory {
-            base,
-            len,
-            owner: Owner::Mmap,
-        })
+        let segment = Segment::open(key, &expect, false)?;
+        let memory = RingMemory { segment };
+        if memory.len() < size_of::<RingHeader>() {
+            return Err(crate::Error::Corrupted {
+                what: format!(
+                    "the channel segment's payload ({} bytes) is smaller than a ring header",
+                    memory.len()
+                ),
+            });
+        }
+        let geometry = Geometry::validate::<T>(memory.ring_header(), memory.len())?;
+        Ok((memory, geometry))
+    }
+
+    /// The ring header at the start of the payload.
+    pub(crate) fn ring_header(&self) -> &RingHeader {
+        // SAFETY: the payload is 128-aligned and at least a header long (anonymous and created
+        // rings are sized by their geometry; opened ones are checked in `open`). The header is
+        // only atomics, so any bytes another process wrote there are valid.
+        unsafe { &*(self.base() as *const RingHeader) }
     }
 
     /// The ring's base address (128-byte aligned).
     pub(crate) fn base(&self) -> *mut u8 {
-        self.base
+        self.segment.payload_ptr()
     }
 
     /// Mapped bytes from [`Self::base`].
     pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for RingMemory {
-    fn drop(&mut self) {
-        match self.owner {
-            // SAFETY: allocated in `heap` with this layout, freed once (last Arc owner).
-            Owner::Heap(layout) => unsafe { std::alloc::dealloc(self.base, layout) },
-            Owner::Mmap => unsafe {
-                libc::munmap(self.base.cast(), self.len);
-            },
-        }
+        self.segment.payload_len()
     }
 }

@@ -27,6 +27,7 @@
 //! ```
 
 mod error;
+mod keyed;
 mod liveness;
 mod memory;
 mod receiver;
@@ -67,7 +68,7 @@ use ring::Geometry;
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let geometry = Geometry::for_type::<T>(capacity)?;
-    let memory = Arc::new(RingMemory::mmap(&geometry)?);
+    let memory = Arc::new(RingMemory::anonymous::<T>(&geometry)?);
     Ok((
         Sender::attach(Arc::clone(&memory), geometry),
         Receiver::attach(memory, geometry),

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::liveness::{Membership, PeerState};
+use super::liveness::Membership;
 use super::memory::RingMemory;
 use super::ring::{Consumer, Geometry, RingHeader};
 use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
@@ -82,7 +82,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn recv(&self) -> Result<T> {
-        self.recv_until(None)?.ok_or_else(|| unreachable_timeout())
+        self.recv_until(None)?.ok_or_else(unreachable_timeout)
     }
 
     /// Receives the next message, blocking at most `timeout`.

@@ -474,11 +474,6 @@ impl<T: ShmSafe> Consumer<T> {
         self.head.set(head);
     }
 
-    /// Messages in the ring as last seen by the consumer (a lower bound).
-    pub(crate) fn len_hint(&self) -> u64 {
-        self.tail_cache.get().wrapping_sub(self.head.get())
-    }
-
     /// Reads the shared `tail` and returns how many messages are ready (validated).
     pub(crate) fn ready(&self) -> Result<u64> {
         let head = self.own_index()?;
