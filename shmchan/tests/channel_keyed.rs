@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::sync::Mutex;
 
 use shmchan::channel::TrySendError;
-use shmchan::{Error, Key, Receiver, SeqLock, Sender, Shared, ShmSafe};
+use shmchan::{Error, Key, Receiver, Sender, SeqLock, Shared, ShmSafe};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
