@@ -47,6 +47,14 @@ pub fn read_value(seg: &dyn SegmentBytes, h: &Header) -> Result<ReadValue, Strin
             .clone()
             .unwrap_or_else(|| "no layout descriptor".to_owned())
     })?;
+    // Bound every size by the payload (itself checked against the segment) before allocating:
+    // a hostile header must not make the tool allocate what it claims.
+    if h.type_size > h.payload_len {
+        return Err(format!(
+            "the {}-byte value does not fit the {}-byte payload",
+            h.type_size, h.payload_len
+        ));
+    }
     let size = usize::try_from(h.type_size).map_err(|_| "type size too large".to_owned())?;
     let base = h.payload_off;
     match h.lock_kind {
@@ -89,6 +97,7 @@ fn read_seqlock(
     ty: &crate::value::Ty,
 ) -> Result<ReadValue, String> {
     // The writer copies whole u64 words: read the same words (never a different access size).
+    // `size <= payload_len` (checked by the caller), so none of this overflows.
     let words_len = size.div_ceil(8) * 8;
     let stride = (words_len as u64).next_multiple_of(seq::ALIGN);
     let need = seq::COPIES + 2 * stride;

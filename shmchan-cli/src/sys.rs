@@ -312,6 +312,13 @@ pub fn with_read_lock<R>(
     deadline: std::time::Duration,
     f: impl FnOnce() -> R,
 ) -> Result<R, String> {
+    // The path comes from a header another process wrote: never open a device, FIFO or socket
+    // (opening some devices has effects), nor follow a link.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Err(format!("lock file {path} is not a regular file")),
+        Err(e) => return Err(describe(&format!("stat(lock file {path})"), &e)),
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
