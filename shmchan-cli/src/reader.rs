@@ -220,6 +220,20 @@ pub fn channel_state(seg: &dyn SegmentBytes, h: &Header) -> Result<(Json, Vec<St
     let tail = word(ring::TAIL)?;
     let queued = tail.wrapping_sub(head);
     let valid = queued <= cap;
+    let messages = if valid {
+        peek_messages(
+            seg,
+            h,
+            base,
+            head,
+            queued.min(PEEK_MAX),
+            cap,
+            slot,
+            slots_off,
+        )
+    } else {
+        Vec::new()
+    };
     let sender = side(seg, base + ring::SENDER)?;
     let receiver = side(seg, base + ring::RECEIVER)?;
     let mut lines = vec![
@@ -237,6 +251,21 @@ pub fn channel_state(seg: &dyn SegmentBytes, h: &Header) -> Result<(Json, Vec<St
     if !valid {
         lines.push("  (a process wrote outside the protocol; recreate the channel)".to_owned());
     }
+    if !messages.is_empty() {
+        lines.push(format!(
+            "next {} message(s) (the oldest first; any the receiver took meanwhile are left out):",
+            messages.len()
+        ));
+        for (index, v) in &messages {
+            let fields: Vec<String> = ty_of(h)
+                .map(|t| value::flatten(v, t))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(p, _, val)| format!("{p}={val}"))
+                .collect();
+            lines.push(format!("  #{index}  {}", fields.join(", ")));
+        }
+    }
     let j = json!({
         "capacity": cap,
         "slot_size": slot,
@@ -246,8 +275,62 @@ pub fn channel_state(seg: &dyn SegmentBytes, h: &Header) -> Result<(Json, Vec<St
         "indices_valid": valid,
         "sender": sender.1,
         "receiver": receiver.1,
+        "next_messages": messages
+            .iter()
+            .map(|(i, v)| json!({ "index": i, "value": value::to_json(v) }))
+            .collect::<Vec<_>>(),
     });
     Ok((j, lines))
+}
+
+/// The most queued messages `inspect` decodes.
+const PEEK_MAX: u64 = 8;
+
+fn ty_of(h: &Header) -> Option<&crate::value::Ty> {
+    h.layout.as_ref()
+}
+
+/// Copies and decodes up to `n` messages from `head` on, without disturbing the channel.
+///
+/// Slot `j` holds message `j` until the consumer moves `head` past `j` (only then may the
+/// producer reuse it for message `j + cap`). So: copy the slots, then re-read `head`; every copy
+/// of an index still `>= head` was stable while it was copied. The `Acquire` load of `tail`
+/// (by the caller) orders the producer's slot writes before our copies.
+#[allow(clippy::too_many_arguments)]
+fn peek_messages(
+    seg: &dyn SegmentBytes,
+    h: &Header,
+    base: u64,
+    head: u64,
+    n: u64,
+    cap: u64,
+    slot: u64,
+    slots_off: u64,
+) -> Vec<(u64, Value)> {
+    let Some(ty) = ty_of(h) else {
+        return Vec::new();
+    };
+    let size = h.type_size;
+    if size == 0 || size > slot {
+        return Vec::new();
+    }
+    let mut copies = Vec::new();
+    for j in head..head.saturating_add(n) {
+        let at = base + slots_off + (j & (cap - 1)) * slot;
+        match seg.read_vec(at, size as usize) {
+            Ok(b) => copies.push((j, b)),
+            Err(_) => break,
+        }
+    }
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    let Ok(head_now) = seg.load_u64_acquire(base + ring::HEAD) else {
+        return Vec::new();
+    };
+    copies
+        .into_iter()
+        .filter(|(j, _)| *j >= head_now)
+        .filter_map(|(j, b)| value::decode(ty, &b, 0).ok().map(|v| (j, v)))
+        .collect()
 }
 
 /// One side's liveness record: text and JSON.

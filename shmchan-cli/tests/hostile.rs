@@ -292,14 +292,25 @@ mod forged {
     #[test]
     fn a_claimed_huge_value_is_refused_not_allocated() {
         let _s = serial();
-        const HUGE: Layout = Layout { type_name: "array", size: 1 << 40, align: 8, fields: &[] };
+        const HUGE: Layout = Layout {
+            type_name: "array",
+            size: 1 << 40,
+            align: 8,
+            fields: &[],
+        };
         for lock in [0, 1] {
             let obj = RawPosix::new(
                 &format!("forged-huge-{lock}"),
                 &forge_segment(1, lock, "array", &encode(&HUGE), 1 << 40, 16),
             );
             let v = json(&["inspect", &obj.name]);
-            assert!(v["error"].as_str().unwrap_or_default().contains("does not fit"), "{v}");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("does not fit"),
+                "{v}"
+            );
         }
     }
 }

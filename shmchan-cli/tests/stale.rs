@@ -1,6 +1,7 @@
-//! Crash leftovers: a child process creates a shmchan segment and is killed with SIGKILL; the
-//! tool must then call the segment stale (attach count 0, creator dead), `ls` must not remove it
-//! by looking at it, `rm --stale` must remove exactly it.
+//! Crashes: a child process creates a shmchan segment and is killed with SIGKILL; the tool must
+//! then call the segment stale (attach count 0, creator dead), `ls` must not remove it by looking
+//! at it, `rm --stale` must remove exactly it. A channel whose receiving process is killed shows
+//! that process dead.
 //!
 //! This file re-executes itself as the child (environment variable `SHMCHAN_CLI_STALE_CHILD`),
 //! so it has its own `main` instead of the libtest harness.
@@ -11,9 +12,42 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use common::*;
-use shmchan::{Key, Segment};
+use shmchan::{Key, Receiver, Segment, Sender};
 
 const CHILD_ENV: &str = "SHMCHAN_CLI_STALE_CHILD";
+const RECEIVER_ENV: &str = "SHMCHAN_CLI_RECEIVER_CHILD";
+
+/// The receiving end's child: open the channel, say so, wait to be killed.
+fn receiver_child(key: i32) -> ! {
+    match Receiver::<u64>::open(Key::raw(key)) {
+        Ok(rx) => {
+            println!("ready");
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            drop(rx);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            println!("error {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Spawns this binary in a child role, returns it once it printed its first line.
+fn spawn_child(env: &str, key: i32) -> (std::process::Child, String) {
+    let mut kid = Command::new(std::env::current_exe().expect("own path"))
+        .env(env, key.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn a child");
+    let mut line = String::new();
+    BufReader::new(kid.stdout.take().expect("child stdout"))
+        .read_line(&mut line)
+        .expect("read the child's handshake");
+    (kid, line)
+}
 
 /// The child: create a keyed raw segment, say so, then wait for stdin to close (it never does:
 /// the parent kills us first).
@@ -45,17 +79,7 @@ impl Drop for RemoveOnDrop {
 fn stale_segment_of_a_killed_creator_is_found_and_removed() {
     let key = test_key(40);
     let arg = format!("0x{:08x}", key as u32);
-    let exe = std::env::current_exe().expect("own path");
-    let mut kid = Command::new(exe)
-        .env(CHILD_ENV, key.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the creator");
-    let mut line = String::new();
-    BufReader::new(kid.stdout.take().expect("child stdout"))
-        .read_line(&mut line)
-        .expect("read the child's handshake");
+    let (mut kid, line) = spawn_child(CHILD_ENV, key);
     let shmid: i32 = line
         .strip_prefix("ready ")
         .and_then(|s| s.trim().parse().ok())
@@ -99,15 +123,70 @@ fn stale_segment_of_a_killed_creator_is_found_and_removed() {
     assert!(!sysv_exists(shmid), "rm --stale removed it");
 }
 
+fn killed_receiver_shows_as_dead_in_the_channel_state() {
+    let key = test_key(41);
+    let arg = format!("0x{:08x}", key as u32);
+    let tx = Sender::<u64>::create(Key::raw(key), 4).expect("create the channel");
+    tx.send(42).expect("send");
+    let (mut kid, line) = spawn_child(RECEIVER_ENV, key);
+    assert_eq!(line.trim(), "ready", "child failed: {line}");
+    let pid = u64::from(kid.id());
+    let holders = |v: &serde_json::Value| v["channel"]["receiver"]["holders"].clone();
+
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["channel"]["receiver"]["state"], "connected", "{v}");
+    assert_eq!(
+        holders(&v),
+        serde_json::json!([{ "pid": pid, "liveness": "alive" }])
+    );
+
+    kid.kill().expect("SIGKILL the receiver");
+    kid.wait().expect("reap the receiver");
+
+    let v = json(&["inspect", &arg]);
+    assert_eq!(
+        holders(&v),
+        serde_json::json!([{ "pid": pid, "liveness": "dead" }]),
+        "{v}"
+    );
+    let state = v["channel"]["receiver"]["state"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(state.starts_with("all holders dead"), "{v}");
+    assert_eq!(v["channel"]["queued"], 1, "the message is still there: {v}");
+    assert_eq!(v["channel"]["sender"]["state"], "connected");
+    let text = ok(&["inspect", &arg]);
+    assert!(text.contains(&format!("pid {pid} (dead)")), "{text}");
+}
+
 fn main() {
     if let Ok(key) = std::env::var(CHILD_ENV) {
         child(key.parse().expect("key from the parent"));
     }
+    if let Ok(key) = std::env::var(RECEIVER_ENV) {
+        receiver_child(key.parse().expect("key from the parent"));
+    }
     // `cargo test -- --list` and filters: this binary has one test and runs it.
+    let tests: [(&str, fn()); 2] = [
+        (
+            "stale_segment_of_a_killed_creator_is_found_and_removed",
+            stale_segment_of_a_killed_creator_is_found_and_removed,
+        ),
+        (
+            "killed_receiver_shows_as_dead_in_the_channel_state",
+            killed_receiver_shows_as_dead_in_the_channel_state,
+        ),
+    ];
     if std::env::args().any(|a| a == "--list") {
-        println!("stale_segment_of_a_killed_creator_is_found_and_removed: test");
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
         return;
     }
-    stale_segment_of_a_killed_creator_is_found_and_removed();
-    println!("test stale_segment_of_a_killed_creator_is_found_and_removed ... ok");
+    // Run one after the other: `ls` attaching while another test drops a handle is what the
+    // serial lock of the other test files avoids.
+    for (name, test) in tests {
+        test();
+        println!("test {name} ... ok");
+    }
 }
