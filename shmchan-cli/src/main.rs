@@ -20,6 +20,7 @@ mod reader;
 mod record;
 mod sys;
 mod table;
+mod ty;
 mod value;
 
 use std::io::Write;

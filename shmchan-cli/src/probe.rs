@@ -4,7 +4,7 @@
 use serde_json::{Value as Json, json};
 
 use crate::sys::SegmentBytes;
-use crate::value::Ty;
+use crate::ty::Ty;
 
 /// The magic every shmchan segment starts with.
 pub const MAGIC: &[u8; 8] = b"SHMCHAN\0";

@@ -20,7 +20,7 @@ pub struct ReadValue {
     /// The decoded value.
     pub value: Value,
     /// Its type.
-    pub ty: crate::value::Ty,
+    pub ty: crate::ty::Ty,
     /// How it was read (`seqlock, sequence 12`, ...).
     pub how: String,
     /// Who holds the writer lock, if anyone (seqlock).
@@ -94,7 +94,7 @@ fn read_seqlock(
     h: &Header,
     base: u64,
     size: usize,
-    ty: &crate::value::Ty,
+    ty: &crate::ty::Ty,
 ) -> Result<ReadValue, String> {
     // The writer copies whole u64 words: read the same words (never a different access size).
     // `size <= payload_len` (checked by the caller), so none of this overflows.
@@ -286,7 +286,7 @@ pub fn channel_state(seg: &dyn SegmentBytes, h: &Header) -> Result<(Json, Vec<St
 /// The most queued messages `inspect` decodes.
 const PEEK_MAX: u64 = 8;
 
-fn ty_of(h: &Header) -> Option<&crate::value::Ty> {
+fn ty_of(h: &Header) -> Option<&crate::ty::Ty> {
     h.layout.as_ref()
 }
 

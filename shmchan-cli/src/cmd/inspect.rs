@@ -55,9 +55,15 @@ fn build(r: &Record) -> Report {
         (Some(pid), Some(l)) => format!("pid {pid} ({})", l.as_str()),
         _ => "unknown".to_owned(),
     };
-    let last = r
-        .lpid
-        .map_or(String::new(), |p| format!(", last attach/detach pid {p}"));
+    // `watch` attaches at every refresh: say so rather than show our own pid as a stranger's.
+    let last = r.lpid.map_or(String::new(), |p| {
+        let us = if p == std::process::id() {
+            " (this shmchan command)"
+        } else {
+            ""
+        };
+        format!(", last attach/detach pid {p}{us}")
+    });
     head.push(format!(
         "  creator   {creator}{last}, changed {}",
         utc(r.changed)
