@@ -240,6 +240,17 @@ pub fn list_all() -> Result<Vec<Record>, String> {
     };
     let mut out: Vec<Record> = sysv.iter().map(Record::from_sysv).collect();
     out.extend(posix.iter().map(|p| Record::from_posix(p, &mappers)));
+    // A segment removed between the listing and our look is gone, not "unreadable".
+    if out.iter().any(|r| matches!(r.probe, Probe::Unreadable(_))) {
+        let ids: Vec<i32> = procfs::sysv_segments()?.iter().map(|e| e.shmid).collect();
+        out.retain(|r| match (&r.probe, &r.location) {
+            (Probe::Unreadable(_), Location::Sysv { shmid, .. }) => ids.contains(shmid),
+            (Probe::Unreadable(_), Location::Posix { name }) => {
+                procfs::posix_object(name).is_some()
+            }
+            _ => true,
+        });
+    }
     Ok(out)
 }
 

@@ -383,10 +383,21 @@ pub fn is_tty(fd: i32) -> bool {
 
 /// Wraps an errno from a failed call into a one-line message naming the call.
 pub fn describe(call: &str, err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => format!("{call} failed: {} ({})", errno_name(code), err),
-        None => format!("{call} failed: {err}"),
-    }
+    let Some(code) = err.raw_os_error() else {
+        return format!("{call} failed: {err}");
+    };
+    // io::Error's text ends in " (os error N)": the symbolic name says it better.
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+    let hint = match code {
+        libc::EACCES | libc::EPERM => {
+            ": you are not its owner (or root) and its mode does not allow this; run as its owner or root"
+        }
+        libc::EIDRM | libc::EINVAL => ": it was probably removed meanwhile (see `shmchan ls`)",
+        libc::ENOENT => ": it does not exist (any more)",
+        _ => "",
+    };
+    format!("{call} failed: {} ({text}){hint}", errno_name(code))
 }
 
 /// The symbolic name of common errnos.

@@ -314,3 +314,52 @@ mod forged {
         }
     }
 }
+
+/// Runs the tool as user `nobody` (65534): what an unprivileged user sees of root's segments.
+fn as_nobody(args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(env!("CARGO_BIN_EXE_shmchan"))
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run shmchan as nobody")
+}
+
+#[test]
+fn another_users_private_segment_is_unreadable_and_kept() {
+    let _s = serial();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: running the tool as another user needs root");
+        return;
+    }
+    let seg = RawSysv::new(libc::IPC_PRIVATE, 4096, b"SHMCHAN\0 secret");
+    let id = seg.shmid.to_string();
+    let out = as_nobody(&["--json", "ls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let row = rows
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["shmid"] == seg.shmid))
+        .cloned()
+        .expect("listed with its kernel metadata");
+    assert_eq!(row["status"], "unreadable", "{row}");
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("EACCES"),
+        "{row}"
+    );
+    assert_eq!(row["size"], 4096);
+    let out = as_nobody(&["rm", "--force", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EACCES") || err.contains("EPERM"), "{err}");
+    assert!(sysv_exists(seg.shmid), "nothing removed");
+}
