@@ -315,15 +315,41 @@ mod forged {
     }
 }
 
-/// Runs the tool as user `nobody` (65534): what an unprivileged user sees of root's segments.
-fn as_nobody(args: &[&str]) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    std::process::Command::new(env!("CARGO_BIN_EXE_shmchan"))
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run shmchan as nobody")
+/// A copy of the binary that user `nobody` (65534) can execute: the build directory may sit under
+/// a directory only root may enter (CI clones anywhere). Removed on drop.
+struct NobodyBinary(std::path::PathBuf);
+
+impl NobodyBinary {
+    fn new() -> NobodyBinary {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("shmchan-cli-test-{}-nobody", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        let bin = NobodyBinary(dir);
+        let exe = bin.0.join("shmchan");
+        std::fs::copy(env!("CARGO_BIN_EXE_shmchan"), &exe).expect("copy the binary");
+        for (path, mode) in [(&bin.0, 0o755), (&exe, 0o755)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        bin
+    }
+
+    /// Runs the copy as `nobody`.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(self.0.join("shmchan"))
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run shmchan as nobody")
+    }
+}
+
+impl Drop for NobodyBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
@@ -334,9 +360,10 @@ fn another_users_private_segment_is_unreadable_and_kept() {
         eprintln!("skipped: running the tool as another user needs root");
         return;
     }
+    let nobody = NobodyBinary::new();
     let seg = RawSysv::new(libc::IPC_PRIVATE, 4096, b"SHMCHAN\0 secret");
     let id = seg.shmid.to_string();
-    let out = as_nobody(&["--json", "ls"]);
+    let out = nobody.run(&["--json", "ls"]);
     assert!(
         out.status.success(),
         "{}",
@@ -357,7 +384,7 @@ fn another_users_private_segment_is_unreadable_and_kept() {
         "{row}"
     );
     assert_eq!(row["size"], 4096);
-    let out = as_nobody(&["rm", "--force", &id]);
+    let out = nobody.run(&["rm", "--force", &id]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("EACCES") || err.contains("EPERM"), "{err}");
