@@ -1,7 +1,8 @@
 //! Crashes: a child process creates a shmchan segment and is killed with SIGKILL; the tool must
 //! then call the segment stale (attach count 0, creator dead), `ls` must not remove it by looking
 //! at it, `rm --stale` must remove exactly it. A channel whose receiving process is killed shows
-//! that process dead.
+//! that process dead. A writer killed inside its write leaves the value readable, and the tool
+//! names the dead lock holder.
 //!
 //! This file re-executes itself as the child (environment variable `SHMCHAN_CLI_STALE_CHILD`),
 //! so it has its own `main` instead of the libtest harness.
@@ -12,10 +13,29 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use common::*;
-use shmchan::{Key, Receiver, Segment, Sender};
+use shmchan::{Key, Receiver, Segment, Sender, SeqLock, Shared};
 
 const CHILD_ENV: &str = "SHMCHAN_CLI_STALE_CHILD";
 const RECEIVER_ENV: &str = "SHMCHAN_CLI_RECEIVER_CHILD";
+const WRITER_ENV: &str = "SHMCHAN_CLI_WRITER_CHILD";
+
+/// The writer's child: take the seqlock's writer lock and stay inside the write until killed.
+fn writer_child(key: i32) -> ! {
+    let s = match Shared::<u64, SeqLock>::open(Key::raw(key)) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error {e}");
+            std::process::exit(1);
+        }
+    };
+    s.write(|v| {
+        *v = 99;
+        println!("writing");
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    });
+    std::process::exit(0);
+}
 
 /// The receiving end's child: open the channel, say so, wait to be killed.
 fn receiver_child(key: i32) -> ! {
@@ -159,6 +179,37 @@ fn killed_receiver_shows_as_dead_in_the_channel_state() {
     assert!(text.contains(&format!("pid {pid} (dead)")), "{text}");
 }
 
+fn value_stays_readable_and_the_dead_writer_is_named() {
+    let key = test_key(42);
+    let arg = format!("0x{:08x}", key as u32);
+    let s = Shared::<u64, SeqLock>::create_with(Key::raw(key), 5).expect("create");
+    let (mut kid, line) = spawn_child(WRITER_ENV, key);
+    assert_eq!(line.trim(), "writing", "child failed: {line}");
+    let pid = kid.id();
+
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["value"], 5, "{v}");
+    let writer = v["writer"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        writer.contains(&format!("pid {pid}")) && writer.contains("(alive)"),
+        "{v}"
+    );
+
+    kid.kill().expect("SIGKILL the writer inside its write");
+    kid.wait().expect("reap the writer");
+
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["value"], 5, "the last complete value: {v}");
+    let writer = v["writer"].as_str().unwrap_or_default();
+    assert!(
+        writer.contains(&format!("pid {pid}")) && writer.contains("dead"),
+        "{v}"
+    );
+    // The next writer takes the lock over.
+    s.store(6);
+    assert_eq!(json(&["inspect", &arg])["value"], 6);
+}
+
 fn main() {
     if let Ok(key) = std::env::var(CHILD_ENV) {
         child(key.parse().expect("key from the parent"));
@@ -166,8 +217,11 @@ fn main() {
     if let Ok(key) = std::env::var(RECEIVER_ENV) {
         receiver_child(key.parse().expect("key from the parent"));
     }
+    if let Ok(key) = std::env::var(WRITER_ENV) {
+        writer_child(key.parse().expect("key from the parent"));
+    }
     // `cargo test -- --list` and filters: this binary has one test and runs it.
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         (
             "stale_segment_of_a_killed_creator_is_found_and_removed",
             stale_segment_of_a_killed_creator_is_found_and_removed,
@@ -175,6 +229,10 @@ fn main() {
         (
             "killed_receiver_shows_as_dead_in_the_channel_state",
             killed_receiver_shows_as_dead_in_the_channel_state,
+        ),
+        (
+            "value_stays_readable_and_the_dead_writer_is_named",
+            value_stays_readable_and_the_dead_writer_is_named,
         ),
     ];
     if std::env::args().any(|a| a == "--list") {

@@ -222,3 +222,37 @@ fn no_torn_reads(key: Key, arg: &str) {
         );
     });
 }
+
+#[test]
+fn rm_unlinks_an_unused_posix_value_and_refuses_one_in_use() {
+    let _s = serial();
+    let name = format!("/shmchan-test-{}-rm", std::process::id());
+    let path = format!("/dev/shm{name}");
+    /// Unlinks the object if the test did not.
+    struct Unlink<'a>(&'a str);
+    impl Drop for Unlink<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _cleanup = Unlink(&path);
+    let mut s = Shared::<Tick, SeqLock>::create_with(Key::name(&name).expect("name"), tick())
+        .expect("create");
+    s.persist();
+    let err = fails(&["rm", &name]);
+    assert!(err.contains("in use by 1 process"), "{err}");
+    drop(s);
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "persisted: still there"
+    );
+    let row = ls_row_posix(&name).expect("listed");
+    assert_eq!(
+        (row["attached"].as_u64(), row["creator"].as_str()),
+        (Some(0), Some("alive")),
+        "{row}"
+    );
+    let out = ok(&["rm", &name]);
+    assert!(out.contains("removed POSIX object"), "{out}");
+    assert!(!std::path::Path::new(&path).exists());
+}
