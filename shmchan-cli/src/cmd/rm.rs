@@ -125,10 +125,19 @@ fn refusal(r: &Record, force: bool) -> Option<String> {
 
 /// Wipes the bytes (so no reader still attached, or a later reuse, sees old data), then removes.
 fn remove(r: &Record, force: bool) -> Outcome {
-    let wiped = r
-        .location
-        .open(true)
-        .and_then(|seg| seg.wipe().map_err(|e| sys::describe("wiping", &e)));
+    let wiped = r.location.open(true).and_then(|seg| {
+        // The attach count was 0 when we looked; if a process attached since, it is using the
+        // segment: wiping it under that process is not what was asked.
+        if let (false, Location::Sysv { shmid, .. }) = (force, &r.location) {
+            let others = sys::shm_stat(*shmid).map_or(0, |st| st.shm_nattch.saturating_sub(1));
+            if others > 0 && r.attached == 0 {
+                return Err(format!(
+                    "{others} process(es) attached since it was looked at"
+                ));
+            }
+        }
+        seg.wipe().map_err(|e| sys::describe("wiping", &e))
+    });
     if let Err(e) = wiped {
         if !force {
             return Outcome::Failed(format!(
