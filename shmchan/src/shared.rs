@@ -11,6 +11,8 @@ mod reader;
 
 pub use reader::SharedReader;
 
+#[cfg(doc)]
+use crate::Error;
 use crate::segment::{Key, Segment, SegmentInfo};
 use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
 use crate::sync::record_lock::Wait;
@@ -77,8 +79,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::NoMemory`](crate::Error::NoMemory) if the mapping is refused; for [`FcntlLock`], the errors of creating
-    /// the lock file (e.g. [`Error::PermissionDenied`](crate::Error::PermissionDenied)).
+    /// [`Error::NoMemory`] if the mapping is refused; for [`FcntlLock`], the errors of creating
+    /// the lock file (e.g. [`Error::PermissionDenied`]).
     ///
     /// # Examples
     ///
@@ -97,8 +99,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Exists`](crate::Error::Exists) if a segment with this key exists; the segment errors of creation
-    /// ([`Error::InvalidSize`](crate::Error::InvalidSize), [`Error::NoSpace`](crate::Error::NoSpace), [`Error::PermissionDenied`](crate::Error::PermissionDenied)...).
+    /// [`Error::Exists`] if a segment with this key exists; the segment errors of creation
+    /// ([`Error::InvalidSize`], [`Error::NoSpace`], [`Error::PermissionDenied`]...).
     ///
     /// # Examples
     ///
@@ -141,9 +143,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`](crate::Error::NotFound); [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) for another type;
-    /// [`Error::KindMismatch`](crate::Error::KindMismatch) for another lock kind or a channel; [`Error::NotShmchan`](crate::Error::NotShmchan) for a
-    /// foreign segment; [`Error::PermissionDenied`](crate::Error::PermissionDenied).
+    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another type;
+    /// [`Error::KindMismatch`] for another lock kind or a channel; [`Error::NotShmchan`] for a
+    /// foreign segment; [`Error::PermissionDenied`].
     ///
     /// # Examples
     ///
@@ -239,7 +241,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// Never with [`SeqLock`]; with [`FcntlLock`], [`Error::Os`](crate::Error::Os) naming the failing `fcntl` or
+    /// Never with [`SeqLock`]; with [`FcntlLock`], [`Error::Os`] naming the failing `fcntl` or
     /// `open`.
     ///
     /// # Examples
@@ -259,7 +261,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`](crate::Error::Timeout), and those of [`try_read`](Self::try_read).
+    /// [`Error::Timeout`], and those of [`try_read`](Self::try_read).
     ///
     /// # Examples
     ///
@@ -309,10 +311,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`](crate::Error::WouldBlock) when another live writer (or, for [`FcntlLock`], a reader) holds
-    /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`](crate::Error::WriterDied)
+    /// [`Error::WouldBlock`] when another live writer (or, for [`FcntlLock`], a reader) holds
+    /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`]
     /// when the holder was dead: the lock was recovered and `f` did **not** run (call again);
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a nested write.
+    /// [`Error::InvalidArgument`] for a nested write.
     ///
     /// # Examples
     ///
@@ -329,14 +331,14 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// Like [`write`](Self::write), waiting at most `timeout` for the lock.
     ///
     /// A stopped holder (`SIGSTOP`) is alive: it is never stolen from, and the wait ends with
-    /// [`Error::Timeout`](crate::Error::Timeout) naming its pid.
+    /// [`Error::Timeout`] naming its pid.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`](crate::Error::Timeout) with the holder's pid (when known); [`Error::WriterDied`](crate::Error::WriterDied) `{ pid }`
+    /// [`Error::Timeout`] with the holder's pid (when known); [`Error::WriterDied`] `{ pid }`
     /// when the holder had died: the lock was recovered, the last complete value kept, and `f`
-    /// did **not** run (call again); [`Error::Corrupted`](crate::Error::Corrupted) when the lock word held an impossible
-    /// value (it was reset); [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a nested write.
+    /// did **not** run (call again); [`Error::Corrupted`] when the lock word held an impossible
+    /// value (it was reset); [`Error::InvalidArgument`] for a nested write.
     ///
     /// # Examples
     ///
@@ -480,7 +482,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// [`Error::PermissionDenied`](crate::Error::PermissionDenied) without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
+    /// [`Error::PermissionDenied`] without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
     ///
     /// # Examples
     ///
@@ -578,8 +580,9 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`](crate::Error::Os) naming the failing `fcntl`; [`Error::InvalidArgument`](crate::Error::InvalidArgument) when this thread
-    /// already holds the write lock.
+    /// [`Error::Os`] naming the failing `fcntl`;
+    /// [`Error::InvalidArgument`] when this thread already holds
+    /// the write lock of this value (through any handle of this process).
     ///
     /// # Examples
     ///
@@ -598,8 +601,9 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     ///
     /// # Errors
     ///
-    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`](crate::Error::InvalidArgument) when this thread already
-    /// holds a lock of this value.
+    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`]
+    /// also when this thread holds a read guard of this value (an upgrade would wait for itself:
+    /// drop the read guard first).
     ///
     /// # Examples
     ///

@@ -87,19 +87,41 @@ fn read_only_handles_follow_writes_for_both_locks() {
     w.store(3);
     assert_eq!(r.read(), 3);
     assert_eq!(*r.lock_read().unwrap(), 3);
-    // The reader's read lock keeps the writer out.
+    // The reader's read lock keeps writers on other threads out.
     let g = r.lock_read().unwrap();
-    assert!(matches!(
-        w.try_write(|n| *n = 4),
-        Err(Error::WouldBlock { .. })
-    ));
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            assert!(matches!(
+                w.try_write(|n| *n = 4),
+                Err(Error::WouldBlock { .. })
+            ))
+        });
+    });
     drop(g);
     w.try_write(|n| *n = 4).unwrap();
-    // And a held write lock bounds the reader's wait.
+    // And a write lock held by another thread bounds the reader's wait.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|sc| {
+        let w = &w;
+        sc.spawn(move || {
+            let _g = w.lock_write().unwrap();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        assert!(matches!(
+            r.read_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout { .. })
+        ));
+        done_tx.send(()).unwrap();
+    });
+    // From the thread holding the write lock, a read through another handle of the same file
+    // is a nested lock: refused, not a deadlock.
     let g = w.lock_write().unwrap();
     assert!(matches!(
         r.read_timeout(Duration::from_millis(20)),
-        Err(Error::Timeout { .. })
+        Err(Error::InvalidArgument { .. })
     ));
     drop(g);
     assert_eq!(r.read_timeout(Duration::from_millis(20)).unwrap(), 4);
@@ -112,7 +134,14 @@ fn open_or_create_uses_the_creators_lock_file() {
     let b = Shared::<u64, FcntlLock>::open_or_create(key).unwrap();
     assert_eq!(a.lock_path(), b.lock_path());
     let g = a.lock_write().unwrap();
-    assert!(matches!(b.try_write(|_| ()), Err(Error::WouldBlock { .. })));
+    std::thread::scope(|sc| {
+        sc.spawn(|| assert!(matches!(b.try_write(|_| ()), Err(Error::WouldBlock { .. }))));
+    });
+    // On the thread holding it, a second handle's write is a nested lock: refused.
+    assert!(matches!(
+        b.try_write(|_| ()),
+        Err(Error::InvalidArgument { .. })
+    ));
     drop(g);
     b.store(5);
     assert_eq!(a.read(), 5);
@@ -174,6 +203,17 @@ fn nested_writes_are_refused_instead_of_deadlocking() {
         ));
         assert!(matches!(f.try_read(), Err(Error::InvalidArgument { .. })));
     });
+    // Upgrading a read guard to the write lock on one thread would wait for itself.
+    let g = f.lock_read().unwrap();
+    assert!(matches!(
+        f.try_write(|_| ()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(f.lock_write(), Err(Error::InvalidArgument { .. })));
+    // A second read guard on the same thread is fine.
+    assert_eq!(*f.lock_read().unwrap(), *g);
+    drop(g);
+    f.try_write(|n| *n = 1).unwrap();
 }
 
 #[test]

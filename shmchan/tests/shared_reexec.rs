@@ -41,11 +41,24 @@ fn reexec_child_entry() {
     match role.as_str() {
         "seq" => increment_seq(key),
         "fcntl" => increment_fcntl(key),
+        "fcntl-threads" => std::thread::scope(|s| {
+            s.spawn(|| increment_fcntl(key));
+            s.spawn(|| increment_fcntl(key));
+        }),
         other => panic!("unknown role {other}"),
     }
 }
 
 fn run_children(role: &str, name: &str, n: usize) -> Vec<std::process::Child> {
+    run_children_with(role, name, n, &[])
+}
+
+fn run_children_with(
+    role: &str,
+    name: &str,
+    n: usize,
+    env: &[(&str, &str)],
+) -> Vec<std::process::Child> {
     let exe = std::env::current_exe().expect("test binary path");
     (0..n)
         .map(|_| {
@@ -58,6 +71,7 @@ fn run_children(role: &str, name: &str, n: usize) -> Vec<std::process::Child> {
                 ])
                 .env(ROLE, role)
                 .env(NAME, name)
+                .envs(env.iter().copied())
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("re-exec the test binary")
@@ -94,4 +108,17 @@ fn unrelated_processes_exclude_each_other_through_the_recorded_lock_file() {
     assert_eq!(s.read(), 3 * INCREMENTS);
     drop(s);
     assert!(!path.exists(), "the lock file goes with the segment");
+}
+
+/// The classic `F_SETLKW` fallback (kernels without OFD locks), forced through the environment in
+/// every participant: processes exclude each other through the kernel, the two threads of each
+/// process through the in-process state (classic locks alone would let them both in).
+#[test]
+fn classic_record_locks_exclude_processes_and_threads() {
+    let name = format!("/shmchan-test-reexec-classic-{}", std::process::id());
+    let key = Key::name(&name).unwrap();
+    let s = Shared::<u64, FcntlLock>::create(key).unwrap();
+    let children = run_children_with("fcntl-threads", &name, 3, &[("SHMCHAN_FCNTL_CLASSIC", "1")]);
+    wait_all(children);
+    assert_eq!(s.read(), 3 * 2 * INCREMENTS);
 }

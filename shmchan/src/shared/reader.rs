@@ -3,6 +3,8 @@
 use super::inner::{Inner, read_guard, with_view};
 use crate::segment::{Key, Segment, SegmentInfo};
 use crate::sync::fcntl_guard::FcntlReadGuard;
+#[cfg(doc)]
+use crate::{Error, Shared};
 use crate::{FcntlLock, Lock, Result, SeqLock, ShmSafe};
 use std::path::Path;
 use std::time::Duration;
@@ -28,16 +30,17 @@ pub struct SharedReader<T: ShmSafe, L: Lock = SeqLock> {
 }
 
 impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
-    /// A consistent snapshot of the value; see [`Shared::read`](crate::Shared::read).
+    /// A consistent snapshot of the value; see [`Shared::read`].
     ///
     /// # Panics
     ///
-    /// As [`Shared::read`](crate::Shared::read).
+    /// As [`Shared::read`].
     ///
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert_eq!(r.read(), [1, 2]);
@@ -54,12 +57,13 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     ///
     /// # Errors
     ///
-    /// As [`Shared::try_read`](crate::Shared::try_read).
+    /// As [`Shared::try_read`].
     ///
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert_eq!(r.try_read()?, [1, 2]);
@@ -69,16 +73,17 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
         self.inner.read(None)
     }
 
-    /// A snapshot, giving up after `timeout`; see [`Shared::read_timeout`](crate::Shared::read_timeout).
+    /// A snapshot, giving up after `timeout`; see [`Shared::read_timeout`].
     ///
     /// # Errors
     ///
-    /// As [`Shared::read_timeout`](crate::Shared::read_timeout).
+    /// As [`Shared::read_timeout`].
     ///
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert_eq!(r.read_timeout(std::time::Duration::from_millis(10))?, [1, 2]);
@@ -88,16 +93,17 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
         self.inner.read(Some(timeout))
     }
 
-    /// Reads some fields of one consistent snapshot; see [`Shared::with_view`](crate::Shared::with_view).
+    /// Reads some fields of one consistent snapshot; see [`Shared::with_view`].
     ///
     /// # Panics
     ///
-    /// As [`Shared::read`](crate::Shared::read).
+    /// As [`Shared::read`].
     ///
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert_eq!(r.with_view(|v| v.get(1)), Some(2));
@@ -112,7 +118,8 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert!(r.segment().is_read_only());
@@ -127,7 +134,8 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert_eq!(r.key(), Some(key));
@@ -137,7 +145,7 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
         self.inner.seg.key()
     }
 
-    /// Kernel metadata of the segment; see [`Shared::info`](crate::Shared::info).
+    /// Kernel metadata of the segment; see [`Shared::info`].
     ///
     /// # Errors
     ///
@@ -146,7 +154,8 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert!(r.info()?.size > 0);
@@ -161,7 +170,8 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// # Examples
     ///
     /// ```
-    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()));
+    /// # let key = key?;
     /// # let _w = shmchan::Shared::<[u32; 2]>::create_with(key, [1, 2])?;
     /// let r = shmchan::Shared::<[u32; 2]>::open_read_only(key)?;
     /// assert!(r.lock_path().is_none());
@@ -173,11 +183,11 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
 }
 
 impl<T: ShmSafe> SharedReader<T, FcntlLock> {
-    /// Takes the read lock; see [`Shared::lock_read`](crate::Shared::lock_read).
+    /// Takes the read lock; see [`Shared::lock_read`].
     ///
     /// # Errors
     ///
-    /// As [`Shared::lock_read`](crate::Shared::lock_read).
+    /// As [`Shared::lock_read`].
     pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
         read_guard(&self.inner)
     }

@@ -17,20 +17,35 @@
 
 use crate::sys::fcntl::{self, Flavour, LockType};
 use crate::{Error, Target};
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-/// 0: not tried yet or OFD works; 1: the kernel refused OFD commands, use classic locks.
-static CLASSIC_ONLY: AtomicU8 = AtomicU8::new(0);
+/// 0: not decided yet; 1: OFD locks; 2: classic locks (the kernel refused OFD commands, or
+/// `SHMCHAN_FCNTL_CLASSIC=1` asked for them).
+static FLAVOUR: AtomicU8 = AtomicU8::new(0);
+
+/// The environment variable that forces classic `F_SETLKW` locks: for testing the fallback, or
+/// for file systems whose OFD locks misbehave.
+pub(crate) const FORCE_CLASSIC_ENV: &str = "SHMCHAN_FCNTL_CLASSIC";
 
 fn flavour() -> Flavour {
-    if CLASSIC_ONLY.load(Ordering::Relaxed) == 0 {
-        Flavour::Ofd
-    } else {
-        Flavour::Classic
+    match FLAVOUR.load(Ordering::Relaxed) {
+        1 => Flavour::Ofd,
+        2 => Flavour::Classic,
+        _ => {
+            let classic = std::env::var_os(FORCE_CLASSIC_ENV).is_some_and(|v| v == "1");
+            FLAVOUR.store(if classic { 2 } else { 1 }, Ordering::Relaxed);
+            if classic {
+                Flavour::Classic
+            } else {
+                Flavour::Ofd
+            }
+        }
     }
 }
 
@@ -53,29 +68,59 @@ struct LocalState {
     /// A thread holds the write guard (and the kernel write lock).
     writer: bool,
     /// Which thread, to refuse a nested lock from it instead of deadlocking.
-    writer_thread: Option<std::thread::ThreadId>,
+    writer_thread: Option<ThreadId>,
+    /// The threads holding read guards (a thread asking for the write lock while holding a read
+    /// guard would wait for itself).
+    reader_threads: Vec<ThreadId>,
     /// A first reader is taking the kernel read lock (outside the mutex).
     acquiring: bool,
     /// Threads waiting on the condition variable (notify only when > 0: it costs a syscall).
     waiting: usize,
 }
 
-/// Per-process part: the process's own open file description and the thread state.
+/// Per-process part: the process's own open file description and the thread state, shared by
+/// every handle of this process on the same lock file (see [`REGISTRY`]).
 struct ProcessLocal {
     generation: u64,
-    fd: OwnedFd,
+    path: PathBuf,
+    writable: bool,
+    /// Closed on drop with OFD locks; kept open (leaked) with classic locks, where closing *any*
+    /// descriptor of the file would drop every lock this process holds on it.
+    fd: ManuallyDrop<OwnedFd>,
     state: Mutex<LocalState>,
     cv: Condvar,
 }
 
+/// The live [`ProcessLocal`]s of this process, one per lock file path and fork generation: all
+/// handles on a file share one descriptor and one thread state, so threads using different
+/// handles still exclude each other, and (for classic locks) no second descriptor exists whose
+/// closing would drop the process's locks.
+static REGISTRY: Mutex<Vec<Weak<ProcessLocal>>> = Mutex::new(Vec::new());
+
 impl ProcessLocal {
-    fn new(fd: OwnedFd) -> Arc<Self> {
-        Arc::new(ProcessLocal {
+    /// The registered state for `path` in this process, if one is live and usable for `writable`.
+    fn find(path: &Path, writable: bool) -> Option<Arc<ProcessLocal>> {
+        let generation = fcntl::fork_generation();
+        let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        reg.iter()
+            .filter_map(Weak::upgrade)
+            .find(|l| l.generation == generation && l.path == path && (l.writable || !writable))
+    }
+
+    /// Registers a state for a freshly opened descriptor of `path`.
+    fn register(path: &Path, writable: bool, fd: OwnedFd) -> Arc<Self> {
+        let local = Arc::new(ProcessLocal {
             generation: fcntl::fork_generation(),
-            fd,
+            path: path.to_owned(),
+            writable,
+            fd: ManuallyDrop::new(fd),
             state: Mutex::new(LocalState::default()),
             cv: Condvar::new(),
-        })
+        });
+        let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        reg.retain(|w| w.strong_count() > 0);
+        reg.push(Arc::downgrade(&local));
+        local
     }
 
     fn state(&self) -> MutexGuard<'_, LocalState> {
@@ -118,6 +163,16 @@ impl ProcessLocal {
     }
 }
 
+impl Drop for ProcessLocal {
+    fn drop(&mut self) {
+        if flavour() == Flavour::Ofd {
+            // SAFETY: `fd` is not used after this; the ManuallyDrop is dropped exactly once.
+            unsafe { ManuallyDrop::drop(&mut self.fd) };
+        }
+        // Classic locks: leave the descriptor open (see the field's comment).
+    }
+}
+
 /// An fcntl record lock on byte 0 of a lock file, usable from many threads and processes.
 ///
 /// Nested locking on one thread is refused only against the write lock: a read lock taken while
@@ -140,26 +195,39 @@ impl std::fmt::Debug for RecordLock {
 pub(crate) struct RecordGuard {
     local: Arc<ProcessLocal>,
     write: bool,
+    /// The thread that took it (guards are not sent across threads).
+    thread: ThreadId,
 }
 
 impl RecordLock {
     /// Creates the lock file (must not exist, mode 0600) and opens it.
     pub(crate) fn create(path: &Path) -> Result<RecordLock, Error> {
         let fd = fcntl::open_lock_file(path, true, true).map_err(|e| open_error(path, e))?;
-        Ok(Self::with_fd(path, true, fd))
+        Ok(Self::with_local(
+            path,
+            true,
+            ProcessLocal::register(path, true, fd),
+        ))
     }
 
     /// Opens an existing lock file; `writable: false` allows read locks only.
     pub(crate) fn open(path: &Path, writable: bool) -> Result<RecordLock, Error> {
-        let fd = fcntl::open_lock_file(path, false, writable).map_err(|e| open_error(path, e))?;
-        Ok(Self::with_fd(path, writable, fd))
+        let local = match ProcessLocal::find(path, writable) {
+            Some(local) => local,
+            None => {
+                let fd = fcntl::open_lock_file(path, false, writable)
+                    .map_err(|e| open_error(path, e))?;
+                ProcessLocal::register(path, writable, fd)
+            }
+        };
+        Ok(Self::with_local(path, writable, local))
     }
 
-    fn with_fd(path: &Path, writable: bool, fd: OwnedFd) -> RecordLock {
+    fn with_local(path: &Path, writable: bool, local: Arc<ProcessLocal>) -> RecordLock {
         RecordLock {
             path: path.to_owned(),
             writable,
-            local: Mutex::new(ProcessLocal::new(fd)),
+            local: Mutex::new(local),
         }
     }
 
@@ -176,11 +244,20 @@ impl RecordLock {
             // We are a forked child: `cur.fd` is the parent's open file description, whose OFD
             // lock we would share. Open a description of our own: through /proc/self/fd, which
             // reaches the same file even if its path was unlinked meanwhile, else by path.
-            let proc_path = PathBuf::from(format!("/proc/self/fd/{}", cur.fd.as_raw_fd()));
-            let fd = fcntl::open_lock_file(&proc_path, false, self.writable)
-                .or_else(|_| fcntl::open_lock_file(&self.path, false, self.writable))
-                .map_err(|e| open_error(&self.path, e))?;
-            *cur = ProcessLocal::new(fd);
+            // Another handle of this process may have done so already.
+            let local = match ProcessLocal::find(&self.path, self.writable) {
+                Some(local) => local,
+                None => {
+                    let proc_path = PathBuf::from(format!("/proc/self/fd/{}", cur.fd.as_raw_fd()));
+                    let fd = fcntl::open_lock_file(&proc_path, false, self.writable)
+                        .or_else(|_| fcntl::open_lock_file(&self.path, false, self.writable))
+                        .map_err(|e| open_error(&self.path, e))?;
+                    ProcessLocal::register(&self.path, self.writable, fd)
+                }
+            };
+            // The parent's state is dropped here (its descriptor closed with OFD locks, where
+            // that cannot release anything: the parent still holds the description).
+            *cur = local;
         }
         Ok(Arc::clone(&cur))
     }
@@ -193,8 +270,9 @@ impl RecordLock {
     /// [`Error::Os`] when fcntl fails otherwise (e.g. `ENOLCK`).
     pub(crate) fn lock_read(&self, wait: Wait) -> Result<RecordGuard, Error> {
         let local = self.local()?;
+        let me = std::thread::current().id();
         let mut st = local.state();
-        refuse_nested(&st)?;
+        refuse_nested(&st, me, false)?;
         // Wait out a local writer, and a local reader that is taking the kernel lock.
         while st.writer || st.acquiring {
             let (s, ok) = local.wait(st, wait);
@@ -215,10 +293,12 @@ impl RecordLock {
             taken?;
         }
         st.readers += 1;
+        st.reader_threads.push(me);
         drop(st);
         Ok(RecordGuard {
             local,
             write: false,
+            thread: me,
         })
     }
 
@@ -229,9 +309,18 @@ impl RecordLock {
     /// As [`lock_read`](Self::lock_read); `EBADF` as [`Error::Os`] if the file was opened
     /// read-only.
     pub(crate) fn lock_write(&self, wait: Wait) -> Result<RecordGuard, Error> {
+        if !self.writable {
+            // What the kernel answers for F_WRLCK on a read-only descriptor; said here because
+            // this handle may share a read-write descriptor with another handle.
+            return Err(Error::Os {
+                call: "fcntl(F_WRLCK) on a lock file opened read-only",
+                errno: libc::EBADF,
+            });
+        }
         let local = self.local()?;
+        let me = std::thread::current().id();
         let mut st = local.state();
-        refuse_nested(&st)?;
+        refuse_nested(&st, me, true)?;
         while st.writer || st.readers > 0 || st.acquiring {
             let (s, ok) = local.wait(st, wait);
             st = s;
@@ -240,7 +329,7 @@ impl RecordLock {
             }
         }
         st.writer = true;
-        st.writer_thread = Some(std::thread::current().id());
+        st.writer_thread = Some(me);
         drop(st);
         // The kernel wait happens outside the mutex: local readers and writers queue on the
         // condition variable meanwhile.
@@ -251,7 +340,11 @@ impl RecordLock {
             local.notify(&st);
             return Err(e);
         }
-        Ok(RecordGuard { local, write: true })
+        Ok(RecordGuard {
+            local,
+            write: true,
+            thread: me,
+        })
     }
 }
 
@@ -269,6 +362,9 @@ impl Drop for RecordGuard {
             st.writer_thread = None;
         } else {
             st.readers -= 1;
+            if let Some(i) = st.reader_threads.iter().position(|t| *t == self.thread) {
+                st.reader_threads.swap_remove(i);
+            }
             if st.readers == 0 {
                 kernel_unlock(&self.local.fd);
             }
@@ -277,11 +373,17 @@ impl Drop for RecordGuard {
     }
 }
 
-/// A thread that holds the write lock and asks again would wait for itself forever.
-fn refuse_nested(st: &LocalState) -> Result<(), Error> {
-    if st.writer && st.writer_thread == Some(std::thread::current().id()) {
+/// A thread that holds the write lock and asks again, or holds a read lock and asks for the
+/// write lock, would wait for itself forever.
+fn refuse_nested(st: &LocalState, me: ThreadId, for_write: bool) -> Result<(), Error> {
+    if st.writer && st.writer_thread == Some(me) {
         return Err(Error::InvalidArgument {
             what: "nested lock: this thread already holds the fcntl write lock of this value (take locks only outside another write's closure or guard)".into(),
+        });
+    }
+    if for_write && st.reader_threads.contains(&me) {
+        return Err(Error::InvalidArgument {
+            what: "lock upgrade: this thread holds a read guard of this value and asks for the write lock; drop the read guard first".into(),
         });
     }
     Ok(())
@@ -302,7 +404,7 @@ fn kernel_lock(fd: &OwnedFd, kind: LockType, wait: Wait) -> Result<(), Error> {
             Ok(()) => return Ok(()),
             Err((_, libc::EINVAL)) if f == Flavour::Ofd => {
                 // Kernel older than 3.15: fall back to classic process-owned locks.
-                CLASSIC_ONLY.store(1, Ordering::Relaxed);
+                FLAVOUR.store(2, Ordering::Relaxed);
             }
             Err((_, libc::EAGAIN | libc::EACCES)) if !blocking => match wait {
                 Wait::Until(d) if Instant::now() < d => {
@@ -381,22 +483,39 @@ mod tests {
     fn readers_share_and_exclude_a_writer_until_the_last_leaves() {
         let l = temp_lock("readers");
         let other = RecordLock::open(l.0.path(), true).unwrap();
+        let try_write_elsewhere = || {
+            std::thread::scope(|s| s.spawn(|| other.lock_write(Wait::No).map(drop)).join()).unwrap()
+        };
         let r1 = l.0.lock_read(Wait::No).unwrap();
         let r2 = l.0.lock_read(Wait::No).unwrap();
-        // Another open file description (as another process would have) can read but not write.
+        // Another handle of this process shares the state: it can read but not write.
         drop(other.lock_read(Wait::No).unwrap());
         assert!(matches!(
-            other.lock_write(Wait::No),
+            try_write_elsewhere(),
             Err(Error::WouldBlock { .. })
         ));
+        // The reading thread itself may not upgrade.
+        assert!(matches!(
+            other.lock_write(Wait::No),
+            Err(Error::InvalidArgument { .. })
+        ));
         drop(r1);
-        assert!(other.lock_write(Wait::No).is_err(), "r2 still holds it");
+        assert!(try_write_elsewhere().is_err(), "r2 still holds it");
         drop(r2);
         let w = other.lock_write(Wait::No).unwrap();
+        // Same thread: a nested lock, refused. Another thread: a bounded wait.
         assert!(matches!(
-            l.0.lock_read(Wait::Until(Instant::now() + Duration::from_millis(20))),
-            Err(Error::Timeout { .. })
+            l.0.lock_read(Wait::No),
+            Err(Error::InvalidArgument { .. })
         ));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(
+                    l.0.lock_read(Wait::Until(Instant::now() + Duration::from_millis(20))),
+                    Err(Error::Timeout { .. })
+                ));
+            });
+        });
         drop(w);
     }
 
