@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::io::Write as _;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use shmchan::channel::WaitStrategy;
@@ -36,6 +36,9 @@ fn fork_child() -> Option<libc::pid_t> {
     // code; it never returns into the parent's code (it calls `exit_child`).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
+    if pid == 0 && PINNED.load(Ordering::Relaxed) {
+        pin(Some(1));
+    }
     (pid != 0).then_some(pid)
 }
 
@@ -63,7 +66,7 @@ fn summarize(mut per_rtt: Vec<f64>) -> (f64, f64, f64) {
 }
 
 /// Times `cfg.batches` batches of `cfg.per_batch` calls of `round_trip`, after a warm-up.
-fn time_round_trips(cfg: &Config, mut round_trip: impl FnMut(u64)) -> (f64, f64, f64) {
+fn time_round_trips(cfg: &Config, mut round_trip: impl FnMut(u64)) -> Vec<f64> {
     for i in 0..(cfg.per_batch as u64 * 10) {
         round_trip(i);
     }
@@ -77,12 +80,46 @@ fn time_round_trips(cfg: &Config, mut round_trip: impl FnMut(u64)) -> (f64, f64,
         }
         per_rtt.push(t0.elapsed().as_nanos() as f64 / cfg.per_batch as f64);
     }
-    summarize(per_rtt)
+    per_rtt
+}
+
+/// Whether the next forked child pins itself to CPU 1 (the parent being on CPU 0).
+static PINNED: AtomicBool = AtomicBool::new(false);
+
+/// Pins the calling process to `cpu`, or lets it run anywhere (`None`).
+///
+/// Busy-waiting cases pin the two processes to two different CPUs: on a loaded machine the
+/// scheduler could otherwise put both spinners on one CPU, and each hop would wait for a time
+/// slice. Blocking cases are left to the scheduler, as a real program would be (pipes in
+/// particular benefit from its wake-up affinity).
+fn pin(cpu: Option<usize>) {
+    let ncpu = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2);
+    // SAFETY: `set` is a zeroed, then filled, cpu_set_t owned by this frame.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => (0..ncpu).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Runs `case` with the two processes pinned to CPUs 0 and 1, or unpinned.
+fn pinned<R>(on: bool, case: impl FnOnce() -> R) -> R {
+    PINNED.store(on, Ordering::Relaxed);
+    pin(on.then_some(0));
+    let r = case();
+    pin(None);
+    PINNED.store(false, Ordering::Relaxed);
+    r
 }
 
 // ---- pingpong ---------------------------------------------------------------------------
 
-fn bare_spin_pingpong(cfg: &Config) -> (f64, f64, f64) {
+fn bare_spin_pingpong(cfg: &Config) -> Vec<f64> {
     // Two words on separate 128-byte lines of a shared anonymous mapping.
     // SAFETY: a fresh anonymous shared mapping; checked for MAP_FAILED below.
     let base = unsafe {
@@ -128,7 +165,7 @@ fn bare_spin_pingpong(cfg: &Config) -> (f64, f64, f64) {
     r
 }
 
-fn channel_pingpong(cfg: &Config, strategy: WaitStrategy) -> (f64, f64, f64) {
+fn channel_pingpong(cfg: &Config, strategy: WaitStrategy) -> Vec<f64> {
     let (ping_tx, ping_rx) = shmchan::channel::<Msg8>(64).expect("channel");
     let (pong_tx, pong_rx) = shmchan::channel::<Msg8>(64).expect("channel");
     ping_tx.set_wait_strategy(strategy);
@@ -204,7 +241,7 @@ fn close(fd: RawFd) {
 }
 
 /// Pingpong over two pipes (`socket = false`) or a UNIX stream socket pair.
-fn fd_pingpong(cfg: &Config, socket: bool) -> (f64, f64, f64) {
+fn fd_pingpong(cfg: &Config, socket: bool) -> Vec<f64> {
     // parent -> child on (a_read, a_write); child -> parent on (b_read, b_write). A socket pair
     // is bidirectional: both directions use one pair.
     let (a_read, a_write) = fd_pair(socket);
@@ -338,87 +375,104 @@ fn main() {
     };
     let mut csv = String::from("group,case,value,p10,p90,unit\n");
     let mut row = |group: &str, case: &str, (v, lo, hi): (f64, f64, f64), unit: &str| {
-        println!("{group:<12} {case:<32} {v:>14.1} {unit}   (p10 {lo:.1}, p90 {hi:.1})");
+        println!("{group:<12} {case:<26} {v:>14.1} {unit}   (p10 {lo:.1}, p90 {hi:.1})");
         csv.push_str(&format!("{group},{case},{v:.1},{lo:.1},{hi:.1},{unit}\n"));
         std::io::stdout().flush().ok();
     };
+    // Every case runs `REPEATS` times, interleaved with the others, so that a change in the
+    // machine's load during the run affects all cases alike.
+    const REPEATS: usize = 3;
+    type Case<'a> = (&'a str, Box<dyn Fn() -> Vec<f64> + 'a>);
+    let pingpongs: Vec<Case> = vec![
+        (
+            "bare spin (two atomics)",
+            Box::new(|| pinned(true, || bare_spin_pingpong(&cfg))),
+        ),
+        (
+            "shmchan spin",
+            Box::new(|| pinned(true, || channel_pingpong(&cfg, WaitStrategy::Spin))),
+        ),
+        (
+            "shmchan adaptive",
+            Box::new(|| pinned(true, || channel_pingpong(&cfg, WaitStrategy::Adaptive))),
+        ),
+        (
+            "shmchan blocking (futex)",
+            Box::new(|| channel_pingpong(&cfg, WaitStrategy::Block)),
+        ),
+        ("pipe", Box::new(|| fd_pingpong(&cfg, false))),
+        ("unix socket", Box::new(|| fd_pingpong(&cfg, true))),
+    ];
+    let mut samples = vec![Vec::new(); pingpongs.len()];
+    for _ in 0..REPEATS {
+        for (i, (_, run)) in pingpongs.iter().enumerate() {
+            samples[i].extend(run());
+        }
+    }
     println!(
-        "round trip (median of {}-round-trip batch means)",
-        cfg.per_batch
+        "round trip: median (p10, p90) of {}-round-trip batch means, {} batches x {REPEATS} runs",
+        cfg.per_batch, cfg.batches
     );
-    row(
-        "pingpong",
-        "bare spin (two atomics)",
-        bare_spin_pingpong(&cfg),
-        "ns",
-    );
-    row(
-        "pingpong",
-        "shmchan spin",
-        channel_pingpong(&cfg, WaitStrategy::Spin),
-        "ns",
-    );
-    row(
-        "pingpong",
-        "shmchan adaptive",
-        channel_pingpong(&cfg, WaitStrategy::Adaptive),
-        "ns",
-    );
-    row(
-        "pingpong",
-        "shmchan blocking (futex)",
-        channel_pingpong(&cfg, WaitStrategy::Block),
-        "ns",
-    );
-    row("pingpong", "pipe", fd_pingpong(&cfg, false), "ns");
-    row("pingpong", "unix socket", fd_pingpong(&cfg, true), "ns");
+    for ((name, _), s) in pingpongs.iter().zip(samples) {
+        row("pingpong", name, summarize(s), "ns");
+    }
 
-    println!("one-way throughput");
-    let one = |v: f64| (v, v, v);
     let (n, m) = (cfg.stream_shm, cfg.stream_fd);
-    row(
-        "throughput8",
-        "shmchan",
-        one(channel_stream::<Msg8>(n, false)),
-        "msg/s",
-    );
-    row(
-        "throughput8",
-        "shmchan batch",
-        one(channel_stream::<Msg8>(n, true)),
-        "msg/s",
-    );
-    row("throughput8", "pipe", one(fd_stream(m, 8, false)), "msg/s");
-    row(
-        "throughput8",
-        "unix socket",
-        one(fd_stream(m, 8, true)),
-        "msg/s",
-    );
-    row(
-        "throughput64",
-        "shmchan",
-        one(channel_stream::<Msg64>(n, false)),
-        "msg/s",
-    );
-    row(
-        "throughput64",
-        "shmchan batch",
-        one(channel_stream::<Msg64>(n, true)),
-        "msg/s",
-    );
-    row(
-        "throughput64",
-        "pipe",
-        one(fd_stream(m, 64, false)),
-        "msg/s",
-    );
-    row(
-        "throughput64",
-        "unix socket",
-        one(fd_stream(m, 64, true)),
-        "msg/s",
-    );
+    let streams: Vec<(&str, &str, Box<dyn Fn() -> f64>)> = vec![
+        (
+            "throughput8",
+            "shmchan",
+            Box::new(move || channel_stream::<Msg8>(n, false)),
+        ),
+        (
+            "throughput8",
+            "shmchan batch",
+            Box::new(move || channel_stream::<Msg8>(n, true)),
+        ),
+        (
+            "throughput8",
+            "pipe",
+            Box::new(move || fd_stream(m, 8, false)),
+        ),
+        (
+            "throughput8",
+            "unix socket",
+            Box::new(move || fd_stream(m, 8, true)),
+        ),
+        (
+            "throughput64",
+            "shmchan",
+            Box::new(move || channel_stream::<Msg64>(n, false)),
+        ),
+        (
+            "throughput64",
+            "shmchan batch",
+            Box::new(move || channel_stream::<Msg64>(n, true)),
+        ),
+        (
+            "throughput64",
+            "pipe",
+            Box::new(move || fd_stream(m, 64, false)),
+        ),
+        (
+            "throughput64",
+            "unix socket",
+            Box::new(move || fd_stream(m, 64, true)),
+        ),
+    ];
+    let mut rates = vec![Vec::new(); streams.len()];
+    for _ in 0..REPEATS {
+        for (i, (_, _, run)) in streams.iter().enumerate() {
+            rates[i].push(run());
+        }
+    }
+    println!("one-way throughput: median (min, max) of {REPEATS} runs");
+    for ((group, name, _), r) in streams.iter().zip(rates) {
+        let (med, _, _) = summarize(r.clone());
+        let min = r.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = r.iter().copied().fold(0.0, f64::max);
+        row(group, name, (med, min, max), "msg/s");
+    }
 
     let out = std::env::var("SHMCHAN_BENCH_CSV").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/channel-bench.csv").to_owned()

@@ -118,6 +118,7 @@ impl<T: ShmSafe> Receiver<T> {
             self.strategy.get(),
             deadline,
             || self.try_recv(),
+            || self.ring.probe_message(),
             || self.check_sender(),
         )
     }

@@ -10,7 +10,8 @@
 //!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
 //!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
 //! 1280  receiver  liveness of the receiving end
-//! 1920  slots     capacity x T (offset rounded up to T's alignment)
+//! 1920  slots     capacity x Slot<T> { stamp: u64, value: T } (offset rounded up to the slot's
+//!                 alignment)
 //! ```
 //!
 //! Each hot word has its own 128-byte line (two 64-byte lines: adjacent-line prefetch pairs them)
@@ -22,6 +23,18 @@
 //! are written and read with plain copies (see [`Producer::try_push`]). Each side keeps a private
 //! copy of the other's index and reads the shared one only when the copy says full (producer)
 //! or empty (consumer).
+//!
+//! Each slot also carries a *stamp*: the producer stores `index + 1` (Release) after writing the
+//! value. A single `push` stores the stamp *before* `tail`: the stamp's line is the one the
+//! waiting consumer polls, and x86 commits stores in order, so this keeps a `tail` line the
+//! consumer happened to read from delaying the message. A consumer may therefore take message
+//! `t` before `tail` says `t + 1`: `tail` may lag `head` by one, which validation accepts. A
+//! batch stores `tail` once, then the stamps. A consumer whose cached `tail` says empty first looks at
+//! the stamp of slot `head`: if it reads `head + 1` (Acquire) the value is complete and on the
+//! same cache line, so a message crosses between cores as one line transfer instead of two
+//! (`tail`'s line, then the slot's). Stamps of the previous lap differ by `cap`, so a stale slot
+//! never looks ready. Only when the stamp is not ready does the consumer read (and validate)
+//! `tail`.
 //!
 //! Every index read from shared memory is validated: `tail - head` must lie in `0..=cap`, and a
 //! side's own shared index must equal its private copy (otherwise a second producer or consumer,
@@ -40,6 +53,14 @@ pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 
 /// The largest capacity accepted (messages), after rounding up to a power of two.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+
+/// One slot: the stamp (`index + 1` of the message it holds, 0 before its first use) and the
+/// value. Accessed only through raw pointers (`addr_of!`), never as a `&Slot<T>`.
+#[repr(C)]
+pub(crate) struct Slot<T> {
+    stamp: AtomicU64,
+    value: T,
+}
 
 /// A value alone on a 128-byte line.
 #[repr(C, align(128))]
@@ -114,8 +135,8 @@ impl Geometry {
                     "channel capacity {requested} is above the limit of {MAX_CAPACITY} messages"
                 ))
             })?;
-        let slot_size = size_of::<T>() as u64;
-        let slot_align = align_of::<T>() as u64;
+        let slot_size = size_of::<Slot<T>>() as u64;
+        let slot_align = align_of::<Slot<T>>() as u64;
         let slots_offset = (size_of::<RingHeader>() as u64).next_multiple_of(slot_align);
         let g = Geometry {
             capacity,
@@ -238,7 +259,7 @@ pub(crate) enum PushError<T> {
 /// The producing half: a private copy of `tail` (its own index) and of the last `head` seen.
 pub(crate) struct Producer<T> {
     header: *const RingHeader,
-    slots: *mut T,
+    slots: *mut Slot<T>,
     mask: u64,
     capacity: u64,
     tail: Cell<u64>,
@@ -249,7 +270,7 @@ pub(crate) struct Producer<T> {
 /// The consuming half: a private copy of `head` (its own index) and of the last `tail` seen.
 pub(crate) struct Consumer<T> {
     header: *const RingHeader,
-    slots: *const T,
+    slots: *mut Slot<T>,
     mask: u64,
     capacity: u64,
     head: Cell<u64>,
@@ -282,7 +303,7 @@ impl<T: ShmSafe> Producer<T> {
         // SAFETY: the caller guarantees `base` holds a ring header.
         let tail = unsafe { &*header }.tail.0.load(Ordering::Relaxed);
         // SAFETY: `slots_offset` is within the mapped length (validated geometry).
-        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *mut T;
+        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *mut Slot<T>;
         Producer {
             header,
             slots,
@@ -333,13 +354,9 @@ impl<T: ShmSafe> Producer<T> {
         if self.free_slots(tail, 1).map_err(PushError::Corrupted)? == 0 {
             return Err(PushError::Full(value));
         }
-        // SAFETY: `tail & mask < capacity`, so the slot is inside the mapping (private
-        // geometry). The slot is ours: `tail - head < cap` means the consumer has released it
-        // (its Release store of `head`, observed by our Acquire load above or earlier) and will
-        // not read it before our Release store of `tail` below. A plain write is therefore
-        // race-free under the protocol; a peer that breaks the protocol can at worst read a
-        // torn message, which is still a valid `T` (`ShmSafe`: every bit pattern is valid).
-        unsafe { self.slots.add((tail & self.mask) as usize).write(value) };
+        // SAFETY: the slot is ours, see `write_slot`.
+        unsafe { self.write_slot(tail, value) };
+        self.stamp(tail);
         self.publish(tail + 1);
         Ok(())
     }
@@ -351,14 +368,54 @@ impl<T: ShmSafe> Producer<T> {
         let n = (values.len() as u64).min(free) as usize;
         for (i, v) in values[..n].iter().enumerate() {
             let index = tail.wrapping_add(i as u64);
-            // SAFETY: as in `try_push`: in bounds by the mask, and owned by the producer since
-            // `index - head < cap` for every `index < tail + free`.
-            unsafe { self.slots.add((index & self.mask) as usize).write(*v) };
+            // SAFETY: owned by the producer since `index - head < cap` for every
+            // `index < tail + free`.
+            unsafe { self.write_slot(index, *v) };
         }
         if n > 0 {
             self.publish(tail + n as u64);
+            for i in 0..n as u64 {
+                self.stamp(tail.wrapping_add(i));
+            }
         }
         Ok(n)
+    }
+
+    /// Writes `value` into the slot of `index`.
+    ///
+    /// # Safety
+    ///
+    /// The slot must be the producer's: `index - head < cap` for a `head` observed with Acquire.
+    /// The consumer has then released it (Release store of `head`) and will not read the value
+    /// before our Release store of `tail` (and of its stamp, after that). A plain write is therefore race-free
+    /// under the protocol; a peer that breaks the protocol can at worst read a torn message,
+    /// which is still a valid `T` (`ShmSafe`: every bit pattern is valid).
+    #[inline]
+    unsafe fn write_slot(&self, index: u64, value: T) {
+        // In bounds: `index & mask < capacity`, and the mapping holds `capacity` slots (private
+        // geometry, validated against the mapped length).
+        let slot = self.slots.wrapping_add((index & self.mask) as usize);
+        // SAFETY: in bounds and owned (caller); `addr_of_mut!` forms no reference to the slot.
+        unsafe { std::ptr::addr_of_mut!((*slot).value).write(value) };
+    }
+
+    /// Marks the slot of `index` as holding message `index` (its value written).
+    #[inline]
+    fn stamp(&self, index: u64) {
+        let slot = self.slots.wrapping_add((index & self.mask) as usize);
+        // SAFETY: in bounds (mask, validated geometry); the stamp is an atomic, so a shared
+        // reference to it is sound.
+        let stamp = unsafe { &*std::ptr::addr_of!((*slot).stamp) };
+        // Release: the value write happens before a consumer's Acquire load that reads this
+        // stamp.
+        stamp.store(index.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Whether a free slot is visible now (a cheap probe for spinning; no validation).
+    #[inline]
+    pub(crate) fn probe_space(&self) -> bool {
+        let head = self.header().head.0.load(Ordering::Relaxed);
+        self.tail.get().wrapping_sub(head) < self.capacity
     }
 
     #[inline]
@@ -390,7 +447,7 @@ impl<T: ShmSafe> Consumer<T> {
         // SAFETY: the caller guarantees `base` holds a ring header.
         let head = unsafe { &*header }.head.0.load(Ordering::Relaxed);
         // SAFETY: `slots_offset` is within the mapped length (validated geometry).
-        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *const T;
+        let slots = unsafe { base.add(geometry.slots_offset as usize) } as *mut Slot<T>;
         Consumer {
             header,
             slots,
@@ -428,23 +485,68 @@ impl<T: ShmSafe> Consumer<T> {
         }
         // Acquire: the producer's slot writes happen before our reads.
         let tail = self.header().tail.0.load(Ordering::Acquire);
+        if tail.wrapping_add(1) == head {
+            // We took message `tail` by its stamp before the producer published `tail + 1`.
+            return Ok(0);
+        }
         let avail = check_distance(tail, head, self.capacity)?;
         self.tail_cache.set(tail);
         Ok(avail)
+    }
+
+    /// The slot of `index` (in bounds: `index & mask < capacity`).
+    #[inline]
+    fn slot(&self, index: u64) -> *mut Slot<T> {
+        self.slots.wrapping_add((index & self.mask) as usize)
+    }
+
+    /// Whether the slot of `index` holds message `index` (Acquire on its stamp).
+    #[inline]
+    fn stamped(&self, index: u64) -> bool {
+        // SAFETY: in bounds (mask, validated geometry); the stamp is an atomic.
+        let stamp = unsafe { &*std::ptr::addr_of!((*self.slot(index)).stamp) };
+        stamp.load(Ordering::Acquire) == index.wrapping_add(1)
+    }
+
+    /// Whether a message is visible now (a cheap probe for spinning; no validation).
+    #[inline]
+    pub(crate) fn probe_message(&self) -> bool {
+        let head = self.head.get();
+        self.tail_cache.get() != head || self.stamped(head)
+    }
+
+    /// Reads the value of the slot of `index`.
+    ///
+    /// # Safety
+    ///
+    /// The slot must be the consumer's: `index < tail` for a `tail` observed with Acquire, or
+    /// its stamp observed equal to `index + 1` with Acquire. Either ordered the producer's write
+    /// before this read, and the producer will not write the slot again before our Release
+    /// store of `head`. `T` is `ShmSafe`, so even bytes written by a misbehaving peer form a
+    /// valid `T`.
+    #[inline]
+    unsafe fn read_slot(&self, index: u64) -> T {
+        // SAFETY: in bounds and owned (caller); `addr_of!` forms no reference to the slot.
+        unsafe { std::ptr::addr_of!((*self.slot(index)).value).read() }
     }
 
     /// Pops one message, or `None` if the ring is empty.
     #[inline]
     pub(crate) fn try_pop(&self) -> Result<Option<T>> {
         let head = self.own_index()?;
-        if self.available(head, 1)? == 0 {
-            return Ok(None);
+        // Cached `tail` says empty: the slot's stamp is the cheap check (one line), `tail` the
+        // validated one.
+        if self.tail_cache.get() == head {
+            if self.stamped(head) {
+                // Keep the invariant `tail_cache >= head` for the next pop.
+                self.tail_cache.set(head + 1);
+            } else if self.available(head, 1)? == 0 {
+                return Ok(None);
+            }
         }
-        // SAFETY: in bounds by the mask. The slot is ours: `head < tail` and the producer's
-        // Release store of `tail` (observed by our Acquire load) ordered its write before this
-        // read; it will not write the slot again before our Release store of `head`. `T` is
-        // `ShmSafe`, so even bytes written by a misbehaving peer form a valid `T`.
-        let value = unsafe { self.slots.add((head & self.mask) as usize).read() };
+        // SAFETY: ours: the cached or freshly loaded `tail` (Acquire) is beyond `head`, or the
+        // stamp said so (Acquire).
+        let value = unsafe { self.read_slot(head) };
         self.release(head + 1);
         Ok(Some(value))
     }
@@ -457,8 +559,8 @@ impl<T: ShmSafe> Consumer<T> {
         out.reserve(n);
         for i in 0..n as u64 {
             let index = head.wrapping_add(i);
-            // SAFETY: as in `try_pop`, for every `index < head + avail <= tail`.
-            out.push(unsafe { self.slots.add((index & self.mask) as usize).read() });
+            // SAFETY: ours: `index < head + avail <= tail`, `tail` loaded with Acquire.
+            out.push(unsafe { self.read_slot(index) });
         }
         if n > 0 {
             self.release(head + n as u64);

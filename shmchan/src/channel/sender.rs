@@ -122,6 +122,7 @@ impl<T: ShmSafe> Sender<T> {
                 Err(TrySendError::Full(_)) => Ok(None),
                 Err(e) => Err(Error::from(e)),
             },
+            || self.ring.probe_space(),
             || self.check_receiver(),
         );
         match r {

@@ -49,10 +49,12 @@ pub enum WaitStrategy {
 /// SIGKILLed peer goes unnoticed.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Spin rounds (each `2^round` `spin_loop` hints, capped) before yielding.
-const SPIN_ROUNDS: u32 = 10;
+/// `spin_loop` iterations an adaptive wait spends probing before it yields, then sleeps.
+const ADAPTIVE_SPINS: u32 = 2_000;
 /// `yield_now` rounds before sleeping.
 const YIELD_ROUNDS: u32 = 4;
+/// Probes between two full attempts while spinning (a full attempt also notices a closed peer).
+const PROBES_PER_ATTEMPT: u32 = 256;
 
 /// Wakes the side sleeping on `word` if it announced itself. Call after changing what it waits
 /// for (see the module docs for why the fence makes this race-free).
@@ -68,39 +70,37 @@ pub(crate) fn notify(word: &AtomicU32) {
 /// Waits until `attempt` returns `Some`, following `strategy`, until `deadline`.
 ///
 /// `attempt` must re-read the shared state each call (it also reports a closed peer as an
-/// error); `check_peer` runs after each futex timeout (and periodically while spinning) to
-/// notice a dead peer. Returns `Ok(None)` when the deadline passed.
+/// error); `probe` is a cheap, unvalidated "worth attempting now?" check used while spinning;
+/// `check_peer` runs after each futex timeout (and every [`LIVENESS_INTERVAL`] while spinning)
+/// to notice a dead peer. Returns `Ok(None)` when the deadline passed.
 pub(crate) fn block_on<R>(
     word: &AtomicU32,
     strategy: WaitStrategy,
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Result<Option<R>>,
+    probe: impl Fn() -> bool,
     mut check_peer: impl FnMut() -> Result<()>,
 ) -> Result<Option<R>> {
-    let mut round = 0u32;
+    let mut spin_budget = match strategy {
+        WaitStrategy::Spin => u32::MAX,
+        WaitStrategy::Adaptive => ADAPTIVE_SPINS,
+        WaitStrategy::Block => 0,
+    };
+    let mut yields = 0;
     let mut last_check = None::<Instant>;
     loop {
         if let Some(r) = attempt()? {
             return Ok(Some(r));
         }
-        let spinning = match strategy {
-            WaitStrategy::Spin => true,
-            WaitStrategy::Adaptive => round < SPIN_ROUNDS + YIELD_ROUNDS,
-            WaitStrategy::Block => false,
-        };
-        if spinning {
-            if strategy == WaitStrategy::Spin {
+        if spin_budget > 0 {
+            let mut n = 0;
+            while n < PROBES_PER_ATTEMPT && n < spin_budget && !probe() {
                 std::hint::spin_loop();
-            } else if round < SPIN_ROUNDS {
-                for _ in 0..(1u32 << round.min(6)) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
+                n += 1;
             }
-            round = round.wrapping_add(1);
-            // While busy-waiting, look at the clock only now and then.
-            if strategy == WaitStrategy::Spin && round % 1024 == 0 {
+            if strategy == WaitStrategy::Spin && (n == PROBES_PER_ATTEMPT || n == 0) {
+                // Busy-waiting and still nothing: look at the clock (every few hundred probes,
+                // never on the way to a message).
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
                     return Ok(None);
@@ -110,7 +110,19 @@ pub(crate) fn block_on<R>(
                     *due = now;
                     check_peer()?;
                 }
+            } else if strategy != WaitStrategy::Spin {
+                spin_budget -= n.min(spin_budget);
+                if n == 0 {
+                    // The probe said ready at once but the attempt failed: do not spin forever
+                    // on an inconsistent probe.
+                    spin_budget = spin_budget.saturating_sub(PROBES_PER_ATTEMPT);
+                }
             }
+            continue;
+        }
+        if strategy == WaitStrategy::Adaptive && yields < YIELD_ROUNDS {
+            yields += 1;
+            std::thread::yield_now();
             continue;
         }
         // Announce, then re-check (the sleeper's half of the protocol in the module docs).
