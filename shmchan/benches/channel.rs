@@ -418,7 +418,8 @@ fn main() {
     }
 
     let (n, m) = (cfg.stream_shm, cfg.stream_fd);
-    let streams: Vec<(&str, &str, Box<dyn Fn() -> f64>)> = vec![
+    type Stream<'a> = (&'a str, &'a str, Box<dyn Fn() -> f64>);
+    let streams: Vec<Stream> = vec![
         (
             "throughput8",
             "shmchan",

@@ -10,7 +10,7 @@
 //!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
 //!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
 //! 1280  receiver  liveness of the receiving end
-//! 1920  slots     capacity x Slot<T> { stamp: u64, value: T } (offset rounded up to the slot's
+//! 1920  slots     capacity x Slot<T> { value: T, stamp: u64 } (offset rounded up to the slot's
 //!                 alignment)
 //! ```
 //!
@@ -54,12 +54,15 @@ pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// The largest capacity accepted (messages), after rounding up to a power of two.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
-/// One slot: the stamp (`index + 1` of the message it holds, 0 before its first use) and the
-/// value. Accessed only through raw pointers (`addr_of!`), never as a `&Slot<T>`.
+/// One slot: the value and the stamp (`index + 1` of the message it holds, 0 before its first
+/// use). Accessed only through raw pointers (`addr_of!`), never as a `&Slot<T>`.
+///
+/// The value comes first, so a tool that knows only the slot size and the message layout (the
+/// `shmchan inspect` decoder) finds it at the start of each slot.
 #[repr(C)]
 pub(crate) struct Slot<T> {
-    stamp: AtomicU64,
     value: T,
+    stamp: AtomicU64,
 }
 
 /// A value alone on a 128-byte line.
