@@ -8,9 +8,10 @@
 //!    the parent's description and so *shares* its lock instead of competing for it;
 //! 3. a lock is a kernel object: a process that dies holding it releases it at once (good).
 //!
-//! So each process opens the lock file once for itself (a fork is noticed through the fork
-//! generation counter and the file is reopened, through `/proc/self/fd` so it works even after
-//! the creator unlinked the path), OFD locks are preferred with classic `F_SETLKW` as fallback,
+//! So each process opens the lock file once for itself, one descriptor shared by all its handles
+//! on that file (a fork is noticed through the fork generation counter and the file is reopened,
+//! through `/proc/self/fd` so it works even after the creator unlinked the path), OFD locks are
+//! preferred with classic `F_SETLKW` as fallback,
 //! and an in-process reader/writer state makes threads exclude each other: the first reader in
 //! takes the kernel read lock, the last one out releases it, a writer takes the kernel write lock
 //! alone.
