@@ -177,6 +177,16 @@ fn fcntl_lock_file_is_private_recorded_and_removed_with_the_value() {
     drop(b);
     assert!(!path.exists());
 
+    // IPC_PRIVATE: shared by fork only, so handled like an anonymous value.
+    let p = Shared::<u64, FcntlLock>::create(Key::private()).unwrap();
+    let path = p.lock_path().unwrap().to_owned();
+    assert!(path.exists());
+    drop(p);
+    assert!(
+        !path.exists(),
+        "the creator of an IPC_PRIVATE value removes its lock file"
+    );
+
     let key = posix_key("rm");
     let a = Shared::<u64, FcntlLock>::create(key).unwrap();
     let path = a.lock_path().unwrap().to_owned();

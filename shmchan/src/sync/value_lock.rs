@@ -374,8 +374,15 @@ impl LockBackend for FcntlLock {
 
     fn segment_gone(&mut self, key: Option<Key>, removed: bool) {
         match key {
-            // Anonymous: only the creating process removes the file (forked children share it).
+            // Anonymous or IPC_PRIVATE (shared by fork only, never opened by key): only the
+            // creating process removes the file; forked children reach it through the
+            // descriptor they inherited, even once it is unlinked.
             None => {
+                if self.creator == Some(fcntl::fork_generation()) {
+                    self.remove_file();
+                }
+            }
+            Some(key) if key.is_private() => {
                 if self.creator == Some(fcntl::fork_generation()) {
                     self.remove_file();
                 }
