@@ -1,14 +1,14 @@
 //! A pool of forked workers, each fed by its own channel, each answering on its own result
 //! channel (shmchan channels are single-producer single-consumer). The parent spreads jobs
-//! without ever blocking (`try_send` / `try_recv_batch`), so a full job queue and a full result
-//! queue can never deadlock it.
+//! without blocking on any one channel (`try_send` / `try_recv_batch`, and a 1 ms
+//! `recv_timeout` when idle), so a full job queue and a full result queue can never deadlock it.
 //!
 //! ```sh
 //! cargo run --example worker_pool            # 4 workers
 //! cargo run --example worker_pool -- 2       # 2 workers
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shmchan::channel::TrySendError;
 use shmchan::{Error, Receiver, Sender, ShmSafe};
@@ -150,7 +150,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if !progress {
-            std::thread::yield_now();
+            // Nothing to hand out and nothing back yet: wait a little on one worker's results
+            // (in turn), instead of spinning over all of them.
+            let w = received % workers;
+            match res_rx[w].recv_timeout(Duration::from_millis(1)) {
+                Ok(d) => {
+                    results[d.id as usize] = Some(d.primes);
+                    received += 1;
+                }
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => return Err(format!("worker {w}: {e}").into()),
+            }
         }
     }
     drop(job_tx); // workers see Disconnected once their queue is empty, and exit

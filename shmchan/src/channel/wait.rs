@@ -46,7 +46,13 @@ pub enum WaitStrategy {
 }
 
 /// How long a sleeper waits before checking whether the peer is still alive; bounds how long a
-/// SIGKILLed peer goes unnoticed.
+/// SIGKILLed peer goes unnoticed by a blocked `send`/`recv`.
+///
+/// # Examples
+///
+/// ```
+/// assert!(shmchan::channel::LIVENESS_INTERVAL < std::time::Duration::from_millis(100));
+/// ```
 pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// `spin_loop` iterations an adaptive wait spends probing before it yields, then sleeps.
