@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::layout::Geometry;
 use super::liveness::Side;
 use super::memory::RingMemory;
-use super::ring::Geometry;
 use super::{Receiver, Sender};
 use crate::{Error, Key, Result, ShmSafe};
 

@@ -1,6 +1,6 @@
 //! Where a ring's bytes live: the payload of a shmchan segment (anonymous, System V or POSIX).
 
-use super::ring::{Geometry, RingHeader};
+use super::layout::{Geometry, RingHeader};
 use crate::segment::{Expect, Key, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::{Result, ShmSafe};
 

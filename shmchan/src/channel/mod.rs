@@ -28,6 +28,7 @@
 
 mod error;
 mod keyed;
+mod layout;
 mod liveness;
 mod memory;
 mod receiver;
@@ -43,8 +44,8 @@ pub use wait::{LIVENESS_INTERVAL, WaitStrategy};
 use std::sync::Arc;
 
 use crate::{Result, ShmSafe};
+use layout::Geometry;
 use memory::RingMemory;
-use ring::Geometry;
 
 /// Creates an anonymous channel of at least `capacity` messages (rounded up to a power of two).
 ///

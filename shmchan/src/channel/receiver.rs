@@ -4,9 +4,10 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::layout::{Geometry, RingHeader};
 use super::liveness::Membership;
 use super::memory::RingMemory;
-use super::ring::{Consumer, Geometry, RingHeader};
+use super::ring::Consumer;
 use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 

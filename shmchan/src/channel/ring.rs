@@ -1,21 +1,5 @@
-//! The single-producer single-consumer ring algorithm, over raw memory.
-//!
-//! Memory layout (offsets from the ring's base, which is 128-byte aligned):
-//!
-//! ```text
-//!    0  meta      magic, capacity, slot size/align, slots offset, message fingerprint (constant)
-//!  128  tail      producer's index (written by the producer only)
-//!  256  head      consumer's index (written by the consumer only)
-//!  384  rx_wait   consumer's futex word: 1 while the consumer may be asleep
-//!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
-//!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
-//! 1280  receiver  liveness of the receiving end
-//! 1920  slots     capacity x Slot<T> { value: T, stamp: u64 } (offset rounded up to the slot's
-//!                 alignment)
-//! ```
-//!
-//! Each hot word has its own 128-byte line (two 64-byte lines: adjacent-line prefetch pairs them)
-//! so the producer's and the consumer's stores never contend for a line.
+//! The single-producer single-consumer ring algorithm, over raw memory laid out as in
+//! [`super::layout`].
 //!
 //! Indices are free-running `u64`s (they never wrap in practice); slot `i` lives at `i & mask`.
 //! The producer owns slots `tail..head + cap`, the consumer slots `head..tail`: ownership passes
@@ -25,16 +9,15 @@
 //! or empty (consumer).
 //!
 //! Each slot also carries a *stamp*: the producer stores `index + 1` (Release) after writing the
-//! value. A single `push` stores the stamp *before* `tail`: the stamp's line is the one the
-//! waiting consumer polls, and x86 commits stores in order, so this keeps a `tail` line the
-//! consumer happened to read from delaying the message. A consumer may therefore take message
-//! `t` before `tail` says `t + 1`: `tail` may lag `head` by one, which validation accepts. A
-//! batch stores `tail` once, then the stamps. A consumer whose cached `tail` says empty first looks at
-//! the stamp of slot `head`: if it reads `head + 1` (Acquire) the value is complete and on the
-//! same cache line, so a message crosses between cores as one line transfer instead of two
-//! (`tail`'s line, then the slot's). Stamps of the previous lap differ by `cap`, so a stale slot
-//! never looks ready. Only when the stamp is not ready does the consumer read (and validate)
-//! `tail`.
+//! value. A consumer whose cached `tail` says empty first looks at the stamp of slot `head`: if
+//! it reads `head + 1` (Acquire) the value is complete and on the same cache line, so a message
+//! crosses between cores as one line transfer instead of two (`tail`'s line, then the slot's).
+//! Stamps of the previous lap differ by `cap`, so a stale slot never looks ready. Only when the
+//! stamp is not ready does the consumer read (and validate) `tail`. A single `push` stores the
+//! stamp *before* `tail`: the stamp's line is the one a waiting consumer polls, and x86 commits
+//! stores in order, so a `tail` line the consumer happened to read cannot delay the message. A
+//! consumer may therefore take message `t` before `tail` says `t + 1`: `tail` may lag `head` by
+//! one, which validation accepts. A batch stores `tail` once, then the stamps.
 //!
 //! Every index read from shared memory is validated: `tail - head` must lie in `0..=cap`, and a
 //! side's own shared index must equal its private copy (otherwise a second producer or consumer,
@@ -43,212 +26,10 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use super::liveness::Side;
+use super::layout::{Geometry, RingHeader, Slot, corrupted};
 use crate::{Error, Result, ShmSafe};
-
-/// `b"SHMRING1"`: marks an initialised ring.
-pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
-
-/// The largest capacity accepted (messages), after rounding up to a power of two.
-pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
-
-/// One slot: the value and the stamp (`index + 1` of the message it holds, 0 before its first
-/// use). Accessed only through raw pointers (`addr_of!`), never as a `&Slot<T>`.
-///
-/// The value comes first, so a tool that knows only the slot size and the message layout (the
-/// `shmchan inspect` decoder) finds it at the start of each slot.
-#[repr(C)]
-pub(crate) struct Slot<T> {
-    value: T,
-    stamp: AtomicU64,
-}
-
-/// A value alone on a 128-byte line.
-#[repr(C, align(128))]
-pub(crate) struct CacheLine<T>(pub(crate) T);
-
-/// The ring's constant description, written once by the creator.
-#[repr(C)]
-pub(crate) struct Meta {
-    magic: AtomicU64,
-    capacity: AtomicU64,
-    slot_size: AtomicU64,
-    slot_align: AtomicU64,
-    slots_offset: AtomicU64,
-    fingerprint: AtomicU64,
-}
-
-/// The ring header in shared memory. Only atomics: all-zero bytes are valid, and another
-/// process may change any word at any time without making a reference to it unsound.
-#[repr(C)]
-pub(crate) struct RingHeader {
-    pub(crate) meta: CacheLine<Meta>,
-    pub(crate) tail: CacheLine<AtomicU64>,
-    pub(crate) head: CacheLine<AtomicU64>,
-    pub(crate) rx_wait: CacheLine<AtomicU32>,
-    pub(crate) tx_wait: CacheLine<AtomicU32>,
-    pub(crate) sender: CacheLine<Side>,
-    pub(crate) receiver: CacheLine<Side>,
-}
-
-#[cfg(test)]
-impl RingHeader {
-    /// Plays a hostile process rewriting the capacity word.
-    pub(crate) fn scribble_capacity(&self, capacity: u64) {
-        self.meta.0.capacity.store(capacity, Ordering::Relaxed);
-    }
-}
-
-/// The shape of a ring for message type `T`: computed by the creator, re-read and validated by
-/// an opener, and kept privately by every handle (slot addresses come from this copy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub(crate) capacity: u64,
-    pub(crate) slot_size: u64,
-    pub(crate) slot_align: u64,
-    pub(crate) slots_offset: u64,
-    pub(crate) fingerprint: u64,
-}
-
-fn corrupted(what: impl Into<String>) -> Error {
-    Error::Corrupted { what: what.into() }
-}
-
-impl Geometry {
-    /// The geometry for `requested` messages of type `T`, capacity rounded up to a power of two.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] for a capacity of 0, above [`MAX_CAPACITY`], or whose byte size
-    /// overflows.
-    pub(crate) fn for_type<T: ShmSafe>(requested: usize) -> Result<Geometry> {
-        let invalid = |why: String| Error::InvalidArgument { what: why };
-        if requested == 0 {
-            return Err(invalid(
-                "channel capacity 0: a channel needs at least one slot".into(),
-            ));
-        }
-        let capacity = (requested as u64)
-            .checked_next_power_of_two()
-            .filter(|&c| c <= MAX_CAPACITY)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "channel capacity {requested} is above the limit of {MAX_CAPACITY} messages"
-                ))
-            })?;
-        let slot_size = size_of::<Slot<T>>() as u64;
-        let slot_align = align_of::<Slot<T>>() as u64;
-        let slots_offset = (size_of::<RingHeader>() as u64).next_multiple_of(slot_align);
-        let g = Geometry {
-            capacity,
-            slot_size,
-            slot_align,
-            slots_offset,
-            fingerprint: T::FINGERPRINT,
-        };
-        g.total_len().ok_or_else(|| {
-            invalid(format!(
-                "channel of {capacity} x {slot_size}-byte messages overflows the address space"
-            ))
-        })?;
-        Ok(g)
-    }
-
-    /// Bytes needed for the header and the slots, if that fits in an `isize`.
-    pub(crate) fn total_len(&self) -> Option<usize> {
-        let len = self
-            .capacity
-            .checked_mul(self.slot_size)?
-            .checked_add(self.slots_offset)?;
-        usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= isize::MAX as usize)
-    }
-
-    /// Writes a fresh ring header (indices 0, no waiter, no holder) at `base`.
-    ///
-    /// # Safety
-    ///
-    /// `base` must be 128-byte aligned and valid for writes of [`Self::total_len`] bytes, and no
-    /// other process may use the ring yet.
-    pub(crate) unsafe fn init(&self, base: *mut u8) {
-        // SAFETY: the caller guarantees `base` is aligned and writable for the header, which is
-        // smaller than `total_len`; all-zero bytes are a valid `RingHeader` (only atomics).
-        unsafe { std::ptr::write_bytes(base, 0, size_of::<RingHeader>()) };
-        // SAFETY: just initialised, aligned, and not yet shared.
-        let meta = unsafe { &(*(base as *const RingHeader)).meta.0 };
-        meta.capacity.store(self.capacity, Ordering::Relaxed);
-        meta.slot_size.store(self.slot_size, Ordering::Relaxed);
-        meta.slot_align.store(self.slot_align, Ordering::Relaxed);
-        meta.slots_offset
-            .store(self.slots_offset, Ordering::Relaxed);
-        meta.fingerprint.store(self.fingerprint, Ordering::Relaxed);
-        // Release: an opener that sees the magic sees the rest (the segment's READY state
-        // already orders this; the ring does not rely on it).
-        meta.magic.store(RING_MAGIC, Ordering::Release);
-    }
-
-    /// Reads the geometry stored in `header` and checks it against the one `T` needs and the
-    /// `len` bytes that are mapped.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Corrupted`] if any word differs from what `T` and `len` imply.
-    pub(crate) fn validate<T: ShmSafe>(header: &RingHeader, len: usize) -> Result<Geometry> {
-        let meta = &header.meta.0;
-        if meta.magic.load(Ordering::Acquire) != RING_MAGIC {
-            return Err(corrupted("the ring header has no magic number"));
-        }
-        let found = Geometry {
-            capacity: meta.capacity.load(Ordering::Relaxed),
-            slot_size: meta.slot_size.load(Ordering::Relaxed),
-            slot_align: meta.slot_align.load(Ordering::Relaxed),
-            slots_offset: meta.slots_offset.load(Ordering::Relaxed),
-            fingerprint: meta.fingerprint.load(Ordering::Relaxed),
-        };
-        if found.capacity == 0 || !found.capacity.is_power_of_two() || found.capacity > MAX_CAPACITY
-        {
-            return Err(corrupted(format!(
-                "ring capacity {} is not a power of two in 1..={MAX_CAPACITY}",
-                found.capacity
-            )));
-        }
-        let expected = Geometry::for_type::<T>(found.capacity as usize)?;
-        if found != expected {
-            return Err(corrupted(format!(
-                "ring geometry {found:?} does not match the message type's {expected:?}"
-            )));
-        }
-        match found.total_len() {
-            Some(need) if need <= len => Ok(found),
-            _ => Err(corrupted(format!(
-                "ring of {} slots needs more than the {len} mapped bytes",
-                found.capacity
-            ))),
-        }
-    }
-
-    /// Whether the constant words of `header` still hold this geometry (checked on slow paths:
-    /// another process rewriting them is corruption).
-    pub(crate) fn check_unchanged(&self, header: &RingHeader) -> Result<()> {
-        let meta = &header.meta.0;
-        let same = meta.magic.load(Ordering::Relaxed) == RING_MAGIC
-            && meta.capacity.load(Ordering::Relaxed) == self.capacity
-            && meta.slot_size.load(Ordering::Relaxed) == self.slot_size
-            && meta.slot_align.load(Ordering::Relaxed) == self.slot_align
-            && meta.slots_offset.load(Ordering::Relaxed) == self.slots_offset
-            && meta.fingerprint.load(Ordering::Relaxed) == self.fingerprint;
-        if same {
-            Ok(())
-        } else {
-            Err(corrupted(
-                "the ring's capacity, slot size, offsets or magic changed after it was opened",
-            ))
-        }
-    }
-}
 
 /// Why a push did not happen.
 #[derive(Debug)]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{SendTimeoutError, TrySendError};
+use super::layout::{Geometry, RingHeader};
 use super::liveness::{Membership, PeerState};
 use super::memory::RingMemory;
-use super::ring::{Geometry, Producer, PushError, RingHeader};
+use super::ring::{Producer, PushError};
 use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
