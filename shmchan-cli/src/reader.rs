@@ -218,7 +218,10 @@ pub fn channel_state(seg: &dyn SegmentBytes, h: &Header) -> Result<(Json, Vec<St
     // `tail - head` from going negative on a live channel.
     let head = word(ring::HEAD)?;
     let tail = word(ring::TAIL)?;
-    let queued = tail.wrapping_sub(head);
+    // The consumer may take a stamped message before the producer publishes `tail`
+    // (channel/ring.rs): `tail` lagging `head` by exactly one is a live channel, nothing queued.
+    let lagging = head == tail.wrapping_add(1);
+    let queued = if lagging { 0 } else { tail.wrapping_sub(head) };
     let valid = queued <= cap;
     let messages = if valid {
         peek_messages(

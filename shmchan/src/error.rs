@@ -51,6 +51,15 @@ pub enum Target {
 
 impl Target {
     /// The argument to give `shmchan rm` / `shmchan inspect` to designate this target, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::Target;
+    ///
+    /// assert_eq!(Target::Posix { name: "/tick".into() }.cli_arg().as_deref(), Some("/tick"));
+    /// assert_eq!(Target::Anonymous.cli_arg(), None);
+    /// ```
     pub fn cli_arg(&self) -> Option<String> {
         match self {
             Target::SysV { key } => Some(format!("0x{:08x}", *key as u32)),

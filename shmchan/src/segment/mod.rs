@@ -25,7 +25,7 @@
 //! `init` runs before anyone can open the segment (state INITIALISING), so it may write the
 //! payload with plain stores. After `create` returns, every access must follow your lock
 //! protocol. A read-only segment ([`Segment::is_read_only`]) is mapped without `PROT_WRITE`:
-//! give such handles only [`Segment::payload_const_ptr`].
+//! give such handles only `Segment::payload_const_ptr` (crate-private).
 //!
 //! Cleanup (DESIGN §3): anonymous mappings are unmapped on drop. A keyed System V segment is
 //! removed by whichever handle detaches last, unless someone called [`Segment::persist`]. A POSIX
