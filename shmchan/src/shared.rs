@@ -392,6 +392,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// Updates some fields exclusively through the value's mutable view; the result is published
     /// like a [`write`](Self::write).
     ///
+    /// For a struct or an array the view writes into the value. For a primitive `T` (`u64`...)
+    /// the "mutable view" is a copy of the value, so changing it changes nothing: use
+    /// [`write`](Self::write) or [`store`](Self::store) for primitives.
+    ///
     /// # Panics
     ///
     /// As [`write`](Self::write).
@@ -504,7 +508,16 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Examples
     ///
-    /// See [`lock_in_memory`](Self::lock_in_memory).
+    /// ```
+    /// let s = shmchan::Shared::<u64>::create(shmchan::Key::private())?;
+    /// match s.lock_in_memory() {
+    ///     Ok(()) => s.unlock_in_memory()?,
+    ///     // Without CAP_IPC_LOCK the kernel refuses, and the error says how to grant it.
+    ///     Err(e @ shmchan::Error::PermissionDenied { .. }) => assert!(e.to_string().contains("CAP_IPC_LOCK")),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn unlock_in_memory(&self) -> Result<()> {
         self.inner.seg.unlock_in_memory()
     }

@@ -188,6 +188,17 @@ impl<T: ShmSafe> SharedReader<T, FcntlLock> {
     /// # Errors
     ///
     /// As [`Shared::lock_read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-rl{}-{}", line!(), std::process::id()))?;
+    /// let w = shmchan::Shared::<[u32; 2], shmchan::FcntlLock>::create_with(key, [1, 2])?;
+    /// let r = shmchan::Shared::<[u32; 2], shmchan::FcntlLock>::open_read_only(key)?;
+    /// assert_eq!(r.lock_read()?[1], 2);
+    /// # drop(w);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
     pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
         read_guard(&self.inner)
     }
