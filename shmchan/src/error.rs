@@ -279,6 +279,25 @@ impl Error {
         }
     }
 
+    /// Fills in the size asked for when this is an [`Error::InvalidSize`] (an `errno` alone does
+    /// not carry it); other errors are returned unchanged.
+    pub(crate) fn with_requested_size(self, len: u64) -> Error {
+        match self {
+            Error::InvalidSize {
+                call,
+                target,
+                reason,
+                ..
+            } => Error::InvalidSize {
+                call,
+                target,
+                requested: len,
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// The `errno` behind this error, when it came from a system call.
     ///
     /// # Examples

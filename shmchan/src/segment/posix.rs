@@ -48,20 +48,9 @@ impl PosixBacking {
         posix_shm::chmod(fd.as_fd(), mode)
             .map_err(|e| unlink_on_error(Error::from_errno("fchmod", e, target.clone())))?;
         posix_shm::truncate(fd.as_fd(), len as u64).map_err(|e| {
-            unlink_on_error(match Error::from_errno("ftruncate", e, target.clone()) {
-                Error::InvalidSize {
-                    call,
-                    target,
-                    reason,
-                    ..
-                } => Error::InvalidSize {
-                    call,
-                    target,
-                    requested: len as u64,
-                    reason,
-                },
-                other => other,
-            })
+            unlink_on_error(
+                Error::from_errno("ftruncate", e, target.clone()).with_requested_size(len as u64),
+            )
         })?;
         // Reserve the pages now: a full /dev/shm is ENOSPC here, not SIGBUS on first write.
         posix_shm::allocate(fd.as_fd(), len as u64).map_err(|e| {

@@ -16,30 +16,14 @@ pub(super) struct SysvBacking {
     pub cleanup: Cleanup,
 }
 
-fn size_error(err: Error, len: usize) -> Error {
-    match err {
-        Error::InvalidSize {
-            call,
-            target,
-            reason,
-            ..
-        } => Error::InvalidSize {
-            call,
-            target,
-            requested: len as u64,
-            reason,
-        },
-        other => other,
-    }
-}
-
 impl SysvBacking {
     /// `shmget(key, len, IPC_CREAT | IPC_EXCL | mode)` then `shmat` read-write. The segment is
     /// removed again if anything fails before the caller publishes it (`Cleanup::Always`).
     pub(super) fn create(key: i32, len: usize, mode: u32, target: &Target) -> Result<SysvBacking> {
         super::limits::check_sysv(len, target)?;
-        let shmid = sysv::get(key, len, Create::Exclusive, mode)
-            .map_err(|e| size_error(Error::from_errno("shmget", e, target.clone()), len))?;
+        let shmid = sysv::get(key, len, Create::Exclusive, mode).map_err(|e| {
+            Error::from_errno("shmget", e, target.clone()).with_requested_size(len as u64)
+        })?;
         match Attachment::attach(shmid, len, false) {
             Ok(att) => Ok(SysvBacking {
                 shmid,
