@@ -112,6 +112,21 @@ impl Ty {
     /// its name; an array's element type is not recorded (its name is `array`), so it decodes as
     /// its bytes.
     pub fn from_desc_owned(l: &shmchan::segment::LayoutDesc) -> Result<Ty, String> {
+        // A top-level array is described by one pseudo-field covering it (`shmchan::ARRAY_FIELD`).
+        if let [f] = l.fields.as_slice() {
+            if f.name == shmchan::ARRAY_FIELD && f.offset == 0 && f.size == l.size {
+                let ty = Self::ty_from(&f.ty, 1)?;
+                if ty.size() != Some(l.size) {
+                    return Err(format!(
+                        "array of {} is {} bytes, the layout says {}",
+                        ty.name(),
+                        ty.size().map_or("too many".to_owned(), |n| n.to_string()),
+                        l.size
+                    ));
+                }
+                return Ok(ty);
+            }
+        }
         if l.fields.is_empty() && l.size > 0 {
             if let Some(p) = prim_named(&l.type_name).filter(|p| p.size() as u64 == l.size) {
                 return Ok(Ty::Prim(p));
@@ -248,9 +263,33 @@ mod tests {
             round(&<f32 as ShmSafe>::LAYOUT),
             Ok(Ty::Prim(PrimKind::F32))
         );
-        // A top-level array's element type is not recorded: its bytes are shown.
+        // A top-level array carries its element type in its one pseudo-field.
         assert_eq!(
             round(&<[u16; 3] as ShmSafe>::LAYOUT),
+            Ok(Ty::Array {
+                elem: Box::new(Ty::Prim(PrimKind::U16)),
+                len: 3
+            })
+        );
+        assert_eq!(
+            round(&<[[f32; 2]; 2] as ShmSafe>::LAYOUT),
+            Ok(Ty::Array {
+                elem: Box::new(Ty::Array {
+                    elem: Box::new(Ty::Prim(PrimKind::F32)),
+                    len: 2
+                }),
+                len: 2
+            })
+        );
+        // A layout without the pseudo-field (no element type known): its bytes are shown.
+        const OPAQUE: Layout = Layout {
+            type_name: "array",
+            size: 6,
+            align: 2,
+            fields: &[],
+        };
+        assert_eq!(
+            round(&OPAQUE),
             Ok(Ty::Array {
                 elem: Box::new(Ty::Prim(PrimKind::U8)),
                 len: 6

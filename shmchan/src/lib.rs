@@ -52,7 +52,7 @@ pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };
 pub use shared::{Lock, Shared, SharedReader};
-pub use shm_safe::{Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
+pub use shm_safe::{ARRAY_FIELD, Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
 
 /// Derives [`ShmSafe`] for a `#[repr(C)]` or `#[repr(transparent)]` struct, checking at compile
 /// time that it has no padding and only `ShmSafe` fields, and generates its typed views

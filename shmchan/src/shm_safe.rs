@@ -179,9 +179,25 @@ pub struct Layout {
     pub size: usize,
     /// `align_of` the type.
     pub align: usize,
-    /// The fields in declaration order (empty for primitives and arrays).
+    /// The fields in declaration order: empty for primitives; for an array `[T; N]` one
+    /// pseudo-field named [`ARRAY_FIELD`] at offset 0 whose type is the array itself.
     pub fields: &'static [Field],
 }
+
+/// The name of the single pseudo-field of an array's [`Layout`].
+///
+/// # Examples
+///
+/// ```
+/// use shmchan::{ShmSafe, TypeDesc, ARRAY_FIELD};
+///
+/// let layout = <[u32; 4] as ShmSafe>::LAYOUT;
+/// assert_eq!(layout.fields.len(), 1);
+/// assert_eq!(layout.fields[0].name, ARRAY_FIELD);
+/// assert_eq!(layout.fields[0].ty, <[u32; 4] as ShmSafe>::DESC);
+/// assert_ne!(<[u32; 4] as ShmSafe>::FINGERPRINT, <[f32; 4] as ShmSafe>::FINGERPRINT);
+/// ```
+pub const ARRAY_FIELD: &str = "[]";
 
 /// One field of a [`Layout`].
 ///
@@ -531,7 +547,14 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
         type_name: "array",
         size: core::mem::size_of::<[T; N]>(),
         align: core::mem::align_of::<[T; N]>(),
-        fields: &[],
+        // One pseudo-field describing the whole array, so that the fingerprint tells `[u32; 4]`
+        // from `[f32; 4]` and tools reading a segment know the element type.
+        fields: &[Field {
+            name: ARRAY_FIELD,
+            offset: 0,
+            size: core::mem::size_of::<[T; N]>(),
+            ty: <[T; N] as ShmSafe>::DESC,
+        }],
     };
     const DESC: TypeDesc = TypeDesc::Array {
         elem: &T::DESC,

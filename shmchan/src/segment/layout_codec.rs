@@ -68,7 +68,10 @@ pub struct LayoutDesc {
 /// use shmchan::segment::layout_codec::{decode, encode};
 ///
 /// let desc = decode(&encode(&<[u16; 3] as shmchan::ShmSafe>::LAYOUT))?;
-/// assert!(desc.fields.is_empty()); // arrays and primitives have no fields
+/// // A top-level array has one pseudo-field covering it, which carries the element type.
+/// assert_eq!(desc.fields[0].name, shmchan::ARRAY_FIELD);
+/// assert_eq!(desc.fields[0].ty.to_string(), "[u16; 3]");
+/// assert!(decode(&encode(&<u64 as shmchan::ShmSafe>::LAYOUT))?.fields.is_empty());
 /// # Ok::<(), shmchan::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
