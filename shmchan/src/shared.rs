@@ -392,9 +392,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// Updates some fields exclusively through the value's mutable view; the result is published
     /// like a [`write`](Self::write).
     ///
-    /// For a struct or an array the view writes into the value. For a primitive `T` (`u64`...)
-    /// the "mutable view" is a copy of the value, so changing it changes nothing: use
-    /// [`write`](Self::write) or [`store`](Self::store) for primitives.
+    /// For a struct or an array the view writes into the value field by field; for a primitive
+    /// `T` (`u64`...) the view is the value itself, and what the closure leaves in it is
+    /// published (`s.update(|n| *n += 1)`).
     ///
     /// # Panics
     ///
@@ -406,6 +406,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// let s = shmchan::Shared::<[u32; 3]>::anonymous([1, 2, 3])?;
     /// s.update(|v| v.set(2, v.get(0).unwrap_or(0) * 10));
     /// assert_eq!(s.read(), [1, 2, 10]);
+    ///
+    /// let n = shmchan::Shared::<u64>::anonymous(41)?;
+    /// n.update(|n| *n += 1);
+    /// assert_eq!(n.read(), 42);
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn update<R>(&self, f: impl FnOnce(&mut T::ViewMut<'_>) -> R) -> R {
@@ -413,7 +417,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
             // SAFETY: `value` is a unique reference to a private copy, valid and exclusive for
             // the closure.
             let mut view = unsafe { T::view_mut(value) };
-            f(&mut view)
+            let result = f(&mut view);
+            // SAFETY: as above; the view's borrow of `value` ends here (it is only read).
+            unsafe { T::commit_view_mut(&view, value) };
+            result
         })
     }
 

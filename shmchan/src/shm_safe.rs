@@ -147,6 +147,21 @@ pub unsafe trait ShmSafe: Copy + Sized + 'static {
     /// assert_eq!(p.x, 3.0);
     /// ```
     unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a>;
+
+    /// Writes what a closure did to a mutable view back to the value, for types whose
+    /// [`ViewMut`](ShmSafe::ViewMut) is a copy rather than a view (the primitives: their
+    /// "view" is the value itself). Struct and array views write through at once, so the
+    /// default does nothing. Called by [`Shared::update`](crate::Shared::update).
+    ///
+    /// # Safety
+    ///
+    /// As for [`view_mut`](ShmSafe::view_mut): `ptr` aligned, valid for writes, and exclusively
+    /// the caller's during the call.
+    #[doc(hidden)]
+    #[inline]
+    unsafe fn commit_view_mut(view: &Self::ViewMut<'_>, ptr: *mut Self) {
+        let _ = (view, ptr);
+    }
 }
 
 /// The layout of a [`ShmSafe`] type, computed at compile time.
@@ -528,6 +543,12 @@ macro_rules! impl_prim {
             unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a> {
                 // SAFETY: as for `view`; a primitive "mut view" is just its current value.
                 unsafe { core::ptr::read_volatile(ptr) }
+            }
+
+            #[inline]
+            unsafe fn commit_view_mut(view: &$t, ptr: *mut Self) {
+                // SAFETY: the caller guarantees `ptr` is aligned, writable and exclusively its.
+                unsafe { core::ptr::write_volatile(ptr, *view) }
             }
         }
     )*};
