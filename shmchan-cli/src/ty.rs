@@ -108,23 +108,19 @@ impl Ty {
     /// every field's declared size is its type's size and lies inside its struct, sizes do not
     /// overflow. An impossible descriptor is an error with the reason.
     ///
-    /// Primitives and arrays stored at the top level have no fields: a primitive is recognised by
-    /// its name; an array's element type is not recorded (its name is `array`), so it decodes as
-    /// its bytes.
+    /// A primitive stored at the top level has no fields and is recognised by its name; a
+    /// top-level array has one pseudo-field covering it (`shmchan::ARRAY_FIELD`) and decodes as
+    /// that field's type. A field-less layout of any other name (written before arrays carried
+    /// their element type) decodes as its bytes.
     pub fn from_desc_owned(l: &shmchan::segment::LayoutDesc) -> Result<Ty, String> {
-        // A top-level array is described by one pseudo-field covering it (`shmchan::ARRAY_FIELD`).
         if let [f] = l.fields.as_slice() {
             if f.name == shmchan::ARRAY_FIELD && f.offset == 0 && f.size == l.size {
-                let ty = Self::ty_from(&f.ty, 1)?;
-                if ty.size() != Some(l.size) {
-                    return Err(format!(
-                        "array of {} is {} bytes, the layout says {}",
-                        ty.name(),
-                        ty.size().map_or("too many".to_owned(), |n| n.to_string()),
-                        l.size
-                    ));
-                }
-                return Ok(ty);
+                // Through `struct_from`, so the pseudo-field gets the same size and bounds checks
+                // as any field; then unwrap it.
+                return match Self::struct_from(l, 0)? {
+                    Ty::Struct(mut s) => Ok(s.fields.swap_remove(0).ty),
+                    other => Ok(other),
+                };
             }
         }
         if l.fields.is_empty() && l.size > 0 {
@@ -314,5 +310,28 @@ mod tests {
         let desc = decode_desc(&encode(&LIAR)).expect("the codec accepts it");
         let err = Ty::from_desc_owned(&desc).expect_err("sizes disagree");
         assert!(err.contains("Liar.x"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_array_whose_element_type_lies_about_its_size_is_refused() {
+        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        // Claims 16 bytes, but `[u64; 4]` is 32.
+        const LIAR: Layout = Layout {
+            type_name: "array",
+            size: 16,
+            align: 8,
+            fields: &[Field {
+                name: shmchan::ARRAY_FIELD,
+                offset: 0,
+                size: 16,
+                ty: TypeDesc::Array {
+                    elem: &TypeDesc::Prim(PrimKind::U64),
+                    len: 4,
+                },
+            }],
+        };
+        let desc = decode_desc(&encode(&LIAR)).expect("the codec accepts it");
+        let err = Ty::from_desc_owned(&desc).expect_err("sizes disagree");
+        assert!(err.contains("declared 16 bytes"), "{err}");
     }
 }

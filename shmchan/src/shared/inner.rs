@@ -142,6 +142,14 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         Self::new(seg, lock)
     }
 
+    /// [`read`](Self::read) without a timeout, panicking on the lock's failure (the
+    /// `read() -> T` of the public API).
+    #[inline]
+    pub(super) fn read_or_panic(&self) -> T {
+        // SAFETY: as in `read`.
+        unsafe { self.lock.read_or_panic(self.payload) }
+    }
+
     pub(super) fn read(&self, timeout: Option<Duration>) -> Result<T> {
         // SAFETY: the payload was initialised for `T` by this lock kind (the header's kind,
         // lock kind, fingerprint and payload length were checked) and stays mapped while `self`.

@@ -48,9 +48,7 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
     /// ```
     #[inline]
     pub fn read(&self) -> T {
-        // SAFETY: as in `Inner::read`: an initialised payload for `T` and this lock kind,
-        // mapped while `self` lives.
-        unsafe { self.inner.lock.read_or_panic(self.inner.payload) }
+        self.inner.read_or_panic()
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
