@@ -6,14 +6,10 @@ use std::os::unix::fs::MetadataExt;
 
 /// Where the kernel lists System V segments.
 pub const SYSV_TABLE: &str = "/proc/sysvipc/shm";
-/// Where POSIX shared memory objects live (glibc's `shm_open` opens files here).
-pub const POSIX_DIR: &str = "/dev/shm";
-
-/// `SHM_DEST` in the mode bits: `IPC_RMID` was called, the segment goes when the last process
-/// detaches. Its key is then reset to `IPC_PRIVATE`.
-pub const SHM_DEST: u32 = 0o1000;
-/// `SHM_LOCKED` in the mode bits: `SHM_LOCK` keeps the pages in memory.
-pub const SHM_LOCKED: u32 = 0o2000;
+/// Where POSIX shared memory objects live; `SHM_DEST` (`IPC_RMID` was called, the segment goes
+/// when the last process detaches, its key reset to `IPC_PRIVATE`) and `SHM_LOCKED` in the
+/// mode bits.
+pub use shmchan::tool::{POSIX_DIR, SHM_DEST, SHM_LOCKED};
 
 /// One line of `/proc/sysvipc/shm`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -197,62 +193,6 @@ fn mapped_shm_name(line: &str) -> Option<&str> {
     Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
 }
 
-/// Whether a process is still there, per `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// Running or sleeping.
-    Alive,
-    /// Stopped (`SIGSTOP`, traced): alive but making no progress.
-    Stopped,
-    /// Gone, a zombie, or its pid now belongs to a process started at another time.
-    Dead,
-}
-
-impl Liveness {
-    /// `alive`, `stopped`, `dead`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Stopped => "stopped",
-            Liveness::Dead => "dead",
-        }
-    }
-}
-
-/// Fields 3 (state) and 22 (start time, clock ticks since boot) of `/proc/<pid>/stat`.
-pub fn parse_stat(stat: &str) -> Option<(u8, u64)> {
-    // The command name (field 2) is in parentheses and may hold spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.bytes().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start time of process or thread `id` (clock ticks since boot), if it exists.
-pub fn start_time(id: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
-    parse_stat(&stat).map(|(_, t)| t)
-}
-
-/// The liveness of `pid`; with a non-zero `start_time` (recorded by shmchan in its headers) a
-/// process that reuses the pid counts as dead.
-pub fn liveness(pid: u32, start_time: u64) -> Liveness {
-    if pid == 0 {
-        return Liveness::Dead;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s));
-    match stat {
-        None => Liveness::Dead,
-        Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
-        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
-        Some((b'T' | b't', _)) => Liveness::Stopped,
-        Some(_) => Liveness::Alive,
-    }
-}
-
 /// The user name of `uid` from `/etc/passwd`, or the number.
 pub fn user_name(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
@@ -309,15 +249,5 @@ garbage line
             None
         );
         assert_eq!(mapped_shm_name("7f00-7f01 rw-p 00000000 00:00 0"), None);
-    }
-
-    #[test]
-    fn own_process_is_alive_and_pid_reuse_is_dead() {
-        let me = std::process::id();
-        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).expect("own stat");
-        let (_, start) = parse_stat(&stat).expect("parse own stat");
-        assert_eq!(liveness(me, start), Liveness::Alive);
-        assert_eq!(liveness(me, start + 1), Liveness::Dead);
-        assert_eq!(liveness(0, 0), Liveness::Dead);
     }
 }

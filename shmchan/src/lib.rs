@@ -34,6 +34,9 @@
 extern crate self as shmchan;
 
 pub mod channel;
+pub mod format;
+#[doc(hidden)]
+pub use sys::tool;
 mod error;
 pub mod segment;
 mod shared;

@@ -11,6 +11,7 @@ use crate::procfs;
 use crate::reader;
 use crate::record::{self, Location, Record};
 use crate::value;
+use shmchan::SegmentKind;
 
 /// Everything `inspect` shows, computed once (watch re-computes it at each refresh).
 pub struct Report {
@@ -103,7 +104,7 @@ fn build(r: &Record) -> Report {
         h.lock_name(),
         h.state_name()
     ));
-    if h.kind == 3 {
+    if h.segment_kind() == Some(shmchan::SegmentKind::Raw) {
         head.push("  type      none (raw bytes, accessed as atomic words)".to_owned());
     } else {
         head.push(format!(
@@ -137,8 +138,9 @@ fn build(r: &Record) -> Report {
             };
         }
     };
-    if h.kind == 3 {
-        let n = h.payload_len.min(256) as usize;
+    let bytes = bytes.source();
+    if h.segment_kind() == Some(SegmentKind::Raw) {
+        let n = h.payload_len.min(256);
         match bytes.read_vec(h.payload_off, n) {
             Ok(b) => {
                 tail.push(format!(
@@ -176,8 +178,8 @@ fn build(r: &Record) -> Report {
             }
             Err(e) => tail.push(format!("raw payload unreadable: {e}")),
         }
-    } else if h.kind == 2 {
-        match reader::channel_state(bytes.as_ref(), h) {
+    } else if h.segment_kind() == Some(SegmentKind::Channel) {
+        match reader::channel_state(bytes, h) {
             Ok((j, lines)) => {
                 json["channel"] = j;
                 tail.extend(lines);
@@ -188,7 +190,7 @@ fn build(r: &Record) -> Report {
             }
         }
     } else {
-        match reader::read_value(bytes.as_ref(), h) {
+        match reader::read_value(bytes, h) {
             Ok(v) => {
                 if let Some(w) = &v.writer {
                     head.push(format!("  writer    {w}"));

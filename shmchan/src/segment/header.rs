@@ -34,43 +34,35 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// `b"SHMCHAN\0"` as a native-endian word, so it can be stored atomically.
-pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"SHMCHAN\0");
-/// The header format version this crate writes and reads.
-pub const VERSION: u32 = 1;
-/// Bytes of the fixed part of the header.
-pub const FIXED_LEN: usize = 128;
-/// Alignment of the payload offset (two cache lines, against false sharing with the header).
-pub const PAYLOAD_ALIGN: usize = 128;
-/// The largest header (fixed + variable part) accepted.
-pub const MAX_HEADER_LEN: usize = 64 * 1024;
+pub(crate) const MAGIC: u64 = u64::from_ne_bytes(crate::format::header::MAGIC);
+pub(crate) use crate::format::header::FLAG_REMOVE_WHEN_UNUSED;
+use crate::format::header::off;
+pub use crate::format::header::{FIXED_LEN, MAX_HEADER_LEN, PAYLOAD_ALIGN, VERSION};
 
-pub(crate) const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_KIND: usize = 12;
-const OFF_LOCK_KIND: usize = 16;
-pub(crate) const OFF_STATE: usize = 20;
-const OFF_CREATOR_PID: usize = 24;
-pub(crate) const OFF_FLAGS: usize = 28;
-const OFF_CREATOR_START: usize = 32;
-const OFF_FINGERPRINT: usize = 40;
-const OFF_TYPE_SIZE: usize = 48;
-const OFF_TYPE_ALIGN: usize = 56;
-const OFF_PAYLOAD_OFF: usize = 64;
-const OFF_PAYLOAD_LEN: usize = 72;
-const OFF_TOTAL_LEN: usize = 80;
-const OFF_LAYOUT: usize = 88;
-const OFF_TYPE_NAME: usize = 96;
-const OFF_LOCK_PATH: usize = 104;
-const OFF_CAPACITY: usize = 112;
-const OFF_CHECKSUM: usize = 120;
+pub(crate) const OFF_MAGIC: usize = off::MAGIC;
+const OFF_VERSION: usize = off::VERSION;
+const OFF_KIND: usize = off::KIND;
+const OFF_LOCK_KIND: usize = off::LOCK_KIND;
+pub(crate) const OFF_STATE: usize = off::STATE;
+const OFF_CREATOR_PID: usize = off::CREATOR_PID;
+pub(crate) const OFF_FLAGS: usize = off::FLAGS;
+const OFF_CREATOR_START: usize = off::CREATOR_START;
+const OFF_FINGERPRINT: usize = off::FINGERPRINT;
+const OFF_TYPE_SIZE: usize = off::TYPE_SIZE;
+const OFF_TYPE_ALIGN: usize = off::TYPE_ALIGN;
+const OFF_PAYLOAD_OFF: usize = off::PAYLOAD_OFF;
+const OFF_PAYLOAD_LEN: usize = off::PAYLOAD_LEN;
+const OFF_TOTAL_LEN: usize = off::TOTAL_LEN;
+const OFF_LAYOUT: usize = off::LAYOUT;
+const OFF_TYPE_NAME: usize = off::TYPE_NAME;
+const OFF_LOCK_PATH: usize = off::LOCK_PATH;
+const OFF_CAPACITY: usize = off::CAPACITY;
+const OFF_CHECKSUM: usize = off::CHECKSUM;
 
 pub(crate) const STATE_UNINIT: u32 = 0;
 pub(crate) const STATE_INITIALISING: u32 = 1;
 pub(crate) const STATE_READY: u32 = 2;
 pub(crate) const STATE_POISONED: u32 = 3;
-
-/// Flag bit: whoever detaches last removes the segment (cleared by `persist`).
-pub(crate) const FLAG_REMOVE_WHEN_UNUSED: u32 = 1;
 
 /// The `state` word of a header.
 ///

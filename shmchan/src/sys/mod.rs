@@ -10,6 +10,7 @@ pub(crate) mod mman;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
 pub(crate) mod sysv;
+pub mod tool;
 
 /// The calling thread's current `errno`.
 pub(crate) fn last_errno() -> i32 {

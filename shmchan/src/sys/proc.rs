@@ -12,16 +12,7 @@ pub(crate) fn tid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-/// What `/proc` says about a process or thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// Running or sleeping.
-    Alive,
-    /// Alive but stopped (`SIGSTOP`, traced): it will not make progress until continued.
-    Stopped,
-    /// Gone, a zombie, or a different process now holds the id (start time differs).
-    Dead,
-}
+pub(crate) use crate::format::liveness::Liveness;
 
 /// Fields 3 (state) and 22 (start time) of a `/proc/.../stat` file.
 fn parse_stat(stat: &str) -> Option<(u8, u64)> {
