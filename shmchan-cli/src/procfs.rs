@@ -121,6 +121,9 @@ pub struct PosixEntry {
     pub gid: u32,
     /// Last modification (seconds since the epoch).
     pub mtime: i64,
+    /// Inode number: tells this object from an older, unlinked one that had the same name and
+    /// is still mapped by some process.
+    pub ino: u64,
 }
 
 /// Lists the regular files of `/dev/shm` (POSIX shared memory objects and, named `sem.*`, POSIX
@@ -144,6 +147,7 @@ pub fn posix_objects() -> Vec<PosixEntry> {
                 uid: meta.uid(),
                 gid: meta.gid(),
                 mtime: meta.mtime(),
+                ino: meta.ino(),
             })
         })
         .collect();
@@ -156,11 +160,12 @@ pub fn posix_object(name: &str) -> Option<PosixEntry> {
     posix_objects().into_iter().find(|e| e.name == name)
 }
 
-/// How many processes map each `/dev/shm` object, from `/proc/<pid>/maps` (the POSIX analogue
-/// of `shm_nattch`). Processes whose maps we may not read (other users, without privileges) are
-/// not counted.
-pub fn posix_mappers() -> HashMap<String, u64> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
+/// How many processes map each `/dev/shm` object, by inode, from `/proc/<pid>/maps` (the POSIX
+/// analogue of `shm_nattch`). By inode, not by name: a process still mapping an unlinked object
+/// does not count as attached to a newer object of the same name. Processes whose maps we may
+/// not read (other users, without privileges) are not counted.
+pub fn posix_mappers() -> HashMap<u64, u64> {
+    let mut counts: HashMap<u64, u64> = HashMap::new();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return counts;
     };
@@ -175,22 +180,28 @@ pub fn posix_mappers() -> HashMap<String, u64> {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             continue;
         };
-        let mut seen: Vec<&str> = maps.lines().filter_map(mapped_shm_name).collect();
+        let mut seen: Vec<u64> = maps
+            .lines()
+            .filter_map(mapped_shm_object)
+            .map(|(_, ino)| ino)
+            .collect();
         seen.sort_unstable();
         seen.dedup();
-        for obj in seen {
-            *counts.entry(format!("/{obj}")).or_default() += 1;
+        for ino in seen {
+            *counts.entry(ino).or_default() += 1;
         }
     }
     counts
 }
 
-/// The `/dev/shm` object a `/proc/<pid>/maps` line maps, if any.
-fn mapped_shm_name(line: &str) -> Option<&str> {
-    // The path is the sixth field and may contain spaces; it is everything after the inode.
-    let path = line.splitn(6, char::is_whitespace).nth(5)?.trim_start();
+/// The `/dev/shm` object a `/proc/<pid>/maps` line maps, if any: its name and inode.
+fn mapped_shm_object(line: &str) -> Option<(&str, u64)> {
+    // address perms offset dev inode path; the path may contain spaces.
+    let mut fields = line.splitn(6, char::is_whitespace);
+    let ino: u64 = fields.nth(4)?.parse().ok()?;
+    let path = fields.next()?.trim_start();
     let rest = path.strip_prefix("/dev/shm/")?;
-    Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
+    Some((rest.strip_suffix(" (deleted)").unwrap_or(rest), ino))
 }
 
 /// The user name of `uid` from `/etc/passwd`, or the number.
@@ -241,13 +252,13 @@ garbage line
     #[test]
     fn maps_lines_name_their_shm_object() {
         let l = "7f00-7f01 rw-s 00000000 00:19 1234                       /dev/shm/tick";
-        assert_eq!(mapped_shm_name(l), Some("tick"));
-        let l = "7f00-7f01 rw-s 00000000 00:19 1234   /dev/shm/a b (deleted)";
-        assert_eq!(mapped_shm_name(l), Some("a b"));
+        assert_eq!(mapped_shm_object(l), Some(("tick", 1234)));
+        let l = "7f00-7f01 rw-s 00000000 00:19 99   /dev/shm/a b (deleted)";
+        assert_eq!(mapped_shm_object(l), Some(("a b", 99)));
         assert_eq!(
-            mapped_shm_name("7f00-7f01 r-xp 00000000 08:01 1 /usr/bin/x"),
+            mapped_shm_object("7f00-7f01 r-xp 00000000 08:01 1 /usr/bin/x"),
             None
         );
-        assert_eq!(mapped_shm_name("7f00-7f01 rw-p 00000000 00:00 0"), None);
+        assert_eq!(mapped_shm_object("7f00-7f01 rw-p 00000000 00:00 0"), None);
     }
 }

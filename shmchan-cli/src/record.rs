@@ -128,7 +128,7 @@ impl Record {
         r
     }
 
-    fn from_posix(e: &PosixEntry, mappers: &HashMap<String, u64>) -> Record {
+    fn from_posix(e: &PosixEntry, mappers: &HashMap<u64, u64>) -> Record {
         let location = Location::Posix {
             name: e.name.clone(),
         };
@@ -136,7 +136,7 @@ impl Record {
         let mut r = Record {
             location,
             size: e.size,
-            attached: mappers.get(&e.name).copied().unwrap_or(0),
+            attached: mappers.get(&e.ino).copied().unwrap_or(0),
             uid: e.uid,
             mode: e.mode & 0o777,
             removed: false,

@@ -23,6 +23,8 @@ pub struct Report {
     pub tail: Vec<String>,
     /// The same as JSON.
     pub json: Json,
+    /// Why part of the segment could not be read (the command then exits non-zero).
+    pub unreadable: Option<String>,
 }
 
 /// Builds the report for one segment.
@@ -89,11 +91,16 @@ fn build(r: &Record) -> Report {
                     h.fingerprint
                 ));
             }
+            let unreadable = match other {
+                Probe::Unreadable(why) => Some(why.clone()),
+                _ => None,
+            };
             return Report {
                 head,
                 fields,
                 tail,
                 json,
+                unreadable,
             };
         }
     };
@@ -135,10 +142,12 @@ fn build(r: &Record) -> Report {
                 fields,
                 tail,
                 json,
+                unreadable: Some(e),
             };
         }
     };
     let bytes = bytes.source();
+    let mut unreadable = None;
     if h.segment_kind() == Some(SegmentKind::Raw) {
         let n = h.payload_len.min(256);
         match bytes.read_vec(h.payload_off, n) {
@@ -176,7 +185,10 @@ fn build(r: &Record) -> Report {
                 let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
                 json["raw_prefix_hex"] = json!(hex);
             }
-            Err(e) => tail.push(format!("raw payload unreadable: {e}")),
+            Err(e) => {
+                tail.push(format!("raw payload unreadable: {e}"));
+                unreadable = Some(e.to_string());
+            }
         }
     } else if h.segment_kind() == Some(SegmentKind::Channel) {
         match reader::channel_state(bytes, h) {
@@ -212,6 +224,7 @@ fn build(r: &Record) -> Report {
         fields,
         tail,
         json,
+        unreadable,
     }
 }
 
@@ -259,5 +272,8 @@ pub fn run(out: &Output, arg: &SegmentArg) -> Result<(), String> {
     } else {
         out.print(&render(&rep, &|_, _| false, false));
     }
-    Ok(())
+    match rep.unreadable {
+        Some(why) => Err(format!("could not read all of the segment: {why}")),
+        None => Ok(()),
+    }
 }
