@@ -56,7 +56,7 @@ pub type HeaderInfo = DecodedHeader;
 use crate::error::{Error, Result, Target};
 use crate::shm_safe::Layout;
 use crate::sys;
-use crate::sys::mman::{Mapping, Region, Sharing};
+use crate::sys::mman::{Mapping, Region, Sharing, Width};
 use header::{
     FLAG_REMOVE_WHEN_UNUSED, MAGIC, OFF_FLAGS, OFF_MAGIC, OFF_STATE, STATE_INITIALISING,
     STATE_POISONED, STATE_READY, STATE_UNINIT,
@@ -341,7 +341,10 @@ fn publish(
     if region.len() < image.total_len {
         return Err(broken());
     }
-    region.write_from(0, &image.bytes).ok_or_else(broken)?;
+    // Not the magic word (bytes 0..8): a new segment is zeroed, and the magic is stored last,
+    // as one `AtomicU64`, to match the openers' loads of it.
+    let rest = image.bytes.get(8..).ok_or_else(broken)?;
+    region.write_from(8, rest, Width::W4).ok_or_else(broken)?;
     let state = region.atomic_u32(OFF_STATE).ok_or_else(broken)?;
     region
         .atomic_u32(OFF_FLAGS)
@@ -405,12 +408,12 @@ fn read_header(region: Region<'_>, target: &Target) -> Result<DecodedHeader> {
     }
     let mut fixed = [0u8; header::FIXED_LEN];
     region
-        .read_into(0, &mut fixed)
+        .read_into(0, &mut fixed, Width::W4)
         .ok_or_else(|| not_shmchan("too small".into()))?;
     let len = header::header_len(&fixed).min(region.len());
     let mut bytes = vec![0u8; len];
     region
-        .read_into(0, &mut bytes)
+        .read_into(0, &mut bytes, Width::W4)
         .ok_or_else(|| not_shmchan("too small".into()))?;
     let h = DecodedHeader::parse(&bytes).map_err(|e| retarget(e, target))?;
     if h.total_len > region.len() as u64 {
@@ -436,7 +439,7 @@ fn init_timeout(region: Region<'_>, magic_seen: bool, target: &Target) -> Error 
         };
     }
     let mut fixed = [0u8; header::FIXED_LEN];
-    let _ = region.read_into(0, &mut fixed);
+    let _ = region.read_into(0, &mut fixed, Width::W4);
     let pid = u32::from_ne_bytes([fixed[24], fixed[25], fixed[26], fixed[27]]);
     let mut start = [0u8; 8];
     start.copy_from_slice(&fixed[32..40]);
@@ -784,7 +787,8 @@ impl Segment {
     }
 
     /// Copies `out.len()` bytes of the segment starting at `offset` (from the segment start, not
-    /// the payload) with volatile reads. The bytes may be mid-update: read through the
+    /// the payload) with atomic loads, so that copying while other threads or processes write
+    /// is no data race. The bytes may be mid-update: read through the
     /// segment's lock protocol when they must be consistent.
     ///
     /// # Errors
@@ -801,8 +805,17 @@ impl Segment {
     /// # Ok(()) }
     /// ```
     pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        // The header's words are copied as the 4-byte atomics its live words (state, flags)
+        // are, the payload as the 8-byte words the locks and rings store.
+        let split = (self.header.payload_off as usize)
+            .saturating_sub(offset)
+            .min(out.len());
+        let (head, payload) = out.split_at_mut(split);
         self.region()
-            .and_then(|r| r.read_into(offset, out))
+            .and_then(|r| {
+                r.read_into(offset, head, Width::W4)?;
+                r.read_into(offset + split, payload, Width::W8)
+            })
             .ok_or_else(|| Error::InvalidArgument {
                 what: format!(
                     "bytes {offset}..{} are outside {}",
@@ -876,8 +889,8 @@ impl Segment {
         self.header.remove_when_unused = false;
     }
 
-    /// Wipes the payload with volatile writes (seed 002: confidential data must not reach the
-    /// next user of the memory), marks the header poisoned, then removes the segment:
+    /// Wipes the payload with atomic stores (confidential data must not reach the next user of
+    /// the memory, and other processes may still be reading it), marks the header poisoned, then removes the segment:
     /// `IPC_RMID` (the key is free at once; the memory goes at the last detach) or
     /// `shm_unlink`. For an anonymous segment it wipes and unmaps.
     ///

@@ -1,11 +1,13 @@
 //! Raw segments: a header plus `len` bytes with no stored type ([`SegmentKind::Raw`]), accessed
-//! through atomic words and volatile byte copies. What the seed programs do with a bare
-//! `int *`, without undefined behaviour: the counter of seed 000, the message of seed 002.
+//! through atomic words and atomic byte copies. What C programs do with a bare `int *` into
+//! shared memory (a counter shared with forked children, a message left for another process),
+//! without undefined behaviour.
 
 use super::{Expect, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::error::{Error, Result};
 use crate::shm_safe::ShmSafe;
 use crate::sys;
+use crate::sys::mman::Width;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
@@ -233,8 +235,10 @@ impl Segment {
         }
     }
 
-    /// Copies `data` into the payload at `offset` with volatile writes. Publish it to readers
-    /// with a `Release` store to an atomic word they load with `Acquire`.
+    /// Copies `data` into the payload at `offset` with atomic stores (8-byte words where the
+    /// range covers whole aligned words, so a concurrent [`read_bytes`](Self::read_bytes) is no
+    /// data race). Publish it to readers with a `Release` store to an atomic word they load with
+    /// `Acquire`.
     ///
     /// # Errors
     ///
@@ -261,13 +265,14 @@ impl Segment {
         let end = offset.checked_add(data.len());
         match (self.payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
-                .write_from(base + offset, data)
+                .write_from(base + offset, data, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, data.len())),
             _ => Err(self.payload_range_error(offset, data.len())),
         }
     }
 
-    /// Copies payload bytes at `offset` into `out` with volatile reads.
+    /// Copies payload bytes at `offset` into `out` with atomic loads. Bytes a writer is changing
+    /// at the same time may come out old or new, each byte one or the other.
     ///
     /// # Errors
     ///
@@ -286,7 +291,7 @@ impl Segment {
         let end = offset.checked_add(out.len());
         match (self.payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
-                .read_into(base + offset, out)
+                .read_into(base + offset, out, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, out.len())),
             _ => Err(self.payload_range_error(offset, out.len())),
         }

@@ -147,7 +147,7 @@ fn foreign_sysv(key: Key, len: usize, bytes: &[u8]) -> i32 {
     )
     .expect("shmget");
     let att = raw_sysv::Attachment::attach(id, len, false).expect("shmat");
-    att.region().write_from(0, bytes).expect("fits");
+    att.region().write_from(0, bytes, Width::W4).expect("fits");
     id
 }
 
@@ -235,7 +235,7 @@ fn opener_reports_a_creator_that_died_while_initialising() {
         other => panic!("{other:?}"),
     }
     // A live creator: a timeout naming it.
-    r.write_from(24, &std::process::id().to_ne_bytes())
+    r.write_from(24, &std::process::id().to_ne_bytes(), Width::W4)
         .expect("pid");
     let err = Segment::open_any(key, true).unwrap_err();
     assert!(
