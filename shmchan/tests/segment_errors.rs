@@ -1,4 +1,4 @@
-//! Every errno of seed 002 provoked for real through the public API, and what the error says.
+//! Every errno of the System V and POSIX calls provoked for real through the public API, and what the error says.
 
 use shmchan::{Error, Key, Segment};
 

@@ -1,5 +1,6 @@
-//! Anonymous segments (seed 000): `mmap(MAP_SHARED | MAP_ANONYMOUS, fd -1)`, shared with
-//! children after `fork` and gone after `exec`; or `MAP_PRIVATE`, copy-on-write after `fork`.
+//! Anonymous segments, the technique of Kerrisk, TLPI ch. 49: `mmap(MAP_SHARED |
+//! MAP_ANONYMOUS, fd -1)`, shared with children after `fork` and gone after `exec`; or
+//! `MAP_PRIVATE`, copy-on-write after `fork`.
 
 use crate::error::{Error, Result, Target};
 use crate::sys::mman::{Mapping, Sharing};

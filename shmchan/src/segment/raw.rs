@@ -34,7 +34,8 @@ const RAW_EXPECT: Expect = Expect {
 
 impl Segment {
     /// An anonymous `MAP_SHARED` raw segment of `len` zeroed payload bytes, shared with the
-    /// children this process `fork`s afterwards (seed 000).
+    /// children this process `fork`s afterwards (the anonymous-mapping technique of Kerrisk,
+    /// TLPI ch. 49).
     ///
     /// # Errors
     ///
@@ -57,7 +58,7 @@ impl Segment {
     }
 
     /// An anonymous `MAP_PRIVATE` raw segment: after `fork`, parent and child each write their
-    /// own copy-on-write copy and never see each other's writes (seed 000's other flag).
+    /// own copy-on-write copy and never see each other's writes (`MAP_PRIVATE` instead of `MAP_SHARED`).
     ///
     /// # Errors
     ///
@@ -135,18 +136,6 @@ impl Segment {
     /// ```
     pub fn open_or_create_raw(key: super::Key, len: usize, mode: u32) -> Result<Segment> {
         Self::open_or_create(key, &raw_spec(len, mode), &RAW_EXPECT, drop)
-    }
-
-    /// The payload length in bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(shmchan::Segment::anonymous_raw(100)?.payload_size(), 100);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn payload_size(&self) -> usize {
-        self.payload_len()
     }
 
     fn payload_region(&self) -> Option<(sys::mman::Region<'_>, usize)> {

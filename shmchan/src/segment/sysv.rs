@@ -1,5 +1,6 @@
-//! System V segments (seed 002): `shmget` with `IPC_CREAT | IPC_EXCL`, `shmat` (read-write or
-//! `SHM_RDONLY`), `shmdt` on drop, and the last-detacher cleanup of DESIGN §3.
+//! System V segments: `shmget` with `IPC_CREAT | IPC_EXCL`, `shmat` (read-write or
+//! `SHM_RDONLY`), `shmdt` on drop, and the cleanup by the last handle to detach (it checks the
+//! kernel's attach count after its own detach, so two handles detaching at once cannot leak).
 
 use super::Cleanup;
 use super::header::{FLAG_REMOVE_WHEN_UNUSED, OFF_FLAGS};

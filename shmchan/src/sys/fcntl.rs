@@ -1,4 +1,4 @@
-//! fcntl record locks on a lock file (seed 000): open/create/unlink the file, take and release
+//! fcntl record locks on a lock file: open/create/unlink the file, take and release
 //! whole-file-start locks on byte 0, open file description (OFD) locks where the kernel has them
 //! and classic per-process locks otherwise, and a fork counter so callers notice they run in a
 //! forked child.
@@ -75,7 +75,8 @@ fn flock_for(kind: LockType) -> libc::flock {
         LockType::Unlock => libc::F_UNLCK,
     } as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // Byte 0, length 1: the seed's "premier octet du fichier". l_pid must be 0 for OFD locks.
+    // Byte 0, length 1: the first byte of the file stands for the value. l_pid must be 0 for
+    // OFD locks.
     fl.l_start = 0;
     fl.l_len = 1;
     fl.l_pid = 0;

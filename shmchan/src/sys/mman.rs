@@ -34,7 +34,7 @@ unsafe impl Send for Mapping {}
 // SAFETY: see `Send`: `&Mapping` only hands out `Region`s, whose accessors are thread-safe.
 unsafe impl Sync for Mapping {}
 
-/// How an anonymous mapping is shared with `fork`ed children (seed 000).
+/// How an anonymous mapping is shared with `fork`ed children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sharing {
     /// `MAP_SHARED`: parent and children see each other's writes.

@@ -1,4 +1,4 @@
-//! System V shared memory (seed 002): `ftok`, `shmget`, `shmat`/`shmdt`, and `shmctl` with
+//! System V shared memory: `ftok`, `shmget`, `shmat`/`shmdt`, and `shmctl` with
 //! `IPC_STAT`, `IPC_SET`, `IPC_RMID`, `SHM_LOCK`, `SHM_UNLOCK`, `IPC_INFO` and `SHM_INFO`.
 
 use super::mman::{Errno, Region};
