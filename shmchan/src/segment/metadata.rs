@@ -3,7 +3,7 @@
 
 use super::backing::Backing;
 use super::{Segment, posix, sysv};
-use crate::error::{Error, Result};
+use crate::error::{Errno, Error, Result, Target};
 use crate::sys;
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +56,20 @@ pub struct SegmentInfo {
 
 fn time(secs: i64) -> Option<SystemTime> {
     (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64))
+}
+
+/// The error of `SHM_LOCK` / `mlock` and their inverses: `EPERM` (no `CAP_IPC_LOCK`) and, from
+/// `mlock`, `ENOMEM` (over `RLIMIT_MEMLOCK`) mean "not allowed", not "out of memory".
+fn lock_error(call: &'static str, errno: Errno, target: &Target) -> Error {
+    match errno {
+        Errno::EPERM | Errno::EACCES | Errno::ENOMEM => Error::PermissionDenied {
+            call,
+            errno,
+            target: target.clone(),
+            hint: crate::error::LOCK_IN_MEMORY_HINT,
+        },
+        errno => Error::from_errno(call, errno, target.clone()),
+    }
 }
 
 impl Segment {
@@ -200,17 +214,12 @@ impl Segment {
         } else {
             ("shmctl(SHM_UNLOCK)", "munlock")
         };
-        match &self.backing {
-            Backing::SysV(s) => sys::sysv::lock(s.shmid, lock)
-                .map_err(|e| Error::from_errno(shm_call, e, self.target.clone())),
-            Backing::Anon(m) => m
-                .lock(lock)
-                .map_err(|e| Error::from_errno(m_call, e, self.target.clone())),
-            Backing::Posix(p) => p
-                .mapping()
-                .lock(lock)
-                .map_err(|e| Error::from_errno(m_call, e, self.target.clone())),
-        }
+        let (call, r) = match &self.backing {
+            Backing::SysV(s) => (shm_call, sys::sysv::lock(s.shmid, lock)),
+            Backing::Anon(m) => (m_call, m.lock(lock)),
+            Backing::Posix(p) => (m_call, p.mapping().lock(lock)),
+        };
+        r.map_err(|e| lock_error(call, e, &self.target))
     }
 
     /// Keeps the segment in RAM, never swapped (`SHM_LOCK`; `mlock` for anonymous and POSIX
@@ -247,5 +256,20 @@ impl Segment {
     /// ```
     pub fn unlock_in_memory(&self) -> Result<()> {
         self.set_locked(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_in_memory_refusals_hint_at_cap_ipc_lock() {
+        for (call, errno) in [("shmctl(SHM_LOCK)", Errno::EPERM), ("mlock", Errno::ENOMEM)] {
+            let e = lock_error(call, errno, &Target::SysVId { id: 3 });
+            let msg = e.to_string();
+            assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
+            assert!(msg.contains(call) && msg.contains("CAP_IPC_LOCK"), "{msg}");
+        }
     }
 }

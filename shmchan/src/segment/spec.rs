@@ -82,8 +82,10 @@ pub(crate) struct Expect {
 pub(super) fn check_expect(h: &super::DecodedHeader, e: &Expect) -> Result<()> {
     if h.kind != e.kind || h.lock_kind != e.lock_kind {
         return Err(Error::KindMismatch {
-            expected: format!("{:?} segment with {:?} lock", e.kind, e.lock_kind),
-            found: format!("{:?} segment with {:?} lock", h.kind, h.lock_kind),
+            expected: e.kind,
+            expected_lock: e.lock_kind,
+            found: h.kind,
+            found_lock: h.lock_kind,
         });
     }
     if h.fingerprint != e.fingerprint {

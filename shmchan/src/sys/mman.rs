@@ -13,11 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sync::words;
 pub(crate) use crate::sync::words::Width;
 
-/// A raw `errno` value.
-pub(crate) type Errno = i32;
-
-/// `EINVAL`, for callers above `sys` that interpret a wrapper's error.
-pub(crate) const EINVAL: Errno = libc::EINVAL;
+pub(crate) use super::Errno;
 
 /// An `mmap`ed range, unmapped on drop.
 #[derive(Debug)]
@@ -91,11 +87,11 @@ impl Mapping {
 
     fn from_mmap(p: *mut libc::c_void, len: usize, writable: bool) -> Result<Mapping, Errno> {
         if p == libc::MAP_FAILED {
-            return Err(super::last_errno());
+            return Err(Errno::last());
         }
         match NonNull::new(p.cast::<u8>()) {
             Some(ptr) => Ok(Mapping { ptr, len, writable }),
-            None => Err(libc::EFAULT),
+            None => Err(Errno::EFAULT),
         }
     }
 
@@ -109,11 +105,7 @@ impl Mapping {
                 libc::munlock(self.ptr.as_ptr().cast(), self.len)
             }
         };
-        if r == -1 {
-            Err(super::last_errno())
-        } else {
-            Ok(())
-        }
+        Errno::result(r).map(drop)
     }
 
     /// The mapped bytes.
@@ -386,7 +378,7 @@ mod tests {
     fn huge_anonymous_mapping_fails_with_enomem() {
         assert_eq!(
             Mapping::anonymous(usize::MAX - 4095, Sharing::Shared).err(),
-            Some(libc::ENOMEM)
+            Some(Errno::ENOMEM)
         );
     }
 }
