@@ -50,7 +50,7 @@ pub mod view;
 pub mod __private;
 
 pub use channel::{Receiver, Sender, channel};
-pub use error::{Error, Result, Target};
+pub use error::{Errno, Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };

@@ -1,4 +1,4 @@
-//! The segment header (DESIGN §3): its byte layout, how the creator builds it, and
+//! The segment header: its byte layout, how the creator builds it, and
 //! [`DecodedHeader::parse`], the validating decoder used both when opening a segment and by
 //! tools that only have the bytes.
 //!
@@ -341,14 +341,8 @@ impl DecodedHeader {
                 "header version {version}, this build reads version {VERSION}"
             )));
         }
-        let kind = SegmentKind::from_raw(get_u32(bytes, OFF_KIND))
-            .ok_or_else(|| corrupted(format!("unknown kind {}", get_u32(bytes, OFF_KIND))))?;
-        let lock_kind = LockKind::from_raw(get_u32(bytes, OFF_LOCK_KIND)).ok_or_else(|| {
-            corrupted(format!(
-                "unknown lock kind {}",
-                get_u32(bytes, OFF_LOCK_KIND)
-            ))
-        })?;
+        let kind = SegmentKind::try_from(get_u32(bytes, OFF_KIND))?;
+        let lock_kind = LockKind::try_from(get_u32(bytes, OFF_LOCK_KIND))?;
         let payload_off = get_u64(bytes, OFF_PAYLOAD_OFF);
         let payload_len = get_u64(bytes, OFF_PAYLOAD_LEN);
         let total_len = get_u64(bytes, OFF_TOTAL_LEN);

@@ -91,11 +91,15 @@ pub(crate) fn at_fork(
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
-) -> Result<(), i32> {
+) -> Result<(), super::Errno> {
     // SAFETY: the three handlers are plain `extern "C"` functions that live for the whole
     // program; pthread_atfork only records them.
     let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-    if r == 0 { Ok(()) } else { Err(r) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(super::Errno::from_raw(r))
+    }
 }
 
 #[cfg(test)]
