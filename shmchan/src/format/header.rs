@@ -370,19 +370,3 @@ impl From<crate::format::HeaderState> for u32 {
         }
     }
 }
-
-impl TryFrom<u32> for crate::SegmentKind {
-    type Error = u32;
-    /// The kind stored as `v`; `Err(v)` for a value this build does not know.
-    fn try_from(v: u32) -> core::result::Result<Self, u32> {
-        crate::SegmentKind::from_raw(v).ok_or(v)
-    }
-}
-
-impl TryFrom<u32> for crate::LockKind {
-    type Error = u32;
-    /// The lock kind stored as `v`; `Err(v)` for a value this build does not know.
-    fn try_from(v: u32) -> core::result::Result<Self, u32> {
-        crate::LockKind::from_raw(v).ok_or(v)
-    }
-}

@@ -7,7 +7,9 @@
 //! [`crate::format`] take it from there.
 
 use crate::format::ByteSource;
+use crate::format::header::FIXED_LEN;
 use crate::format::{check_range, outside};
+use crate::sync::words::Width;
 use crate::sys::fcntl::{self, Flavour, LockType};
 use crate::sys::sysv;
 use std::fs::File;
@@ -25,9 +27,8 @@ pub const SHM_DEST: u32 = sysv::SHM_DEST;
 pub const SHM_LOCKED: u32 = sysv::SHM_LOCKED;
 
 /// An errno from a `sys` wrapper as an `io::Error` (which keeps the raw code).
-#[allow(clippy::unnecessary_cast)] // the wrappers' errno type is an alias of i32 or an enum
-fn os(e: impl Into<i32>) -> io::Error {
-    io::Error::from_raw_os_error(e.into() as i32)
+fn os(e: nix::errno::Errno) -> io::Error {
+    io::Error::from(e)
 }
 
 /// The symbolic name of an errno (`"EACCES"`), `"errno"` for one without a name.
@@ -208,9 +209,14 @@ impl ByteSource for SysvAttachment {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::Result<()> {
         let at = check_range(offset, buf.len() as u64, self.len_bytes())?;
-        self.att
-            .region()
-            .read_into(at, buf)
+        // Access every word with the width its writers use (mixed-width racing accesses are
+        // not defined): 4-byte words in the fixed header (its state and flags words are
+        // `AtomicU32`s), 8-byte words after it (payloads are copied as `AtomicU64`s).
+        let split = FIXED_LEN.saturating_sub(at).min(buf.len());
+        let (head, rest) = buf.split_at_mut(split);
+        let r = self.att.region();
+        r.read_into(at, head, Width::W4)
+            .and_then(|()| r.read_into(at + split, rest, Width::W8))
             .ok_or_else(|| outside(offset, buf.len() as u64, self.len_bytes()))
     }
 }
