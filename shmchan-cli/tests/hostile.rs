@@ -167,7 +167,7 @@ fn limits_reports_kernel_values() {
 
 mod forged {
     use super::*;
-    use shmchan::segment::layout_codec::encode;
+    use shmchan::format::layout::encode;
     use shmchan::{Field, Layout, PrimKind, TypeDesc};
 
     const GOOD: Layout = Layout {

@@ -44,6 +44,7 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+pub(crate) mod decoded;
 pub mod header;
 pub mod layout;
 pub mod liveness;
@@ -51,8 +52,8 @@ pub mod ring;
 pub mod seqlock;
 mod source;
 
-pub use crate::segment::header::{DecodedHeader, HeaderState};
-pub use crate::segment::layout_codec::{FieldDesc, LayoutDesc, TypeDescOwned};
+pub use decoded::{DecodedHeader, HeaderState};
+pub use layout::{FieldDesc, LayoutDesc, TypeDescOwned};
 pub use source::ByteSource;
 pub(crate) use source::{check_range, outside};
 

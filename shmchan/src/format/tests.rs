@@ -4,7 +4,7 @@
 use super::liveness::SideState;
 use super::ring::{RING_MAGIC, RingHeader, RingState};
 use super::{ByteSource, DecodedHeader, HeaderState, header, seqlock};
-use crate::segment::layout_codec;
+use crate::format::layout;
 use crate::{LockKind, SegmentKind, ShmSafe};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ fn header_for(kind: SegmentKind, lock: LockKind, payload_len: u64, capacity: u64
         payload_len,
         total_len: 256 + payload_len,
         type_name: "array".into(),
-        layout: layout_codec::decode(&layout_codec::encode(&<[u64; 2]>::LAYOUT)).expect("layout"),
+        layout: layout::decode(&layout::encode(&<[u64; 2]>::LAYOUT)).expect("layout"),
         lock_path: None,
         capacity,
     }

@@ -1,10 +1,11 @@
 //! A segment's life: the creator writes the header, initialises the payload and publishes
 //! READY; an opener waits (bounded) for READY, then copies the header out and validates it.
 
+use super::DecodedHeader;
 use super::backing::{Backing, Cleanup};
 use super::header::{
-    self, DecodedHeader, FLAG_REMOVE_WHEN_UNUSED, MAGIC, OFF_FLAGS, OFF_MAGIC, OFF_STATE,
-    STATE_INITIALISING, STATE_POISONED, STATE_READY, STATE_UNINIT,
+    self, FLAG_REMOVE_WHEN_UNUSED, MAGIC, OFF_FLAGS, OFF_MAGIC, OFF_STATE, STATE_INITIALISING,
+    STATE_POISONED, STATE_READY, STATE_UNINIT,
 };
 use super::spec::{Expect, SegmentSpec, check_expect, new_image};
 use super::{Key, Segment, anon, sysv};

@@ -34,14 +34,13 @@
 //!
 //! Tools without the Rust type: [`Segment::open_any`] / [`Segment::open_sysv_id`] validate only
 //! the header; [`DecodedHeader::parse`] decodes header bytes copied from anywhere and
-//! [`layout_codec::decode`] gives the stored layout as an owned [`LayoutDesc`] tree.
+//! [`crate::format::layout::decode`] gives the stored layout as an owned [`LayoutDesc`] tree.
 
 mod anon;
 mod backing;
-pub mod header;
+pub(crate) mod header;
 mod key;
 mod kind;
-pub mod layout_codec;
 mod lifecycle;
 mod limits;
 mod metadata;
@@ -50,10 +49,10 @@ mod raw;
 mod spec;
 mod sysv;
 
-pub use header::{DecodedHeader, HeaderState};
+pub use crate::format::{DecodedHeader, HeaderState};
+pub use crate::format::{FieldDesc, LayoutDesc, TypeDescOwned};
 pub use key::Key;
 pub use kind::{LockKind, SegmentKind};
-pub use layout_codec::{FieldDesc, LayoutDesc, TypeDescOwned};
 pub use limits::{Limits, limits};
 pub use metadata::SegmentInfo;
 pub(crate) use spec::{Expect, SegmentSpec};
