@@ -46,6 +46,7 @@ mod limits;
 mod metadata;
 mod posix;
 mod raw;
+mod restart;
 mod spec;
 mod sysv;
 

@@ -144,17 +144,23 @@ impl PosixBacking {
             .map_err(|e| Error::from_errno("shm_unlink", e, target.clone()))
     }
 
+    /// Whether the name still designates our object: `false` once it was unlinked, or names
+    /// another object (someone removed ours and created a new one under the same name).
+    pub(super) fn name_is_ours(&self) -> std::result::Result<bool, nix::errno::Errno> {
+        let ours = posix_shm::stat(self.fd.as_fd())?;
+        let fd = match posix_shm::open(&self.name, OpenMode::ReadOnly, 0) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let now = posix_shm::stat(fd.as_fd())?;
+        Ok(now.dev == ours.dev && now.ino == ours.ino)
+    }
+
     /// Unlinks the name only if it still designates our object: after a `remove` and a
     /// re-creation by someone else, the name belongs to a different object we must not touch.
     fn unlink_if_ours(&self) {
-        let Ok(ours) = posix_shm::stat(self.fd.as_fd()) else {
-            return;
-        };
-        let Ok(fd) = posix_shm::open(&self.name, OpenMode::ReadOnly, 0) else {
-            return;
-        };
-        let same = matches!(posix_shm::stat(fd.as_fd()), Ok(now) if now.dev == ours.dev && now.ino == ours.ino);
-        if same {
+        if self.name_is_ours() == Ok(true) {
             let _ = posix_shm::unlink(&self.name);
         }
     }
