@@ -44,14 +44,14 @@ fn a_reader_sees_that_the_creator_is_dead() {
 fn a_reader_of_a_restarted_posix_publisher_sees_its_segment_removed() {
     let name = name("posix");
     let key = Key::name(&name).expect("name");
-    let first = Segment::create_raw(key.clone(), 64, 0o600).expect("create");
-    let reader = Segment::open_any(key.clone(), true).expect("open");
+    let first = Segment::create_raw(key, 64, 0o600).expect("create");
+    let reader = Segment::open_any(key, true).expect("open");
     assert!(reader.creator_alive());
     assert!(!reader.is_removed().expect("is_removed"));
     // The publisher exits cleanly (unlinking its object) and restarts under the same name.
     drop(first);
     assert!(reader.is_removed().expect("is_removed"));
-    let second = Segment::create_raw(key.clone(), 64, 0o600).expect("re-create");
+    let second = Segment::create_raw(key, 64, 0o600).expect("re-create");
     assert!(
         reader.is_removed().expect("is_removed"),
         "the name now designates another object"
@@ -65,7 +65,7 @@ fn a_reader_of_a_restarted_posix_publisher_sees_its_segment_removed() {
 #[test]
 fn a_reader_of_a_removed_sysv_segment_sees_it_removed() {
     let key = Key::raw(0x5d00_0000 | (std::process::id() as i32 & 0xffff));
-    let creator = Segment::create_raw(key.clone(), 64, 0o600).expect("create");
+    let creator = Segment::create_raw(key, 64, 0o600).expect("create");
     let reader = Segment::open_any(key, true).expect("open");
     assert!(!reader.is_removed().expect("is_removed"));
     creator.remove().expect("remove");

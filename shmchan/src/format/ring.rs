@@ -162,7 +162,7 @@ impl RingState {
     /// use shmchan::{Key, Segment, Sender};
     ///
     /// let key = Key::name(&format!("/shmchan-doc-ring-{}", std::process::id()))?;
-    /// let tx = Sender::<u64>::create(key.clone(), 8)?;
+    /// let tx = Sender::<u64>::create(key, 8)?;
     /// tx.send(5)?;
     /// let seg = Segment::open_any(key, true)?;
     /// let st = RingState::read(&seg, seg.header())?;
@@ -244,7 +244,7 @@ impl RingState {
     /// use shmchan::{Key, Segment, Sender};
     ///
     /// let key = Key::name(&format!("/shmchan-doc-peek-{}", std::process::id()))?;
-    /// let tx = Sender::<u32>::create(key.clone(), 4)?;
+    /// let tx = Sender::<u32>::create(key, 4)?;
     /// tx.send(1)?;
     /// tx.send(2)?;
     /// let seg = Segment::open_any(key, true)?;

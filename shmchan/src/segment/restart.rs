@@ -30,7 +30,7 @@ impl Segment {
     /// use shmchan::{Key, Segment};
     ///
     /// let key = Key::name(&format!("/shmchan-doc-removed-{}", std::process::id()))?;
-    /// let creator = Segment::create_raw(key.clone(), 64, 0o600)?;
+    /// let creator = Segment::create_raw(key, 64, 0o600)?;
     /// let reader = Segment::open_any(key, true)?;
     /// assert!(!reader.is_removed()?);
     /// creator.remove()?;
