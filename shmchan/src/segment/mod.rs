@@ -95,6 +95,13 @@ impl Segment {
     fn region(&self) -> Option<Region<'_>> {
         self.backing.region()
     }
+
+    /// [`region`](Self::region) cut to what still exists (a peer may shrink a POSIX object):
+    /// the library's own byte copies, `persist` and `remove` go through it, so they fail or do
+    /// less instead of dying of SIGBUS. Costs an `fstat` for POSIX objects.
+    fn live_region(&self) -> Option<Region<'_>> {
+        self.backing.live_region()
+    }
     /// The payload's address: 128-aligned, `payload_len` bytes. Never dereference it as `&T`:
     /// other processes write this memory. On a read-only segment writing through it faults: use
     /// [`payload_const_ptr`](Self::payload_const_ptr) there.
@@ -169,19 +176,20 @@ impl Segment {
         let split = (self.header.payload_off as usize)
             .saturating_sub(offset)
             .min(out.len());
+        let end = offset.saturating_add(out.len());
         let (head, payload) = out.split_at_mut(split);
-        self.region()
-            .and_then(|r| {
-                r.read_into(offset, head, Width::W4)?;
-                r.read_into(offset + split, payload, Width::W8)
-            })
-            .ok_or_else(|| Error::InvalidArgument {
-                what: format!(
-                    "bytes {offset}..{} are outside {}",
-                    offset.saturating_add(out.len()),
-                    self.target
-                ),
-            })
+        let live = self.live_region();
+        live.and_then(|r| {
+            r.read_into(offset, head, Width::W4)?;
+            r.read_into(offset + split, payload, Width::W8)
+        })
+        .ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "bytes {offset}..{end} are outside {}{}",
+                self.target,
+                self.shrunk_note(live)
+            ),
+        })
     }
 
     /// The segment's total mapped length.
@@ -225,6 +233,19 @@ impl Segment {
         self.key
     }
 
+    /// ", which was shrunk to N bytes by another process" when `live` is shorter than the
+    /// mapping.
+    fn shrunk_note(&self, live: Option<Region<'_>>) -> String {
+        match (live, self.region()) {
+            (Some(l), Some(r)) if l.len() < r.len() => format!(
+                ", whose object another process shrank to {} bytes (the mapping has {}); remove it and create it again",
+                l.len(),
+                r.len()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Keeps a keyed segment after its handles are gone: clears the header's remove-when-unused
     /// flag, so no handle (in any process) removes it on drop. Remove it later with
     /// [`remove`](Self::remove) or `shmchan rm`. No effect on anonymous segments.
@@ -240,7 +261,7 @@ impl Segment {
     /// # }
     /// ```
     pub fn persist(&mut self) {
-        let flags = self.region().and_then(|r| r.atomic_u32(OFF_FLAGS));
+        let flags = self.live_region().and_then(|r| r.atomic_u32(OFF_FLAGS));
         if let (Some(flags), false) = (flags, self.read_only) {
             flags.fetch_and(!FLAG_REMOVE_WHEN_UNUSED, Ordering::AcqRel);
         }
@@ -268,7 +289,8 @@ impl Segment {
     /// # Ok(()) }
     /// ```
     pub fn remove(mut self) -> Result<()> {
-        if let Some(r) = self.region().filter(|r| r.writable()) {
+        if let Some(r) = self.live_region().filter(|r| r.writable()) {
+            // Pages a peer truncated away hold nothing any more: wipe what is left.
             let off = self.header.payload_off as usize;
             let _ = r.wipe(off, r.len().saturating_sub(off));
             if let Some(s) = r.atomic_u32(OFF_STATE) {

@@ -142,6 +142,10 @@ impl Segment {
         Some((self.region()?, self.header.payload_off as usize))
     }
 
+    fn live_payload_region(&self) -> Option<(sys::mman::Region<'_>, usize)> {
+        Some((self.live_region()?, self.header.payload_off as usize))
+    }
+
     fn word_off(&self, index: usize, size: usize) -> Option<usize> {
         let rel = index.checked_mul(size)?;
         let end = rel.checked_add(size)?;
@@ -216,10 +220,11 @@ impl Segment {
     fn payload_range_error(&self, offset: usize, len: usize) -> Error {
         Error::InvalidArgument {
             what: format!(
-                "payload bytes {offset}..{} are outside the {}-byte payload of {}",
+                "payload bytes {offset}..{} are outside the {}-byte payload of {}{}",
                 offset.saturating_add(len),
                 self.payload_len(),
-                self.target
+                self.target,
+                self.shrunk_note(self.live_region())
             ),
         }
     }
@@ -252,7 +257,7 @@ impl Segment {
             });
         }
         let end = offset.checked_add(data.len());
-        match (self.payload_region(), end) {
+        match (self.live_payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
                 .write_from(base + offset, data, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, data.len())),
@@ -278,7 +283,7 @@ impl Segment {
     /// ```
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<()> {
         let end = offset.checked_add(out.len());
-        match (self.payload_region(), end) {
+        match (self.live_payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
                 .read_into(base + offset, out, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, out.len())),
