@@ -15,8 +15,8 @@
 //! let seg = Segment::anonymous(&spec, |payload: *mut u8| { /* write lock words, value */ })?;
 //! let seg = Segment::create(key, &spec, |p| ..)?;           // EEXIST -> Error::Exists
 //! // Opener: waits (≤ 1 s) while the creator initialises, then validates everything.
-//! let seg = Segment::open(key, &spec.expect(), read_only)?; // or Expect { .. } by hand
-//! let seg = Segment::open_or_create(key, &spec, &spec.expect(), |p| ..)?;
+//! let seg = Segment::open(key, &expect, read_only)?;       // expect: Expect { kind, .. }
+//! let seg = Segment::open_or_create(key, &spec, &expect, |p| ..)?;
 //! let p: *mut u8 = seg.payload_ptr();   // never turn it into &T / &mut T: other processes write
 //! let n = seg.payload_len();
 //! let h = seg.header();                 // creator pid/start time, capacity, lock path, layout...
@@ -25,7 +25,7 @@
 //! `init` runs before anyone can open the segment (state INITIALISING), so it may write the
 //! payload with plain stores. After `create` returns, every access must follow your lock
 //! protocol. A read-only segment ([`Segment::is_read_only`]) is mapped without `PROT_WRITE`:
-//! give such handles only `Segment::payload_const_ptr` (crate-private).
+//! read through such handles only.
 //!
 //! Cleanup: anonymous mappings are unmapped on drop. A keyed System V segment is
 //! removed by whichever handle detaches last, unless someone called [`Segment::persist`]. A POSIX
@@ -103,27 +103,15 @@ impl Segment {
         self.backing.live_region()
     }
     /// The payload's address: 128-aligned, `payload_len` bytes. Never dereference it as `&T`:
-    /// other processes write this memory. On a read-only segment writing through it faults: use
-    /// [`payload_const_ptr`](Self::payload_const_ptr) there.
+    /// other processes write this memory. On a read-only segment ([`is_read_only`]) writing
+    /// through it faults: read only.
+    ///
+    /// [`is_read_only`]: Self::is_read_only
     pub(crate) fn payload_ptr(&self) -> *mut u8 {
         // The header was validated against the mapping size, so the offset is in bounds.
         self.region()
             .and_then(|r| r.ptr_at(self.header.payload_off as usize))
             .unwrap_or(std::ptr::null_mut())
-    }
-
-    /// The payload's address for reading.
-    // Interface for channels (merged separately).
-    #[allow(dead_code)]
-    pub(crate) fn payload_const_ptr(&self) -> *const u8 {
-        self.payload_ptr()
-    }
-
-    /// The payload's address for writing, `None` on a read-only segment.
-    // Interface for channels (merged separately).
-    #[allow(dead_code)]
-    pub(crate) fn payload_mut_ptr(&self) -> Option<*mut u8> {
-        (!self.read_only).then(|| self.payload_ptr())
     }
 
     /// The payload's length in bytes (the header's `payload_len`).
