@@ -2,6 +2,12 @@
 //! through atomic words and atomic byte copies. What C programs do with a bare `int *` into
 //! shared memory (a counter shared with forked children, a message left for another process),
 //! without undefined behaviour.
+//!
+//! Byte copies reach each byte through the aligned 8-byte atomic word that holds it, so copies
+//! racing with each other or with [`Segment::atomic_u64`] words are defined. Racing them with an
+//! [`Segment::atomic_u32`] over the same bytes *in the same process* mixes access sizes, which
+//! Rust's memory model does not define: keep 32-bit words and byte copies on different bytes
+//! (other processes are not bound by it; the hardware makes every aligned access atomic).
 
 use super::{Expect, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::error::{Error, Result};
@@ -232,7 +238,8 @@ impl Segment {
     /// Copies `data` into the payload at `offset` with atomic stores (8-byte words where the
     /// range covers whole aligned words, so a concurrent [`read_bytes`](Self::read_bytes) is no
     /// data race). Publish it to readers with a `Release` store to an atomic word they load with
-    /// `Acquire`.
+    /// `Acquire`. Within one process, do not race it with an [`atomic_u32`](Self::atomic_u32)
+    /// over the same bytes: mixed-size racing atomics are undefined in Rust's memory model.
     ///
     /// # Errors
     ///
