@@ -24,6 +24,14 @@ fn reclaim_child_entry() {
     if role == "persist" {
         seg.persist();
     }
+    if role == "exec" {
+        // Become `sleep`: exec detaches the segment but the creator (same pid, same start
+        // time) lives on.
+        use std::os::unix::process::CommandExt as _;
+        println!("created");
+        let err = Command::new("sleep").arg("60").exec();
+        panic!("exec sleep: {err}");
+    }
     // Leave without dropping `seg`: no destructor runs, nothing is detached by us.
     // SAFETY: `_exit` only ends the process.
     unsafe { libc::_exit(0) };
@@ -113,4 +121,64 @@ fn an_attached_stale_segment_is_kept_and_the_error_says_why() {
     remove_key(key);
     assert!(matches!(err, Error::Exists { .. }), "{err:?}");
     assert!(msg.contains("1 process"), "{msg}");
+}
+
+/// The attach count of the segment with `key`.
+fn nattch(key: i32) -> Option<u64> {
+    // SAFETY: plain integers, and a zeroed `shmid_ds` the kernel fills in.
+    unsafe {
+        let id = libc::shmget(key, 0, 0);
+        let mut ds: libc::shmid_ds = std::mem::zeroed();
+        (id >= 0 && libc::shmctl(id, libc::IPC_STAT, &mut ds) == 0).then_some(ds.shm_nattch)
+    }
+}
+
+#[test]
+fn a_segment_whose_creator_execd_is_kept_until_the_creator_is_gone() {
+    use std::io::BufRead as _;
+    let key = test_key(5);
+    let exe = std::env::current_exe().expect("test binary path");
+    /// Kills and reaps the exec'd creator even when an assertion fails.
+    struct Creator(std::process::Child);
+    impl Drop for Creator {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(exe)
+        .args([
+            "reclaim_child_entry",
+            "--exact",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(ROLE, "exec")
+        .env(KEY, key.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("re-exec the test binary");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let creator = Creator(child);
+    let mut line = String::new();
+    while !line.contains("created") {
+        line.clear();
+        assert!(out.read_line(&mut line).expect("read") > 0, "child ended");
+    }
+    // The exec detaches the segment; wait (bounded) until the kernel shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nattch(key) != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "still attached");
+        std::thread::yield_now();
+    }
+    let err = Segment::create_raw(Key::raw(key), 64, 0o600).unwrap_err();
+    assert!(err.to_string().contains("still runs"), "{err}");
+    assert_eq!(
+        nattch(key),
+        Some(0),
+        "the check removed or kept it attached"
+    );
+    drop(creator);
+    let seg = Segment::create_raw(Key::raw(key), 64, 0o600).expect("reclaimed now");
+    seg.remove().expect("remove");
 }

@@ -201,10 +201,12 @@ fn reclaim_abandoned(key: &Key) -> Stale {
         Ok(_) => {}
         Err(e) => return kept(format!("shmctl(IPC_STAT) failed with {e:?}")),
     }
-    let seg = match Segment::open_sysv_id(shmid, true) {
+    let mut seg = match Segment::open_sysv_id(shmid, true) {
         Ok(seg) => seg,
         Err(e) => return kept(format!("it could not be checked ({e})")),
     };
+    // This checking handle decides nothing on its drop: what to remove is decided below.
+    seg.backing.set_cleanup(Cleanup::Never);
     let h = seg.header();
     if !h.remove_when_unused {
         return kept("it was persisted (`persist()`); remove it with `shmchan rm`".into());
