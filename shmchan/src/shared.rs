@@ -88,7 +88,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn anonymous(value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, |spec, init| Segment::anonymous(spec, init))?;
+        let inner = Inner::create_with(value, false, |spec, init| Segment::anonymous(spec, init))?;
         Ok(Shared { inner })
     }
 
@@ -132,7 +132,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create_with(key: Key, value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, |spec, init| Segment::create(key, spec, init))?;
+        let inner = Inner::create_with(value, !key.is_private(), |spec, init| {
+            Segment::create(key, spec, init)
+        })?;
         Ok(Shared { inner })
     }
 

@@ -89,12 +89,15 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         })
     }
 
+    /// Creates a value through `make`; `named`: other processes will open it by key (so the
+    /// fcntl lock file needs a name they can open).
     pub(super) fn create_with(
         value: T,
+        named: bool,
         make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
     ) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock()?;
+        let mut lock = L::create_lock(named)?;
         let mut init = |p: *mut u8| {
             // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
             // of `payload_len::<T>()` bytes before anyone else can open it.
@@ -104,7 +107,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
             Ok(seg) => Self::new(seg, lock),
             Err(e) => {
                 // Creation failed: nobody else knows the lock file.
-                lock.segment_gone(None, true);
+                lock.discard();
                 Err(e)
             }
         }
@@ -119,7 +122,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
 
     pub(super) fn open_or_create(key: Key, value: T) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock()?;
+        let mut lock = L::create_lock(!key.is_private())?;
         let init = |p: *mut u8| {
             // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
             // open the segment.
@@ -129,7 +132,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         {
             Ok(seg) => seg,
             Err(e) => {
-                lock.segment_gone(None, true);
+                lock.discard();
                 return Err(e);
             }
         };
@@ -137,7 +140,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
             return Self::new(seg, lock);
         }
         // We opened a segment someone else created: use its lock file, drop ours.
-        lock.segment_gone(None, true);
+        lock.discard();
         let lock = L::open_lock(&seg)?;
         Self::new(seg, lock)
     }

@@ -2,9 +2,9 @@
 //! locking, persistence and removal.
 
 use super::{Lock, Shared};
-#[cfg(doc)]
-use crate::FcntlLock;
 use crate::segment::{Key, Segment, SegmentInfo};
+#[cfg(doc)]
+use crate::{FcntlLock, SeqLock};
 use crate::{Result, ShmSafe};
 use core::mem::ManuallyDrop;
 use std::path::Path;
@@ -164,15 +164,19 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
         result
     }
 
-    /// The fcntl lock file, for [`FcntlLock`] values.
+    /// The fcntl lock file of a keyed [`FcntlLock`] value; `None` for a [`SeqLock`] value and
+    /// for an anonymous (or `IPC_PRIVATE`) one, whose lock file has no name: it is shared by
+    /// `fork` only, so nothing is left behind however the process ends.
     ///
     /// # Examples
     ///
     /// ```
-    /// use shmchan::{FcntlLock, SeqLock, Shared};
+    /// use shmchan::{FcntlLock, Key, SeqLock, Shared};
     ///
     /// assert!(Shared::<u64, SeqLock>::anonymous(0)?.lock_path().is_none());
-    /// let f = Shared::<u64, FcntlLock>::anonymous(0)?;
+    /// assert!(Shared::<u64, FcntlLock>::anonymous(0)?.lock_path().is_none());
+    /// let key = Key::name(&format!("/shmchan-doc-lock-path-{}", std::process::id()))?;
+    /// let f = Shared::<u64, FcntlLock>::create(key)?;
     /// assert!(f.lock_path().is_some_and(|p| p.exists()));
     /// # Ok::<(), shmchan::Error>(())
     /// ```

@@ -2,6 +2,7 @@
 //! the crate-internal [`LockBackend`] trait through which `Shared` drives either with the same
 //! methods.
 
+use super::lock_file;
 use super::owner_lock::{Acquired, OwnerWord};
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
@@ -10,8 +11,7 @@ use crate::segment::{Key, LockKind, Segment};
 use crate::sys::fcntl;
 use crate::{Error, Result, ShmSafe};
 use core::ptr::NonNull;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// What [`Shared`](crate::Shared) needs from a lock. Sealed: implemented by [`SeqLock`] and
@@ -23,8 +23,10 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
     /// Payload bytes for a `T`: lock words and data.
     fn payload_len<T: ShmSafe>() -> usize;
 
-    /// A lock for a segment about to be created (the fcntl lock file is created here).
-    fn create_lock() -> Result<Self>;
+    /// A lock for a segment about to be created (the fcntl lock file is created here: named
+    /// when `named`, i.e. other processes open the segment by key and the lock file by the path
+    /// in its header; else unnamed, reached only by forked children).
+    fn create_lock(named: bool) -> Result<Self>;
 
     /// The lock file to record in the header, if any.
     fn lock_path(&self) -> Option<&Path>;
@@ -77,6 +79,11 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R>;
 
+    /// Called when the lock made by [`create_lock`](Self::create_lock) ends up used by no
+    /// segment (creation failed, or `open_or_create` opened someone else's): removes what
+    /// `create_lock` made.
+    fn discard(&mut self);
+
     /// Called after the handle's segment was dropped (`removed`: it was removed explicitly).
     fn segment_gone(&mut self, key: Option<Key>, removed: bool);
 }
@@ -103,9 +110,16 @@ pub struct SeqLock {
     _private: (),
 }
 
-/// An fcntl record lock (seed 000's technique): an empty lock file, `F_WRLCK` on its first byte
-/// to write, `F_RDLCK` to read; OFD locks where the kernel has them, opened per process, plus an
-/// in-process lock so threads exclude each other too.
+/// An fcntl record lock (the classic Unix technique): an empty lock file, `F_WRLCK` on its
+/// first byte to write, `F_RDLCK` to read; OFD locks where the kernel has them, opened per
+/// process, plus an in-process lock so threads exclude each other too.
+///
+/// A keyed value's lock file is created in `$XDG_RUNTIME_DIR` (or the temporary directory),
+/// mode 0600, and its path recorded in the segment header; an opener accepts only such a file
+/// (the library's name pattern and directory, regular, empty, owned by the segment's creator)
+/// and fails with [`Error::Corrupted`] for anything else. An anonymous value's lock file has no
+/// name: forked children reach it through the descriptor they inherit, and nothing is left
+/// behind however the process ends.
 ///
 /// Choose it when readers must see the value only between writes (every read blocks writers),
 /// when the value is large and written in place, or to interoperate with programs that use the
@@ -124,7 +138,8 @@ pub struct SeqLock {
 #[derive(Debug)]
 pub struct FcntlLock {
     lock: RecordLock,
-    /// The fork generation of the process that created the lock file (it removes it), or `None`.
+    /// The fork generation of the process that created the lock file (only it may discard an
+    /// unused one), or `None`.
     creator: Option<u64>,
 }
 
@@ -145,7 +160,7 @@ impl LockBackend for SeqLock {
         RawSeqLock::<T>::region_len()
     }
 
-    fn create_lock() -> Result<Self> {
+    fn create_lock(_named: bool) -> Result<Self> {
         Ok(SeqLock { _private: () })
     }
 
@@ -245,25 +260,20 @@ impl LockBackend for SeqLock {
         Ok(r)
     }
 
+    fn discard(&mut self) {}
+
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
 }
 
-/// A fresh lock file path: `$XDG_RUNTIME_DIR` (per-user, mode 0700, cleared at logout) when set,
-/// else the temporary directory.
-fn new_lock_path() -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    dir.join(format!(
-        "shmchan-{}-{n}-{nanos:08x}.lock",
-        crate::sys::proc::pid()
-    ))
+/// The user who created a keyed segment (System V: the kernel's creator uid; POSIX: the owner
+/// of the object), whom its lock file must belong to.
+fn creator_uid(seg: &Segment) -> Result<u32> {
+    let info = seg.info()?;
+    info.creator_uid
+        .or(info.uid)
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "an fcntl lock file named in the header of a segment that has no owner (anonymous segments are shared by fork only)".into(),
+        })
 }
 
 impl FcntlLock {
@@ -276,8 +286,8 @@ impl FcntlLock {
     }
 
     fn remove_file(&self) {
-        // Already gone (removed by hand, or by another handle) is fine.
-        let _ = fcntl::unlink(self.lock.path());
+        // Only while the name still names the file this handle locks; already gone is fine.
+        self.lock.unlink();
     }
 }
 
@@ -288,10 +298,16 @@ impl LockBackend for FcntlLock {
         (words_for::<T>() * 8).max(8)
     }
 
-    fn create_lock() -> Result<Self> {
+    fn create_lock(named: bool) -> Result<Self> {
+        if !named {
+            return Ok(FcntlLock {
+                lock: RecordLock::create_unnamed(&lock_file::lock_dir())?,
+                creator: Some(fcntl::fork_generation()),
+            });
+        }
         let mut tries = 0;
         loop {
-            match RecordLock::create(&new_lock_path()) {
+            match RecordLock::create(&lock_file::new_lock_path()) {
                 Ok(lock) => {
                     return Ok(FcntlLock {
                         lock,
@@ -306,7 +322,7 @@ impl LockBackend for FcntlLock {
     }
 
     fn lock_path(&self) -> Option<&Path> {
-        Some(self.lock.path())
+        self.lock.path()
     }
 
     unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T) {
@@ -327,7 +343,7 @@ impl LockBackend for FcntlLock {
                 what: "the header of an fcntl-locked segment names no lock file".into(),
             })?;
         Ok(FcntlLock {
-            lock: RecordLock::open(&path, !seg.is_read_only())?,
+            lock: RecordLock::open(&path, !seg.is_read_only(), creator_uid(seg)?)?,
             creator: None,
         })
     }
@@ -372,24 +388,22 @@ impl LockBackend for FcntlLock {
         Ok(r)
     }
 
+    fn discard(&mut self) {
+        if self.creator == Some(fcntl::fork_generation()) {
+            self.remove_file();
+        }
+    }
+
     fn segment_gone(&mut self, key: Option<Key>, removed: bool) {
         match key {
-            // Anonymous or IPC_PRIVATE (shared by fork only, never opened by key): only the
-            // creating process removes the file; forked children reach it through the
-            // descriptor they inherited, even once it is unlinked.
-            None => {
-                if self.creator == Some(fcntl::fork_generation()) {
-                    self.remove_file();
-                }
-            }
-            Some(key) if key.is_private() => {
-                if self.creator == Some(fcntl::fork_generation()) {
-                    self.remove_file();
-                }
-            }
+            // Anonymous or IPC_PRIVATE (shared by fork only, never opened by key): the lock
+            // file has no name (`create_lock(false)`), nothing to remove.
+            None => {}
+            Some(key) if key.is_private() => {}
             Some(key) => {
                 // Keyed: the file goes with the segment. Whichever handle's drop removed the
-                // segment (the last to detach) finds it gone and removes the file too.
+                // segment (the last to detach) finds it gone and removes the file too, if the
+                // name still names the file it locked.
                 let gone = removed
                     || matches!(
                         Segment::open_any(key, true),
