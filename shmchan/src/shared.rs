@@ -282,10 +282,16 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// write), the lock is taken over silently and the last complete value is used; use
     /// [`write_timeout`](Self::write_timeout) to be told. If `f` panics, nothing is published.
     ///
+    /// A `fork` inside `f` gives the child a copy of the write, not the lock: in the child,
+    /// nothing is published or released, and the write fails (a panic here,
+    /// [`Error::InvalidArgument`] from [`try_write`](Self::try_write) and
+    /// [`write_timeout`](Self::write_timeout)).
+    ///
     /// # Panics
     ///
     /// When called from inside another `write`/`update` of the same value on the same thread
-    /// (it would deadlock), and in the cases of [`read`](Self::read)'s panics.
+    /// (it would deadlock), in a child forked inside `f`, and in the cases of
+    /// [`read`](Self::read)'s panics.
     ///
     /// # Examples
     ///
@@ -312,7 +318,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// [`Error::WouldBlock`] when another live writer (or, for [`FcntlLock`], a reader) holds
     /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`]
     /// when the holder was dead: the lock was recovered and `f` did **not** run (call again);
-    /// [`Error::InvalidArgument`] for a nested write.
+    /// [`Error::InvalidArgument`] for a nested write, and in a child forked inside `f`.
     ///
     /// # Examples
     ///
@@ -336,7 +342,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// [`Error::Timeout`] with the holder's pid (when known); [`Error::WriterDied`] `{ pid }`
     /// when the holder had died: the lock was recovered, the last complete value kept, and `f`
     /// did **not** run (call again); [`Error::Corrupted`] when the lock word held an impossible
-    /// value (it was reset); [`Error::InvalidArgument`] for a nested write.
+    /// value (it was reset) or was overwritten while `f` ran (nothing was published);
+    /// [`Error::InvalidArgument`] for a nested write, and in a child forked inside `f`.
     ///
     /// # Examples
     ///

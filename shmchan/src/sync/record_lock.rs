@@ -416,6 +416,14 @@ impl RecordLock {
     }
 }
 
+impl RecordGuard {
+    /// Whether the calling process took this lock (not a child forked while it was held, whose
+    /// copy of the guard holds nothing of its own).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        self.local.generation == fcntl::fork_generation()
+    }
+}
+
 impl Drop for RecordGuard {
     fn drop(&mut self) {
         // A guard carried into a forked child (fork inside a locked section) must not unlock:

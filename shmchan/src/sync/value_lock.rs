@@ -3,7 +3,7 @@
 //! methods.
 
 use super::lock_file;
-use super::owner_lock::{Acquired, OwnerWord};
+use super::owner_lock::Acquired;
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
 use super::words::words_for;
@@ -143,16 +143,6 @@ pub struct FcntlLock {
     creator: Option<u64>,
 }
 
-/// Releases the owner lock when dropped (also when the writer's closure panics: the value is
-/// then left as it was, both copies complete).
-struct OwnerGuard<'a>(&'a OwnerWord);
-
-impl Drop for OwnerGuard<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 impl LockBackend for SeqLock {
     const KIND: LockKind = LockKind::SeqLock;
 
@@ -222,14 +212,15 @@ impl LockBackend for SeqLock {
     ) -> Result<R> {
         // SAFETY: an initialised, writable region for `T`, mapped during the call (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        let how = raw.owner().acquire(timeout).map_err(|e| match e {
+        // The guard releases the lock when dropped (also when `f` panics: the value is then left
+        // as it was, both copies complete), but never from a forked child's copy.
+        let (how, guard) = raw.owner().acquire(timeout).map_err(|e| match e {
             // `try_write`: same answer as the fcntl lock's non-blocking attempt.
             Error::Timeout { .. } if timeout == Some(Duration::ZERO) => Error::WouldBlock {
                 what: "taking the seqlock writer lock (another live writer holds it)",
             },
             e => e,
         })?;
-        let _guard = OwnerGuard(raw.owner());
         let report = timeout.is_some();
         match how {
             Acquired::Clean => {}
@@ -255,14 +246,33 @@ impl LockBackend for SeqLock {
         // SAFETY: we hold the owner lock and repaired after any takeover.
         let mut value = unsafe { raw.current() };
         let r = f(&mut value);
+        if !guard.in_owner_process() {
+            return Err(forked_inside("write"));
+        }
+        if !guard.still_held() {
+            return Err(Error::Corrupted {
+                what: "the seqlock writer lock was taken from this thread while it wrote (another process overwrote the owner word); nothing was published".into(),
+            });
+        }
         // SAFETY: as above; the region is writable (caller).
         unsafe { raw.publish(&value) };
+        drop(guard);
         Ok(r)
     }
 
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
+}
+
+/// The error of a write whose process forked inside its closure, seen in the child: the lock
+/// belongs to the parent, so the child publishes nothing and releases nothing.
+pub(crate) fn forked_inside(what: &str) -> Error {
+    Error::InvalidArgument {
+        what: format!(
+            "this process was forked inside a {what} of this value: the lock belongs to the parent, so the child published nothing (take locks in the child itself, after fork)"
+        ),
+    }
 }
 
 /// The user who created a keyed segment (System V: the kernel's creator uid; POSIX: the owner
@@ -374,7 +384,7 @@ impl LockBackend for FcntlLock {
             Some(Duration::ZERO) => Wait::No,
             Some(d) => Wait::Until(Instant::now() + d),
         };
-        let _guard = self.lock.lock_write(wait)?;
+        let guard = self.lock.lock_write(wait)?;
         let slot = payload.cast::<T>().as_ptr();
         // `f` works on a private copy, written back only when it returns: a panicking `f`
         // leaves the shared value as it was, as with the seqlock (`lock_write()` is the
@@ -383,8 +393,12 @@ impl LockBackend for FcntlLock {
         // writer that follows the protocol while `_guard` lives.
         let mut value = unsafe { slot.read() };
         let r = f(&mut value);
+        if !guard.in_owner_process() {
+            return Err(forked_inside("write"));
+        }
         // SAFETY: as above, and the mapping is writable (caller).
         unsafe { slot.write(value) };
+        drop(guard);
         Ok(r)
     }
 
