@@ -69,6 +69,16 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         let payload = NonNull::new(seg.payload_ptr()).ok_or_else(|| Error::Corrupted {
             what: "the segment has no payload mapping".into(),
         })?;
+        // Both locks rely on a 128-aligned payload (atomic words, and `T` itself for fcntl); the
+        // segment guarantees it, and a header that says otherwise must not reach them.
+        if payload.as_ptr() as usize % 128 != 0 {
+            return Err(Error::Corrupted {
+                what: format!(
+                    "the payload of the segment starts at {:p}, not 128-aligned",
+                    payload.as_ptr()
+                ),
+            });
+        }
         if seg.payload_len() < L::payload_len::<T>() {
             return Err(Error::Corrupted {
                 what: format!(

@@ -214,7 +214,9 @@ impl OwnerWord {
         generation: u64,
         timeout: Option<Duration>,
     ) -> Result<Acquired, Error> {
-        let deadline = timeout.map(|d| Instant::now() + d);
+        // A timeout too large to add to the clock waits as long as `None` (but still reports
+        // a takeover as `None` does not).
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         let mut spins = 0;
         // Look at the owner in /proc when first blocked and after each sleep that timed out (a
         // live owner releases and wakes us; a dead one never does): not after every wake-up.

@@ -64,6 +64,15 @@ pub(crate) enum Wait {
     Until(Instant),
 }
 
+impl Wait {
+    /// Until `d` from now (forever if that instant is past what the clock can express).
+    pub(crate) fn after(d: Duration) -> Wait {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Wait::Forever, Wait::Until)
+    }
+}
+
 /// In-process state shared by the threads of one process.
 #[derive(Default)]
 struct LocalState {

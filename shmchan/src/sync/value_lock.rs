@@ -177,7 +177,10 @@ impl LockBackend for SeqLock {
         let Some(timeout) = timeout else {
             return Ok(raw.read());
         };
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to the clock is as good as none.
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return Ok(raw.read());
+        };
         let mut attempts = 0u32;
         loop {
             if let Some(v) = raw.try_read() {
@@ -249,7 +252,11 @@ impl LockBackend for SeqLock {
         if !guard.in_owner_process() {
             return Err(forked_inside("write"));
         }
-        if !guard.still_held() {
+        // The owner word changed under us: only another process writing it does that. Report it
+        // where the caller asked to be told; `write` (which must not panic over bytes another
+        // process wrote) publishes anyway: the copies are atomic words, so the worst outcome
+        // of a second writer is a wrong but valid value.
+        if report && !guard.still_held() {
             return Err(Error::Corrupted {
                 what: "the seqlock writer lock was taken from this thread while it wrote (another process overwrote the owner word); nothing was published".into(),
             });
@@ -365,7 +372,7 @@ impl LockBackend for FcntlLock {
     ) -> Result<T> {
         let wait = match timeout {
             None => Wait::Forever,
-            Some(d) => Wait::Until(Instant::now() + d),
+            Some(d) => Wait::after(d),
         };
         let _guard = self.lock.lock_read(wait)?;
         // SAFETY: the payload holds an initialised `T` (caller), and every writer takes the
@@ -382,7 +389,7 @@ impl LockBackend for FcntlLock {
         let wait = match timeout {
             None => Wait::Forever,
             Some(Duration::ZERO) => Wait::No,
-            Some(d) => Wait::Until(Instant::now() + d),
+            Some(d) => Wait::after(d),
         };
         let guard = self.lock.lock_write(wait)?;
         let slot = payload.cast::<T>().as_ptr();
