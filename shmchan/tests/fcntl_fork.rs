@@ -188,3 +188,41 @@ fn child_forked_while_a_guard_is_held_gets_no_access_and_releases_nothing() {
         "the child wrote its copy back without the lock"
     );
 }
+
+/// `remove()` wipes the payload: never while another process holds a read guard (a `&T` into
+/// it). It waits for the guard to go.
+#[test]
+fn remove_waits_for_a_read_guard_in_another_process_before_wiping() {
+    let _s = serial();
+    let s = Shared::<[u64; 4], FcntlLock>::anonymous([7; 4]).unwrap();
+    let hs = Handshake::new();
+    let mut child = Child::spawn(|| {
+        let g = s.lock_read().unwrap();
+        hs.set(1);
+        hs.wait_for(2);
+        // The parent's remove() has started (and, unless it waits for us, finished): the value
+        // under our read guard must not have changed.
+        let intact = *g == [7; 4];
+        drop(g);
+        i32::from(!intact)
+    });
+    hs.wait_for(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        let remover = sc.spawn(move || {
+            let r = s.remove();
+            let _ = done_tx.send(());
+            r
+        });
+        // Give a remove that does not wait the time to wipe; one that waits is still blocked.
+        let finished_early = done_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+        hs.set(2);
+        assert_eq!(
+            child.wait(),
+            0,
+            "the payload was wiped under the child's read guard"
+        );
+        assert!(!finished_early, "remove() did not wait for the read guard");
+        remover.join().unwrap().expect("remove");
+    });
+}

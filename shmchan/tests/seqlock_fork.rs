@@ -281,3 +281,35 @@ fn child_forked_inside_write_neither_publishes_nor_releases_the_parents_lock() {
         .expect("the parent released its lock");
     assert_eq!(s.read(), 4);
 }
+
+/// `remove()` wipes the lock words and the copies: never while another process's writer is in
+/// the middle of a write. It takes the writer lock first.
+#[test]
+fn remove_waits_for_a_writer_in_another_process() {
+    let _s = serial();
+    let s = Shared::<[u64; 4], SeqLock>::anonymous([7; 4]).unwrap();
+    let hs = Handshake::new();
+    let mut child = Child::spawn(|| {
+        s.write(|v| {
+            hs.set(1);
+            hs.wait_for(2);
+            *v = [8; 4];
+        });
+        0
+    });
+    hs.wait_for(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        let remover = sc.spawn(move || {
+            let r = s.remove();
+            let _ = done_tx.send(());
+            r
+        });
+        // Give a remove that does not wait the time to wipe; one that waits is still blocked.
+        let finished_early = done_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+        hs.set(2);
+        assert_eq!(child.wait(), 0);
+        assert!(!finished_early, "remove() did not wait for the writer");
+        remover.join().unwrap().expect("remove");
+    });
+}

@@ -1,10 +1,11 @@
 //! The segment side of a [`Shared`] value: its key, kernel metadata, permissions, memory
 //! locking, persistence and removal.
 
+use super::inner::Inner;
 use super::{Lock, Shared};
 use crate::segment::{Key, Segment, SegmentInfo};
 #[cfg(doc)]
-use crate::{FcntlLock, SeqLock};
+use crate::{Error, FcntlLock, SeqLock};
 use crate::{Result, ShmSafe};
 use core::mem::ManuallyDrop;
 use std::path::Path;
@@ -138,9 +139,16 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
 
     /// Wipes and removes the segment now (`IPC_RMID` / `shm_unlink`), and its lock file.
     ///
+    /// The wipe happens under the value's writer lock: it first waits, as
+    /// [`write`](Self::write) does, for the current writer and (with [`FcntlLock`]) for every
+    /// read guard, in any process, to be dropped, so no reference into the value ever sees it
+    /// change.
+    ///
     /// # Errors
     ///
-    /// As [`Segment::remove`].
+    /// As [`Segment::remove`]; the lock errors of [`try_write`](Self::try_write) (e.g.
+    /// [`Error::InvalidArgument`] when this thread holds a guard of the value through another
+    /// handle), in which case nothing was removed.
     ///
     /// # Examples
     ///
@@ -155,13 +163,28 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// ```
     pub fn remove(self) -> Result<()> {
         let Shared { mut inner } = self;
-        inner.removed = true;
-        // SAFETY: `removed` is set, so `Inner::drop` will not touch `seg` again.
-        let seg = unsafe { ManuallyDrop::take(&mut inner.seg) };
-        let result = seg.remove();
-        // Drops the lock, removing its lock file (the segment is gone).
+        let Inner {
+            seg,
+            lock,
+            payload,
+            removed,
+            ..
+        } = &mut inner;
+        let remove = || {
+            *removed = true;
+            // SAFETY: `removed` is set, so `Inner::drop` will not touch `seg` again; the closure
+            // runs at most once.
+            let seg = unsafe { ManuallyDrop::take(seg) };
+            seg.remove()
+        };
+        // The wipe must not overlap a reader's `&T` (fcntl guards) or a writer: hold the writer
+        // lock while the segment is wiped and removed.
+        // SAFETY: the payload was initialised for `T` by this lock kind and is writable (this is
+        // not a read-only handle); nothing touches it after `remove` unmapped it.
+        let result = unsafe { lock.remove_exclusively::<T, _>(*payload, remove) };
+        // Drops the lock, removing its lock file if the segment is gone.
         drop(inner);
-        result
+        result?
     }
 
     /// The fcntl lock file of a keyed [`FcntlLock`] value; `None` for a [`SeqLock`] value and

@@ -99,6 +99,17 @@ impl OwnerGuard<'_> {
     }
 }
 
+impl OwnerGuard<'_> {
+    /// Forgets the lock without touching its words: for a holder that wiped and unmapped them
+    /// (removing the segment).
+    pub(crate) fn disarm(self) {
+        if self.in_owner_process() {
+            held::remove(self.lock, self.generation);
+        }
+        core::mem::forget(self);
+    }
+}
+
 impl Drop for OwnerGuard<'_> {
     fn drop(&mut self) {
         if !self.in_owner_process() {

@@ -79,6 +79,20 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R>;
 
+    /// Runs `remove` (which wipes and removes the segment, unmapping the payload) while holding
+    /// the value exclusively: the writer lock, so no reader's `&T` and no writer overlaps the
+    /// wipe. Waits like [`write`](Self::write) with no timeout. The lock is not released
+    /// through the payload afterwards (it is unmapped, and the wipe cleared the lock words).
+    ///
+    /// # Safety
+    ///
+    /// As for [`write`](Self::write); after `remove` runs nothing may access `payload`.
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R>;
+
     /// Called when the lock made by [`create_lock`](Self::create_lock) ends up used by no
     /// segment (creation failed, or `open_or_create` opened someone else's): removes what
     /// `create_lock` made.
@@ -267,6 +281,20 @@ impl LockBackend for SeqLock {
         Ok(r)
     }
 
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R> {
+        // SAFETY: an initialised, writable region for `T`, mapped until `remove` runs (caller).
+        let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
+        let (_, guard) = raw.owner().acquire(None)?;
+        let r = remove();
+        // The owner word was wiped (and unmapped): release nothing through it.
+        guard.disarm();
+        Ok(r)
+    }
+
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
@@ -405,6 +433,18 @@ impl LockBackend for FcntlLock {
         }
         // SAFETY: as above, and the mapping is writable (caller).
         unsafe { slot.write(value) };
+        drop(guard);
+        Ok(r)
+    }
+
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        _payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R> {
+        let guard = self.lock.lock_write(Wait::Forever)?;
+        let r = remove();
+        // The kernel lock lives in the lock file, not in the payload: release it normally.
         drop(guard);
         Ok(r)
     }
