@@ -274,6 +274,56 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
         self.inner.read(Some(timeout))
     }
 
+    /// How many writes to the value have completed (in any process), a counter that only
+    /// grows: compare two calls to tell whether the value changed, or pass one to
+    /// [`wait_changed`](Self::wait_changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// let seen = s.version();
+    /// s.store(1);
+    /// assert_eq!(s.version(), seen + 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.inner.version()
+    }
+
+    /// Blocks until [`version`](Self::version) differs from `seen`, and returns the new
+    /// version; at most `timeout` (`None`: as long as it takes).
+    ///
+    /// The wait sleeps on a futex in the segment, woken by the writer (from any process) that
+    /// completes the next write; writers make that system call only when someone waits. Read
+    /// the value after it returns: `let v = s.version(); ...; s.wait_changed(v, None)?;
+    /// s.read()`. A change made between the two calls returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no write completed within `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// let seen = s.version();
+    /// std::thread::scope(|t| {
+    ///     t.spawn(|| s.store(5));
+    ///     let now = s.wait_changed(seen, Some(Duration::from_secs(10)))?;
+    ///     assert!(now > seen);
+    ///     Ok::<(), shmchan::Error>(())
+    /// })?;
+    /// assert_eq!(s.read(), 5);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
+        self.inner.wait_changed(seen, timeout)
+    }
+
     /// Updates the whole value exclusively: `f` gets a private copy of the latest value, and what
     /// it leaves there is published atomically (readers see the old or the new value, never a
     /// mix). Returns what `f` returns.

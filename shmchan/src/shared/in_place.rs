@@ -6,6 +6,7 @@ use super::inner::read_guard;
 use crate::Error;
 use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
 use crate::sync::record_lock::Wait;
+use crate::sync::value_lock::fcntl_tail;
 use crate::{FcntlLock, Result, ShmSafe};
 
 impl<T: ShmSafe> Shared<T, FcntlLock> {
@@ -51,8 +52,15 @@ impl<T: ShmSafe> Shared<T, FcntlLock> {
     /// ```
     pub fn lock_write(&self) -> Result<FcntlWriteGuard<'_, T>> {
         let guard = self.inner.lock.lock_write(Wait::Forever)?;
-        // SAFETY: the payload holds an initialised `T`, mapped while `self` lives, writable
-        // (this is not a read-only handle), and `guard` holds the write lock.
-        Ok(unsafe { FcntlWriteGuard::new(self.inner.payload.cast(), guard) })
+        // SAFETY: the payload holds an initialised `T` followed by its version words (checked
+        // at open), mapped while `self` lives, writable (this is not a read-only handle), and
+        // `guard` holds the write lock.
+        Ok(unsafe {
+            FcntlWriteGuard::new(
+                self.inner.payload.cast(),
+                fcntl_tail::<T>(self.inner.payload),
+                guard,
+            )
+        })
     }
 }

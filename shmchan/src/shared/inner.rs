@@ -169,6 +169,22 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         unsafe { self.lock.read(self.payload, timeout) }
     }
 
+    #[inline]
+    pub(super) fn version(&self) -> u64 {
+        // SAFETY: as in `read`.
+        unsafe { self.lock.version::<T>(self.payload) }
+    }
+
+    pub(super) fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
+        // A read-only mapping cannot announce its waiter to writers.
+        let announce = !self.seg.is_read_only();
+        // SAFETY: as in `read`; the mapping is writable when `announce`.
+        unsafe {
+            self.lock
+                .wait_changed::<T>(self.payload, seen, timeout, announce)
+        }
+    }
+
     pub(super) fn write<R>(
         &self,
         timeout: Option<Duration>,

@@ -1,6 +1,7 @@
 //! Guards that give in-place access to an [`FcntlLock`](crate::FcntlLock)ed value while its
 //! record lock is held.
 
+use super::notify::VersionWords;
 use super::record_lock::RecordGuard;
 use crate::ShmSafe;
 use core::marker::PhantomData;
@@ -54,6 +55,8 @@ pub struct FcntlReadGuard<'a, T: ShmSafe> {
 /// ```
 pub struct FcntlWriteGuard<'a, T: ShmSafe> {
     ptr: NonNull<T>,
+    /// Counts the write when the guard drops (the version readers wait on).
+    versions: &'a VersionWords,
     guard: RecordGuard,
     _life: PhantomData<&'a mut T>,
     _not_send: PhantomData<*const ()>,
@@ -114,19 +117,35 @@ impl<T: ShmSafe> FcntlReadGuard<'_, T> {
     }
 }
 
-impl<T: ShmSafe> FcntlWriteGuard<'_, T> {
+impl<'a, T: ShmSafe> FcntlWriteGuard<'a, T> {
     /// A guard over the value at `ptr`.
     ///
     /// # Safety
     ///
-    /// `ptr` points to an initialised, writable `T` that stays mapped for `'a`, and `guard`
-    /// holds the write lock that every reader and writer of that value takes.
-    pub(crate) unsafe fn new(ptr: NonNull<T>, guard: RecordGuard) -> Self {
+    /// `ptr` points to an initialised, writable `T` that stays mapped for `'a`, `versions` are
+    /// its version words, and `guard` holds the write lock that every reader and writer of that
+    /// value takes.
+    pub(crate) unsafe fn new(
+        ptr: NonNull<T>,
+        versions: &'a VersionWords,
+        guard: RecordGuard,
+    ) -> Self {
         FcntlWriteGuard {
             ptr,
+            versions,
             guard,
             _life: PhantomData,
             _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> Drop for FcntlWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        // Still under the lock (the record guard is dropped after this): count the write and
+        // wake waiters. Not in a forked child's copy, which wrote nothing.
+        if self.guard.in_owner_process() {
+            self.versions.bump();
         }
     }
 }

@@ -3,6 +3,7 @@
 //! methods.
 
 use super::lock_file;
+use super::notify::VersionWords;
 use super::owner_lock::Acquired;
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
@@ -78,6 +79,28 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
         timeout: Option<Duration>,
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R>;
+
+    /// Completed writes so far (see [`Shared::version`](crate::Shared::version)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read).
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64;
+
+    /// Waits until the version differs from `seen` (see
+    /// [`Shared::wait_changed`](crate::Shared::wait_changed)); `announce: false` for a handle
+    /// that cannot write the segment.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read), and the mapping is writable if `announce`.
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64>;
 
     /// Runs `remove` (which wipes and removes the segment, unmapping the payload) while holding
     /// the value exclusively: the writer lock, so no reader's `&T` and no writer overlaps the
@@ -277,8 +300,29 @@ impl LockBackend for SeqLock {
         }
         // SAFETY: as above; the region is writable (caller).
         unsafe { raw.publish(&value) };
+        raw.changes().notify();
         drop(guard);
         Ok(r)
+    }
+
+    #[inline]
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64 {
+        // SAFETY: an initialised region for `T`, mapped during the call (caller).
+        unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) }.version()
+    }
+
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64> {
+        // SAFETY: an initialised region for `T`, mapped during the call, writable if
+        // `announce` (caller).
+        let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
+        raw.changes()
+            .wait(|| raw.version(), seen, timeout, announce)
     }
 
     unsafe fn remove_exclusively<T: ShmSafe, R>(
@@ -298,6 +342,29 @@ impl LockBackend for SeqLock {
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
+}
+
+/// Where an fcntl-locked value's [`VersionWords`] start: right after the value's words.
+pub(crate) const fn fcntl_tail_offset<T>() -> usize {
+    words_for::<T>() * 8
+}
+
+/// The version words of an fcntl-locked value.
+///
+/// # Safety
+///
+/// `payload` is the payload of an fcntl-locked segment for `T` (at least
+/// `FcntlLock::payload_len::<T>()` bytes, 8-aligned), mapped while the reference is used; its
+/// words are only accessed atomically.
+pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords {
+    // SAFETY: in bounds and 8-aligned (the payload is 128-aligned and the offset a multiple of
+    // 8); `VersionWords` holds only atomics, so sharing it with other processes is sound.
+    unsafe {
+        &*payload
+            .as_ptr()
+            .add(fcntl_tail_offset::<T>())
+            .cast::<VersionWords>()
+    }
 }
 
 /// The error of a write whose process forked inside its closure, seen in the child: the lock
@@ -340,7 +407,7 @@ impl LockBackend for FcntlLock {
     const KIND: LockKind = LockKind::Fcntl;
 
     fn payload_len<T: ShmSafe>() -> usize {
-        (words_for::<T>() * 8).max(8)
+        fcntl_tail_offset::<T>() + size_of::<VersionWords>()
     }
 
     fn create_lock(named: bool) -> Result<Self> {
@@ -433,8 +500,29 @@ impl LockBackend for FcntlLock {
         }
         // SAFETY: as above, and the mapping is writable (caller).
         unsafe { slot.write(value) };
+        // SAFETY: an initialised payload for `T` (caller).
+        unsafe { fcntl_tail::<T>(payload) }.bump();
         drop(guard);
         Ok(r)
+    }
+
+    #[inline]
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64 {
+        // SAFETY: an initialised payload for `T` (caller).
+        unsafe { fcntl_tail::<T>(payload) }.version()
+    }
+
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64> {
+        // SAFETY: an initialised payload for `T`, writable if `announce` (caller).
+        let tail = unsafe { fcntl_tail::<T>(payload) };
+        tail.changes()
+            .wait(|| tail.version(), seen, timeout, announce)
     }
 
     unsafe fn remove_exclusively<T: ShmSafe, R>(
