@@ -25,6 +25,7 @@ impl HeapRing {
         // SAFETY: non-zero size.
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!base.is_null());
+        let geometry = geometry.placed_at(base);
         // SAFETY: aligned, sized for the geometry, private.
         unsafe { geometry.init(base) };
         HeapRing {
@@ -163,13 +164,13 @@ fn miri_ring_validation_refuses_other_types_and_short_mappings() {
     let ring = HeapRing::new::<u64>(4);
     let len = ring.geometry.total_len().unwrap();
     assert_eq!(
-        Geometry::validate::<u64>(ring.header(), len).unwrap(),
+        Geometry::validate::<u64>(ring.header(), ring.base, len).unwrap(),
         ring.geometry
     );
-    assert!(Geometry::validate::<u32>(ring.header(), len).is_err());
-    assert!(Geometry::validate::<u64>(ring.header(), len - 1).is_err());
+    assert!(Geometry::validate::<u32>(ring.header(), ring.base, len).is_err());
+    assert!(Geometry::validate::<u64>(ring.header(), ring.base, len - 1).is_err());
     ring.header().scribble_capacity(3);
-    assert!(Geometry::validate::<u64>(ring.header(), len).is_err());
+    assert!(Geometry::validate::<u64>(ring.header(), ring.base, len).is_err());
     assert!(ring.geometry.check_unchanged(ring.header()).is_err());
 }
 

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::error::{SendTimeoutError, TrySendError};
 use super::layout::{Geometry, RingHeader};
-use super::liveness::{Membership, PeerState};
+use super::liveness::{self, Membership, PeerState};
 use super::memory::RingMemory;
 use super::ring::{Producer, PushError};
+use super::role::Role;
 use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
@@ -16,7 +17,10 @@ use crate::{Error, Result, ShmSafe};
 ///
 /// Create it with [`channel`](crate::channel()) (anonymous, before `fork`) or
 /// [`Sender::create`]/[`Sender::open`] (keyed). It may move between threads (`Send`) but not be
-/// shared by them (not `Sync`); after a `fork`, use it in one process only.
+/// shared by them (not `Sync`); after a `fork`, use it in one process only: the first process
+/// to send through its copy (or the one that created or opened a keyed sender) holds the
+/// sending role until it drops its handle or dies, and a copy used in another process
+/// meanwhile gets [`Error::InUse`] without writing anything.
 ///
 /// Dropping it closes the sending end once no other process holds it (see
 /// [`Receiver::recv`](super::Receiver::recv)).
@@ -33,6 +37,10 @@ pub struct Sender<T: ShmSafe> {
     ring: Producer<T>,
     geometry: Geometry,
     membership: Option<Membership>,
+    /// The fork generation in which this handle holds the producer role ([`Role::NONE`]: not
+    /// claimed in this process yet), and the identity it claimed it under.
+    role: Cell<u64>,
+    identity: Cell<(u32, u32)>,
     strategy: Cell<WaitStrategy>,
     last_peer_check: Cell<Option<Instant>>,
     // Last: unmapped after the fields above, which point into it, are gone.
@@ -44,20 +52,66 @@ pub struct Sender<T: ShmSafe> {
 unsafe impl<T: ShmSafe> Send for Sender<T> {}
 
 impl<T: ShmSafe> Sender<T> {
-    /// Takes the producer role on a ring already validated for `geometry`.
-    pub(crate) fn attach(memory: Arc<RingMemory>, geometry: Geometry) -> Sender<T> {
+    /// Becomes a sender of a ring already validated for `geometry`.
+    ///
+    /// # Errors
+    ///
+    /// With a claimed role: [`Error::Corrupted`] if the ring's indices are impossible; nothing
+    /// was recorded then (the caller releases the role).
+    pub(crate) fn attach(
+        memory: Arc<RingMemory>,
+        geometry: Geometry,
+        role: Role,
+    ) -> Result<Sender<T>> {
         // SAFETY: `memory` holds a ring initialised or validated for `geometry` and stays
         // mapped while `self.memory` lives, which outlives `ring` (field order).
         let ring = unsafe { Producer::new(memory.base(), &geometry) };
+        let (generation, identity, recorded) = match role {
+            Role::Unclaimed => (Role::NONE, (0, 0), false),
+            Role::Claimed(id) => (liveness::fork_generation(), id, false),
+            Role::Created(id) => (liveness::fork_generation(), id, true),
+        };
+        if generation != Role::NONE {
+            // Before joining: a failure leaves the end as it was.
+            ring.resync()?;
+        }
         // SAFETY: the side lies in the same mapping, kept alive as above.
-        let membership = unsafe { Membership::join(&ring.header().sender.0) };
-        Sender {
+        let membership = unsafe { Membership::join(&ring.header().sender.0, recorded) };
+        Ok(Sender {
             ring,
             geometry,
             membership: Some(membership),
+            role: Cell::new(generation),
+            identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
             last_peer_check: Cell::new(None),
             memory,
+        })
+    }
+
+    /// Claims the producer role for this process (first use here, or first use after a
+    /// `fork`), and takes the ring's indices.
+    #[cold]
+    #[inline(never)]
+    fn claim_role(&self) -> Result<()> {
+        let word = &self.header().sender.0.role;
+        let id = word.claim_here(
+            &self.memory.probe(),
+            || format!("the sending end of this {} channel", T::LAYOUT.type_name),
+            || self.ring.resync(),
+        )?;
+        self.identity.set(id);
+        self.role.set(liveness::fork_generation());
+        Ok(())
+    }
+
+    /// Whether this handle may produce in this process now (claiming the role if needed).
+    #[inline]
+    fn ensure_role(&self) -> Result<()> {
+        if self.role.get() == liveness::fork_generation() {
+            Ok(())
+        } else {
+            self.claim_role()
         }
     }
 
@@ -157,12 +211,12 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     #[inline]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
         let header = self.header();
         if header.receiver.0.is_closed() {
             return Err(TrySendError::Disconnected(value));
+        }
+        if let Err(e) = self.ensure_role() {
+            return Err(TrySendError::Failed(e));
         }
         match self.ring.try_push(value) {
             Ok(()) => {
@@ -192,7 +246,7 @@ impl<T: ShmSafe> Sender<T> {
     }
 
     fn check_receiver(&self) -> Result<()> {
-        match self.header().receiver.0.check_peer() {
+        match self.header().receiver.0.check_peer(&self.memory.probe()) {
             PeerState::Closed => Err(Error::Disconnected),
             PeerState::Connected | PeerState::NotYetAttached => Ok(()),
         }
@@ -247,13 +301,11 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn try_send_batch(&self, values: &[T]) -> Result<usize> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
         let header = self.header();
         if header.receiver.0.is_closed() {
             return Err(Error::Disconnected);
         }
+        self.ensure_role()?;
         let n = self.ring.try_push_slice(values)?;
         if n > 0 {
             wait::notify(&header.rx_wait.0);
@@ -334,10 +386,6 @@ impl<T: ShmSafe> Sender<T> {
         self.header().receiver.0.is_closed()
     }
 
-    pub(crate) fn memory(&self) -> &Arc<RingMemory> {
-        &self.memory
-    }
-
     #[cfg(test)]
     pub(crate) fn ring_header(&self) -> &RingHeader {
         self.header()
@@ -350,6 +398,7 @@ impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
             .field("type", &T::LAYOUT.type_name)
             .field("capacity", &self.capacity())
             .field("receiver_pids", &self.header().receiver.0.holder_pids())
+            .field("receiver_role_pid", &self.header().receiver.0.role.holder())
             .finish()
     }
 }
@@ -357,6 +406,10 @@ impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
 impl<T: ShmSafe> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(m) = self.membership.take() {
+            if self.role.get() == liveness::fork_generation() {
+                let (pid, start) = self.identity.get();
+                m.side().role.release(pid, start);
+            }
             // The last holder closing the end wakes a receiver waiting for data: it must now
             // see `closed` (after draining what was published before).
             if m.leave() {

@@ -127,6 +127,8 @@ fn absurd_capacities_are_refused() {
 #[test]
 fn scribbled_indices_are_reported_as_corruption() {
     let (tx, rx) = channel::<u64>(4).unwrap();
+    // Both ends in use (roles claimed, indices taken) before the scribbling.
+    assert_eq!(rx.try_recv().unwrap(), None);
     tx.send(1).unwrap();
     // Another "process" moves tail far ahead of head.
     tx.ring_header()

@@ -9,6 +9,7 @@ pub(crate) mod futex;
 pub(crate) mod mman;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
+pub(crate) mod procfs;
 pub(crate) mod sysv;
 
 /// The calling thread's current `errno`.
