@@ -72,13 +72,19 @@ impl Pipe {
 
     fn send(&self, b: u8) {
         // SAFETY: writing one byte from a live local.
-        assert_eq!(unsafe { libc::write(self.write, [b].as_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::write(self.write, [b].as_ptr().cast(), 1) },
+            1
+        );
     }
 
     fn recv(&self) -> u8 {
         let mut b = [0u8];
         // SAFETY: reading one byte into a live local.
-        assert_eq!(unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) },
+            1
+        );
         b[0]
     }
 }
@@ -248,7 +254,10 @@ fn concurrent_opens_by_two_processes_let_exactly_one_in_and_leave_the_end_usable
     let rx = Receiver::<u64>::create(key, 8).unwrap();
     for round in 0..40 {
         let (ok, in_use) = race_two_openers(key);
-        assert_eq!(ok, 1, "round {round}: {ok} of two concurrent opens succeeded");
+        assert_eq!(
+            ok, 1,
+            "round {round}: {ok} of two concurrent opens succeeded"
+        );
         assert_eq!(in_use, 1, "round {round}: the loser did not get InUse");
     }
     // The end is still open for the next sender.
@@ -278,7 +287,10 @@ fn concurrent_opens_by_two_threads_let_exactly_one_in() {
             .iter()
             .filter(|r| matches!(r, Err(Error::InUse { .. })))
             .count();
-        assert_eq!(ok, 1, "round {round}: {ok} of two concurrent opens succeeded");
+        assert_eq!(
+            ok, 1,
+            "round {round}: {ok} of two concurrent opens succeeded"
+        );
         assert_eq!(in_use, 1, "round {round}: the loser did not get InUse");
         drop(results);
         // The winner dropped its receiver: the end is free again, not closed for good.

@@ -390,6 +390,12 @@ impl<T: ShmSafe> Sender<T> {
     pub(crate) fn ring_header(&self) -> &RingHeader {
         self.header()
     }
+
+    /// Bytes mapped for the ring.
+    #[cfg(test)]
+    pub(crate) fn memory_len(&self) -> usize {
+        self.memory.len()
+    }
 }
 
 impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
