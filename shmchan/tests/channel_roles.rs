@@ -72,19 +72,15 @@ impl Pipe {
 
     fn send(&self, b: u8) {
         // SAFETY: writing one byte from a live local.
-        assert_eq!(
-            unsafe { libc::write(self.write, [b].as_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::write(self.write, [b].as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
     }
 
     fn recv(&self) -> u8 {
         let mut b = [0u8];
         // SAFETY: reading one byte into a live local.
-        assert_eq!(
-            unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::read(self.read, b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 1);
         b[0]
     }
 }

@@ -1,6 +1,6 @@
 //! Keyed channels: two unrelated processes find the ring by a System V key or a POSIX name.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use super::layout::{Geometry, RingHeader};
 use super::liveness::{self, Side};
@@ -30,15 +30,6 @@ impl End {
             End::Receiving => "receiving",
         }
     }
-}
-
-/// Serialises the opens of this process: its threads share one identity (pid and start time),
-/// so the role word alone cannot tell two of them apart; under this lock the second finds the
-/// first in the holder table.
-static OPENING: Mutex<()> = Mutex::new(());
-
-fn opening() -> MutexGuard<'static, ()> {
-    OPENING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A new keyed ring with `end` recorded as held and claimed by the calling process before
@@ -146,7 +137,7 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     pub fn open(key: Key) -> Result<Sender<T>> {
         let (memory, geometry) = RingMemory::open::<T>(key)?;
-        let _opening = opening();
+        let _opening = liveness::opening();
         let id = claim_end(&memory, &key, End::Sending)?;
         let memory = Arc::new(memory);
         let tx = Sender::attach(Arc::clone(&memory), geometry, Role::Claimed(id))
@@ -201,7 +192,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// ```
     pub fn open(key: Key) -> Result<Receiver<T>> {
         let (memory, geometry) = RingMemory::open::<T>(key)?;
-        let _opening = opening();
+        let _opening = liveness::opening();
         let id = claim_end(&memory, &key, End::Receiving)?;
         let memory = Arc::new(memory);
         let rx = Receiver::attach(Arc::clone(&memory), geometry, Role::Claimed(id))

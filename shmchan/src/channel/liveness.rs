@@ -25,13 +25,15 @@
 //! a closer that looked at the table before the opener joined cannot close the opener's end.
 
 use std::cell::UnsafeCell;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::role::RoleWord;
+use crate::sys::futex;
 use crate::sys::proc::{self, Liveness};
 use crate::sys::procfs::{self, MappedObject};
+use crate::{Error, Result};
 
 /// Holders recorded per side. More processes than this holding one end at once (a pool that
 /// forks many workers before they drop the ends they do not use) makes the side *untracked*:
@@ -87,11 +89,18 @@ impl Probe {
     }
 
     fn still_mapped(&self, pid: u32) -> bool {
-        match self.object {
-            // Unreadable maps (another user's process): assume it still holds the ring.
-            Some(object) => procfs::maps_object(pid, object) != Some(false),
-            None => true,
+        let Some(object) = self.object else {
+            return true;
+        };
+        if MAPPED_RECENTLY.seen(pid, object) {
+            return true;
         }
+        // Unreadable maps (another user's process): assume it still holds the ring.
+        let mapped = procfs::maps_object(pid, object) != Some(false);
+        if mapped {
+            MAPPED_RECENTLY.record(pid, object);
+        }
+        mapped
     }
 
     /// Whether the holder recorded as (`pid`, `start`) is alive (a fresh fork reservation
@@ -102,6 +111,48 @@ impl Probe {
             return now_ns().saturating_sub(start) < ttl;
         }
         self.process_holds(pid, start)
+    }
+}
+
+/// How long a process found mapping a ring is trusted to still map it: reading a large
+/// process's `/proc/<pid>/maps` on every liveness check (every [`LIVENESS_INTERVAL`] while
+/// blocked) would cost more than the wait; an `exec` is noticed within this time instead.
+///
+/// [`LIVENESS_INTERVAL`]: super::LIVENESS_INTERVAL
+const MAPS_RECHECK: Duration = Duration::from_secs(1);
+
+/// Recent positive answers of [`procfs::maps_object`] in this process. Only ever
+/// `try_lock`ed: a `fork` while another thread held the lock leaves it locked for good in the
+/// child, which then simply does without the cache.
+struct MappedRecently(Mutex<Vec<(u32, MappedObject, Instant)>>);
+
+static MAPPED_RECENTLY: MappedRecently = MappedRecently(Mutex::new(Vec::new()));
+
+impl MappedRecently {
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Vec<(u32, MappedObject, Instant)>>> {
+        match self.0.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn seen(&self, pid: u32, object: MappedObject) -> bool {
+        self.lock().is_some_and(|cache| {
+            cache
+                .iter()
+                .any(|&(p, o, t)| p == pid && o == object && t.elapsed() < MAPS_RECHECK)
+        })
+    }
+
+    fn record(&self, pid: u32, object: MappedObject) {
+        let Some(mut cache) = self.lock() else {
+            return;
+        };
+        cache.retain(|&(p, o, t)| !(p == pid && o == object) && t.elapsed() < MAPS_RECHECK);
+        if cache.len() < 64 {
+            cache.push((pid, object, Instant::now()));
+        }
     }
 }
 
@@ -170,6 +221,41 @@ impl Side {
             .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |s| {
                 Some((s & !CLOSED).wrapping_add(2))
             });
+        // Peers in `wait_for_holder` sleep on the state word.
+        futex::wake(&self.state, u32::MAX);
+    }
+
+    /// Waits (futex on the state word, re-checking every [`LIVENESS_INTERVAL`]) until the side
+    /// has a live holder, at most `timeout`; returns how many. `what` names the end for the
+    /// timeout's message.
+    ///
+    /// [`LIVENESS_INTERVAL`]: super::LIVENESS_INTERVAL
+    pub(crate) fn wait_for_holder(
+        &self,
+        probe: &Probe,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<usize> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let seen = self.state.load(Ordering::Acquire);
+            let n = self.live_holders(probe).len();
+            if n > 0 {
+                return Ok(n);
+            }
+            let mut wait = super::LIVENESS_INTERVAL;
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Timeout {
+                        what: format!("a process to hold the {what} end of the channel"),
+                        holder_pid: None,
+                    });
+                }
+                wait = wait.min(left);
+            }
+            futex::wait(&self.state, seen, Some(wait));
+        }
     }
 
     /// The pids of the recorded holders that are alive (reads `/proc`).
@@ -319,6 +405,14 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 static INSTALL_FORK_HANDLERS: Once = Once::new();
 
+fn install_fork_handlers() {
+    INSTALL_FORK_HANDLERS.call_once(|| {
+        // Failure (ENOMEM) only loses child registration: the child then is not counted as a
+        // holder, which matters only if the parent drops its handle before the child's.
+        let _ = proc::at_fork(fork_prepare, fork_parent, fork_child);
+    });
+}
+
 impl Registry {
     fn lock(&self) {
         while self
@@ -344,7 +438,40 @@ impl Registry {
     }
 }
 
+/// Serialises the keyed opens of this process (see [`opening`]); taken by the fork handlers
+/// too, before [`REGISTRY`], so that a child is never forked holding it.
+static OPENING: AtomicBool = AtomicBool::new(false);
+
+/// Holds [`OPENING`] until dropped.
+pub(crate) struct Opening(());
+
+/// Serialises this process's keyed opens: its threads share one identity (pid and start
+/// time), so the role word alone cannot tell two of them apart; under this lock the second
+/// finds the first in the holder table.
+pub(crate) fn opening() -> Opening {
+    install_fork_handlers();
+    lock_opening();
+    Opening(())
+}
+
+fn lock_opening() {
+    while OPENING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        // Held across an open's `/proc` reads: yield rather than spin.
+        std::thread::yield_now();
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        OPENING.store(false, Ordering::Release);
+    }
+}
+
 extern "C" fn fork_prepare() {
+    lock_opening();
     REGISTRY.lock();
     // Reserve a holder slot for the child in every end this process holds, before `fork`
     // returns in the parent (see the module docs).
@@ -361,6 +488,7 @@ extern "C" fn fork_prepare() {
 
 extern "C" fn fork_parent() {
     REGISTRY.unlock();
+    OPENING.store(false, Ordering::Release);
 }
 
 extern "C" fn fork_child() {
@@ -380,6 +508,7 @@ extern "C" fn fork_child() {
         unsafe { &*(side as *const Side) }.claim_reservation(parent, pid, start);
     }
     REGISTRY.unlock();
+    OPENING.store(false, Ordering::Release);
 }
 
 /// The current fork generation of this process (changes in each forked child).
@@ -405,11 +534,7 @@ impl Membership {
     /// `side` must point to a `Side` in memory that stays mapped until this value is dropped
     /// (in every process that inherits it by `fork`).
     pub(crate) unsafe fn join(side: *const Side, recorded: bool) -> Membership {
-        INSTALL_FORK_HANDLERS.call_once(|| {
-            // Failure (ENOMEM) only loses child registration: the child then is not counted as
-            // a holder, which matters only if the parent drops its handle before the child's.
-            let _ = proc::at_fork(fork_prepare, fork_parent, fork_child);
-        });
+        install_fork_handlers();
         if !recorded {
             let pid = proc::pid();
             let start = proc::process_start_time(pid).unwrap_or(0);

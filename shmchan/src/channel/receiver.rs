@@ -384,6 +384,60 @@ impl<T: ShmSafe> Receiver<T> {
         Ok(self.len()? == 0)
     }
 
+    /// How many processes hold the sending end now (alive and still mapping the channel):
+    /// whether anyone produces. Reads `/proc`; not for hot loops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-peer-rx-{}", std::process::id()))?;
+    /// let rx = Receiver::<u64>::create(key, 8)?;
+    /// assert_eq!(rx.peer_count(), 0);
+    /// let tx = Sender::<u64>::open(key)?; // usually in another process
+    /// assert_eq!(rx.peer_count(), 1);
+    /// drop(tx);
+    /// assert_eq!(rx.peer_count(), 0);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.header()
+            .sender
+            .0
+            .live_holders(&self.memory.probe())
+            .len()
+    }
+
+    /// Blocks until at least one process holds the sending end (a keyed sender opened it), at
+    /// most `timeout`; returns how many hold it. Sleeps on a futex the opener wakes, and
+    /// re-checks every [`LIVENESS_INTERVAL`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no sender appeared in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-wait-rx-{}", std::process::id()))?;
+    /// let rx = Receiver::<u64>::create(key, 8)?;
+    /// let worker = std::thread::spawn(move || Sender::<u64>::open(key).and_then(|tx| tx.send(3)));
+    /// assert_eq!(rx.wait_for_peer(Duration::from_secs(10))?, 1);
+    /// assert_eq!(rx.recv()?, 3);
+    /// # worker.join().unwrap()?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<usize> {
+        self.header()
+            .sender
+            .0
+            .wait_for_holder(&self.memory.probe(), timeout, "sending")
+    }
+
     /// Whether the sending end is known to be closed (dropped, or found dead). Messages may
     /// still be waiting.
     ///

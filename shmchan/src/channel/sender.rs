@@ -10,7 +10,7 @@ use super::liveness::{self, Membership, PeerState};
 use super::memory::RingMemory;
 use super::ring::{Producer, PushError};
 use super::role::Role;
-use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
+use super::wait::{self, ClockPacer, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
 /// The sending end of a channel: a single producer.
@@ -43,6 +43,8 @@ pub struct Sender<T: ShmSafe> {
     identity: Cell<(u32, u32)>,
     strategy: Cell<WaitStrategy>,
     last_peer_check: Cell<Option<Instant>>,
+    /// Paces the receiver liveness checks of a sender whose ring has room.
+    pacer: ClockPacer,
     // Last: unmapped after the fields above, which point into it, are gone.
     memory: Arc<RingMemory>,
 }
@@ -85,6 +87,7 @@ impl<T: ShmSafe> Sender<T> {
             identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
             last_peer_check: Cell::new(None),
+            pacer: ClockPacer::new(),
             memory,
         })
     }
@@ -221,6 +224,9 @@ impl<T: ShmSafe> Sender<T> {
         match self.ring.try_push(value) {
             Ok(()) => {
                 wait::notify(&header.rx_wait.0);
+                if self.pacer.count(1) {
+                    self.paced_peer_check();
+                }
                 Ok(())
             }
             Err(PushError::Full(v)) => match self.full_slow_path() {
@@ -235,7 +241,20 @@ impl<T: ShmSafe> Sender<T> {
     /// On a full ring: check the header's constants, and now and then the receiver's liveness.
     fn full_slow_path(&self) -> Result<()> {
         self.geometry.check_unchanged(self.header())?;
-        let now = Instant::now();
+        self.check_receiver_every_interval(Instant::now())
+    }
+
+    /// After some sends into a ring with room: now and then, whether the receiver still lives
+    /// (a dead one is closed, and the next send reports `Disconnected`: messages stop going
+    /// into the void within about [`LIVENESS_INTERVAL`]).
+    #[cold]
+    #[inline(never)]
+    fn paced_peer_check(&self) {
+        let now = self.pacer.look();
+        let _ = self.check_receiver_every_interval(now);
+    }
+
+    fn check_receiver_every_interval(&self, now: Instant) -> Result<()> {
         match self.last_peer_check.get() {
             Some(t) if now.duration_since(t) < LIVENESS_INTERVAL => Ok(()),
             _ => {
@@ -309,6 +328,9 @@ impl<T: ShmSafe> Sender<T> {
         let n = self.ring.try_push_slice(values)?;
         if n > 0 {
             wait::notify(&header.rx_wait.0);
+            if self.pacer.count(u32::try_from(n).unwrap_or(u32::MAX)) {
+                self.paced_peer_check();
+            }
         } else if !values.is_empty() {
             self.full_slow_path()?;
         }
@@ -369,6 +391,64 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     pub fn len_hint(&self) -> usize {
         self.ring.len_hint() as usize
+    }
+
+    /// How many processes hold the receiving end now (alive and still mapping the channel):
+    /// whether anyone listens. Reads `/proc`; not for hot loops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-peer-tx-{}", std::process::id()))?;
+    /// let tx = Sender::<u64>::create(key, 8)?;
+    /// assert_eq!(tx.peer_count(), 0);
+    /// let rx = Receiver::<u64>::open(key)?; // usually in another process
+    /// assert_eq!(tx.peer_count(), 1);
+    /// # drop(rx);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.header()
+            .receiver
+            .0
+            .live_holders(&self.memory.probe())
+            .len()
+    }
+
+    /// Blocks until at least one process holds the receiving end (a keyed receiver opened it), at
+    /// most `timeout`; returns how many hold it. Sleeps on a futex the opener wakes, and
+    /// re-checks every [`LIVENESS_INTERVAL`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no receiver appeared in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-wait-tx-{}", std::process::id()))?;
+    /// let tx = Sender::<u64>::create(key, 8)?;
+    /// assert!(matches!(
+    ///     tx.wait_for_peer(Duration::from_millis(5)),
+    ///     Err(shmchan::Error::Timeout { .. })
+    /// ));
+    /// let worker = std::thread::spawn(move || Receiver::<u64>::open(key).map(|rx| rx.recv()));
+    /// assert_eq!(tx.wait_for_peer(Duration::from_secs(10))?, 1);
+    /// tx.send(1)?;
+    /// # worker.join().unwrap()??;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<usize> {
+        self.header()
+            .receiver
+            .0
+            .wait_for_holder(&self.memory.probe(), timeout, "receiving")
     }
 
     /// Whether the receiving end is known to be closed (dropped, or found dead).

@@ -16,6 +16,7 @@
 //! and is woken. Every sleep also has a timeout, after which the sleeper checks the peer's
 //! liveness: a dead peer cannot wake anyone.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,58 @@ const ADAPTIVE_SPINS: u32 = 2_000;
 const YIELD_ROUNDS: u32 = 4;
 /// Probes between two full attempts while spinning (a full attempt also notices a closed peer).
 const PROBES_PER_ATTEMPT: u32 = 256;
+
+/// The most operations between two looks at the clock by [`ClockPacer`].
+const MAX_STRIDE: u32 = 64;
+/// Operations further apart than this are "slow": the pacer then looks at every one.
+const SLOW: Duration = Duration::from_millis(1);
+
+/// Paces a busy side's looks at the clock, so that it can check its peer's liveness every
+/// [`LIVENESS_INTERVAL`] without reading the clock on every operation (a clock read costs
+/// about as much as a whole `send` on some machines). The stride between looks doubles, up to
+/// [`MAX_STRIDE`], while operations come faster than one per [`SLOW`], and drops to 1 as soon
+/// as they come slower: a peer that died is noticed within about `LIVENESS_INTERVAL` at a
+/// steady rate, and within `MAX_STRIDE` operations when the rate falls suddenly.
+pub(crate) struct ClockPacer {
+    countdown: Cell<u32>,
+    stride: Cell<u32>,
+    last_look: Cell<Option<Instant>>,
+}
+
+impl ClockPacer {
+    pub(crate) fn new() -> ClockPacer {
+        ClockPacer {
+            countdown: Cell::new(1),
+            stride: Cell::new(1),
+            last_look: Cell::new(None),
+        }
+    }
+
+    /// Counts `n` operations; true when it is time to look at the clock ([`Self::look`]).
+    #[inline]
+    pub(crate) fn count(&self, n: u32) -> bool {
+        let left = self.countdown.get();
+        if left > n {
+            self.countdown.set(left - n);
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Looks at the clock, adapts the stride, and returns the time.
+    pub(crate) fn look(&self) -> Instant {
+        let now = Instant::now();
+        let stride = match self.last_look.get() {
+            Some(t) if now.duration_since(t) < SLOW => (self.stride.get() * 2).min(MAX_STRIDE),
+            _ => 1,
+        };
+        self.last_look.set(Some(now));
+        self.stride.set(stride);
+        self.countdown.set(stride);
+        now
+    }
+}
 
 /// Wakes the side sleeping on `word` if it announced itself. Call after changing what it waits
 /// for (see the module docs for why the fence makes this race-free).
