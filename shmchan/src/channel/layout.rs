@@ -8,10 +8,23 @@
 //!  256  head      consumer's index (written by the consumer only)
 //!  384  rx_wait   consumer's futex word: 1 while the consumer may be asleep
 //!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
-//!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
-//! 1280  receiver  liveness of the receiving end
+//!  640  sender    the sending end's `Side` (below)
+//! 1280  receiver  the receiving end's `Side`
 //! 1920  padding   0 bytes for slots aligned to 128 or less, otherwise up to `slot_align - 128`
 //! 1920+ slots     capacity x Slot<T> { value: T, stamp: u64 }, at `slots_offset` (meta word 4)
+//! ```
+//!
+//! A `Side` (640 bytes, 536 used), offsets from its start:
+//!
+//! ```text
+//!    0  state     u32: bit 0 closed, bits 1.. epoch (+1 per keyed open; futex word of
+//!                 `wait_for_peer`)
+//!    4  attached  u32: 1 once any process held the end
+//!    8  untracked u32: 1 if a holder did not fit in the table
+//!   12  (reserved u32)
+//!   16  holders   32 x { pid u32 (bit 31: fork reservation by that pid), reserved u32,
+//!                 start u64 (clock ticks since boot; ns since the epoch for a reservation) }
+//!  528  role      u64: pid | start_time_low32 << 32 of the process using the end, 0 if none
 //! ```
 //!
 //! `slots_offset` is the first offset from 1920 at which the slot's *address* is a multiple of

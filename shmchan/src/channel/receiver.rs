@@ -125,8 +125,10 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// [`Error::Disconnected`] once the channel is empty and the sender dropped its end or its
     /// process died (every message committed before that is delivered first; a killed sender is
-    /// noticed within [`LIVENESS_INTERVAL`] of blocking); [`Error::Corrupted`] if another process
-    /// wrote impossible indices.
+    /// noticed within [`LIVENESS_INTERVAL`] of blocking; a keyed sending end can be re-opened,
+    /// after which messages arrive again); [`Error::Corrupted`] if another process wrote
+    /// impossible indices; [`Error::InUse`] if another process uses this receiver (a copy
+    /// carried across `fork`).
     ///
     /// # Examples
     ///
@@ -184,7 +186,8 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -273,7 +276,8 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -352,7 +356,8 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -371,7 +376,8 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -439,7 +445,7 @@ impl<T: ShmSafe> Receiver<T> {
     }
 
     /// Whether the sending end is known to be closed (dropped, or found dead). Messages may
-    /// still be waiting.
+    /// still be waiting, and a keyed sending end may be re-opened afterwards.
     ///
     /// # Examples
     ///

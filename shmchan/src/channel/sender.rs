@@ -127,9 +127,11 @@ impl<T: ShmSafe> Sender<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] if the receiver dropped its end or its process died (a dead
-    /// receiver is noticed at once if it dropped, and within [`LIVENESS_INTERVAL`] of blocking
-    /// on a full ring if it was killed); [`Error::Corrupted`] if another process wrote
-    /// impossible indices.
+    /// receiver is noticed at once if it dropped, and within about [`LIVENESS_INTERVAL`] if it
+    /// was killed or `exec`ed, whether the ring is full or not; a keyed receiving end can be
+    /// re-opened, after which sending works again); [`Error::Corrupted`] if another process
+    /// wrote impossible indices; [`Error::InUse`] if another process uses this sender (a copy
+    /// carried across `fork`).
     ///
     /// # Examples
     ///
@@ -197,7 +199,8 @@ impl<T: ShmSafe> Sender<T> {
     ///
     /// [`TrySendError::Full`] (with the message) if the channel is full;
     /// [`TrySendError::Disconnected`] if the receiver is gone; [`TrySendError::Failed`] with
-    /// [`Error::Corrupted`] if another process wrote impossible indices.
+    /// [`Error::Corrupted`] if another process wrote impossible indices, or with
+    /// [`Error::InUse`] if another process uses this sender (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -310,7 +313,7 @@ impl<T: ShmSafe> Sender<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] if the receiver is gone, [`Error::Corrupted`] on impossible
-    /// indices.
+    /// indices, [`Error::InUse`] if another process uses this sender.
     ///
     /// # Examples
     ///
@@ -451,7 +454,8 @@ impl<T: ShmSafe> Sender<T> {
             .wait_for_holder(&self.memory.probe(), timeout, "receiving")
     }
 
-    /// Whether the receiving end is known to be closed (dropped, or found dead).
+    /// Whether the receiving end is known to be closed (dropped, or found dead). A keyed
+    /// receiving end may be re-opened afterwards.
     ///
     /// # Examples
     ///
