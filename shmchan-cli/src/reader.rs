@@ -178,8 +178,8 @@ mod ring {
     pub const HEAD: u64 = 256;
     pub const SENDER: u64 = 640;
     pub const RECEIVER: u64 = 1280;
-    /// Side: closed u32, attached u32, untracked u32, reserved u32, then holders
-    /// `{pid u32, reserved u32, start u64}`.
+    /// Side: state u32 (bit 0 closed), attached u32, untracked u32, reserved u32, then holders
+    /// `{pid u32, reserved u32, start u64}`, then the role word u64 at 528.
     pub const HOLDERS: u64 = 16;
     pub const HOLDER_LEN: u64 = 16;
     pub const MAX_HOLDERS: u64 = 32;
@@ -342,7 +342,8 @@ fn side(seg: &dyn SegmentBytes, at: u64) -> Result<(String, Json), String> {
     seg.read_at(at, &mut b)
         .map_err(|e| format!("reading a channel side: {e}"))?;
     let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let (closed, attached, untracked) = (u32_at(0) != 0, u32_at(4) != 0, u32_at(8) != 0);
+    // State word: bit 0 closed, the other bits count re-opens.
+    let (closed, attached, untracked) = (u32_at(0) & 1 != 0, u32_at(4) != 0, u32_at(8) != 0);
     let mut holders = Vec::new();
     for i in 0..ring::MAX_HOLDERS {
         let mut hb = [0u8; 16];
