@@ -431,10 +431,15 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// let key = Key::name(&format!("/shmchan-doc-wait-rx-{}", std::process::id()))?;
     /// let rx = Receiver::<u64>::create(key, 8)?;
-    /// let worker = std::thread::spawn(move || Sender::<u64>::open(key).and_then(|tx| tx.send(3)));
+    /// // A worker (usually another process) opens the sending end and keeps it.
+    /// let worker = std::thread::spawn(move || {
+    ///     let tx = Sender::<u64>::open(key)?;
+    ///     tx.send(3)?;
+    ///     Ok::<_, shmchan::Error>(tx)
+    /// });
     /// assert_eq!(rx.wait_for_peer(Duration::from_secs(10))?, 1);
     /// assert_eq!(rx.recv()?, 3);
-    /// # worker.join().unwrap()?;
+    /// # drop(worker.join().unwrap()?);
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn wait_for_peer(&self, timeout: Duration) -> Result<usize> {
