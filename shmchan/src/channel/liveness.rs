@@ -198,6 +198,7 @@ pub(crate) enum PeerState {
 impl Side {
     /// Whether the side is closed (Acquire: everything the closer did before closing, such as
     /// its last `tail` publication, is visible after this returns true).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
@@ -512,6 +513,7 @@ extern "C" fn fork_child() {
 }
 
 /// The current fork generation of this process (changes in each forked child).
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }

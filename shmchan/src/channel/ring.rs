@@ -173,9 +173,9 @@ impl<T: ShmSafe> Producer<T> {
         Ok(self.capacity.saturating_sub(used))
     }
 
-    /// Pushes one message, or hands it back if the ring is full.
+    /// Pushes one message, or hands it back if the ring is full. Returns the message's index.
     #[inline]
-    pub(crate) fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+    pub(crate) fn try_push(&self, value: T) -> Result<u64, PushError<T>> {
         let tail = self.own_index().map_err(PushError::Corrupted)?;
         if self.free_slots(tail, 1).map_err(PushError::Corrupted)? == 0 {
             return Err(PushError::Full(value));
@@ -184,11 +184,12 @@ impl<T: ShmSafe> Producer<T> {
         unsafe { self.write_slot(tail, value) };
         self.stamp(tail);
         self.publish(tail.wrapping_add(1));
-        Ok(())
+        Ok(tail)
     }
 
-    /// Pushes as many of `values` as fit (possibly none), with one `tail` update.
-    pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+    /// Pushes as many of `values` as fit (possibly none), with one `tail` update. Returns how
+    /// many, and the index of the first.
+    pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<(usize, u64)> {
         let tail = self.own_index()?;
         let free = self.free_slots(tail, values.len() as u64)?;
         let n = (values.len() as u64).min(free) as usize;
@@ -204,7 +205,7 @@ impl<T: ShmSafe> Producer<T> {
                 self.stamp(tail.wrapping_add(i));
             }
         }
-        Ok(n)
+        Ok((n, tail))
     }
 
     /// Writes `value` into the slot of `index`.

@@ -87,7 +87,7 @@ fn miri_ring_hands_messages_between_threads_in_order() {
         let mut i = 0;
         while i < N {
             match p.try_push([i, !i]) {
-                Ok(()) => i += 1,
+                Ok(_) => i += 1,
                 Err(PushError::Full(_)) => std::thread::yield_now(),
                 Err(PushError::Corrupted(e)) => panic!("{e}"),
             }
@@ -117,7 +117,7 @@ fn miri_ring_batches_between_threads() {
         let data: Vec<u32> = (0..N).collect();
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let n = p.try_push_slice(&rest[..rest.len().min(5)]).unwrap();
+            let (n, _) = p.try_push_slice(&rest[..rest.len().min(5)]).unwrap();
             rest = &rest[n..];
             if n == 0 {
                 std::thread::yield_now();

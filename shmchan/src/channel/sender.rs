@@ -225,9 +225,9 @@ impl<T: ShmSafe> Sender<T> {
             return Err(TrySendError::Failed(e));
         }
         match self.ring.try_push(value) {
-            Ok(()) => {
+            Ok(index) => {
                 wait::notify(&header.rx_wait.0);
-                if self.pacer.count(1) {
+                if self.pacer.due_at(index) {
                     self.paced_peer_check();
                 }
                 Ok(())
@@ -328,10 +328,10 @@ impl<T: ShmSafe> Sender<T> {
             return Err(Error::Disconnected);
         }
         self.ensure_role()?;
-        let n = self.ring.try_push_slice(values)?;
+        let (n, first) = self.ring.try_push_slice(values)?;
         if n > 0 {
             wait::notify(&header.rx_wait.0);
-            if self.pacer.count(u32::try_from(n).unwrap_or(u32::MAX)) {
+            if self.pacer.due(first, n as u64) {
                 self.paced_peer_check();
             }
         } else if !values.is_empty() {
