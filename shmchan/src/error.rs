@@ -241,6 +241,14 @@ pub enum Error {
         /// The `errno` value.
         errno: Errno,
     },
+    /// A channel end is used by another live process (a channel has one sender and one
+    /// receiver; a copy of a handle carried across `fork` may be used in one process only).
+    InUse {
+        /// Which end, of which channel.
+        what: String,
+        /// The process that uses it.
+        pid: u32,
+    },
 }
 
 /// The symbolic name of an errno value, e.g. `"EEXIST"`.
@@ -345,6 +353,7 @@ impl Error {
             Error::Corrupted { .. } => "Corrupted",
             Error::InvalidArgument { .. } => "InvalidArgument",
             Error::Os { .. } => "Os",
+            Error::InUse { .. } => "InUse",
         }
     }
 }
@@ -515,6 +524,10 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument { what } => write!(f, "invalid argument: {what}"),
             Error::Os { call, errno } => with_errno(f, call, *errno),
+            Error::InUse { what, pid } => write!(
+                f,
+                "{what} is in use by process {pid}; a channel has one sender and one receiver, each used by one process: drop the other handle (e.g. the copy inherited across fork) or wait until that process exits"
+            ),
         }
     }
 }

@@ -138,23 +138,23 @@ fn a_channel_is_not_a_shared_value_and_a_value_is_not_a_channel() {
 fn a_channel_has_one_sender_and_one_receiver() {
     let _g = serial();
     let key = Key::name(&test_name("single")).unwrap();
+    let me = std::process::id();
     let tx = Sender::<u32>::create(key, 8).unwrap();
     assert!(matches!(
         Sender::<u32>::open(key),
-        Err(Error::InvalidArgument { .. })
+        Err(Error::InUse { pid, .. }) if pid == me
     ));
     let rx = Receiver::<u32>::open(key).unwrap();
     assert!(matches!(
         Receiver::<u32>::open(key),
-        Err(Error::InvalidArgument { .. })
+        Err(Error::InUse { pid, .. }) if pid == me
     ));
     drop(rx);
-    // The receiving end is closed for good: no reconnection.
-    assert!(matches!(
-        Receiver::<u32>::open(key),
-        Err(Error::Disconnected)
-    ));
     assert!(matches!(tx.try_send(1), Err(TrySendError::Disconnected(1))));
+    // A receiving end whose holder left is re-opened, and the channel works again.
+    let rx = Receiver::<u32>::open(key).unwrap();
+    tx.send(2).unwrap();
+    assert_eq!(rx.recv().unwrap(), 2);
 }
 
 #[test]

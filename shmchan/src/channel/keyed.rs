@@ -2,29 +2,79 @@
 
 use std::sync::Arc;
 
-use super::layout::Geometry;
-use super::liveness::Side;
+use super::layout::{Geometry, RingHeader};
+use super::liveness::{self, Side};
 use super::memory::RingMemory;
+use super::role::Role;
 use super::{Receiver, Sender};
 use crate::{Error, Key, Result, ShmSafe};
 
-/// Refuses to join `side` if it is closed, or held by more live processes than `allowed` (0
-/// before joining; 1, the caller, after joining: two openers racing past the first check both
-/// see two holders and both back off).
-fn check_free(side: &Side, key: &Key, role: &str, allowed: usize) -> Result<()> {
-    if side.is_closed() {
-        return Err(Error::Disconnected);
+/// Which end of a ring.
+#[derive(Clone, Copy)]
+enum End {
+    Sending,
+    Receiving,
+}
+
+impl End {
+    fn side(self, header: &RingHeader) -> &Side {
+        match self {
+            End::Sending => &header.sender.0,
+            End::Receiving => &header.receiver.0,
+        }
     }
-    let holders = side.live_holders();
-    if holders.len() > allowed {
-        return Err(Error::InvalidArgument {
-            what: format!(
-                "the channel {key} already has a {role} (pid {}); a channel has exactly one sender and one receiver",
-                holders[0]
-            ),
-        });
+
+    fn name(self) -> &'static str {
+        match self {
+            End::Sending => "sending",
+            End::Receiving => "receiving",
+        }
     }
-    Ok(())
+}
+
+/// A new keyed ring with `end` recorded as held and claimed by the calling process before
+/// any opener can see the segment.
+fn create_ring<T: ShmSafe>(
+    key: Key,
+    capacity: usize,
+    end: End,
+) -> Result<(RingMemory, Geometry, (u32, u32))> {
+    let geometry = Geometry::for_type::<T>(capacity)?;
+    let (pid, start, start_low32) = liveness::own_identity_full();
+    let (memory, geometry) = RingMemory::create::<T>(key, &geometry, |header| {
+        let side = end.side(header);
+        side.attach(pid, start);
+        side.role.set_initial(pid, start_low32);
+    })?;
+    Ok((memory, geometry, (pid, start_low32)))
+}
+
+/// Claims `end` of an opened ring for the calling process, changing nothing if it cannot:
+/// refuses if a live process holds that end (a holder that left, died or `exec`ed does not
+/// count: the end is then re-opened). Two openers racing serialise on the role word: one
+/// wins, the other gets [`Error::InUse`] and leaves no trace.
+fn claim_end(memory: &RingMemory, key: &Key, end: End) -> Result<(u32, u32)> {
+    let side = end.side(memory.ring_header());
+    let probe = memory.probe();
+    let in_use = |pid| Error::InUse {
+        what: format!("the {} end of the channel {key}", end.name()),
+        pid,
+    };
+    if let Some(&pid) = side.live_holders(&probe).first() {
+        return Err(in_use(pid));
+    }
+    let (pid, start_low32) = liveness::own_identity();
+    side.role
+        .claim(pid, start_low32, |p, s| probe.process_holds_low32(p, s))
+        .map_err(in_use)?;
+    Ok((pid, start_low32))
+}
+
+/// After `attach` failed on a claimed end: give the role back.
+fn unclaim(memory: &RingMemory, end: End, (pid, start_low32): (u32, u32)) {
+    end.side(memory.ring_header())
+        .role
+        .release(pid, start_low32);
 }
 
 impl<T: ShmSafe> Sender<T> {
@@ -33,7 +83,7 @@ impl<T: ShmSafe> Sender<T> {
     /// other end. Messages sent before the receiver opens wait in the ring.
     ///
     /// The segment is removed when the creating handle drops (POSIX) or when the last process
-    /// detaches (System V), so nothing leaks; see `docs/segments.md`.
+    /// detaches (System V), so nothing leaks.
     ///
     /// # Errors
     ///
@@ -54,20 +104,23 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create(key: Key, capacity: usize) -> Result<Sender<T>> {
-        let geometry = Geometry::for_type::<T>(capacity)?;
-        let memory = RingMemory::create::<T>(key, &geometry)?;
-        Ok(Sender::attach(Arc::new(memory), geometry))
+        let (memory, geometry, id) = create_ring::<T>(key, capacity, End::Sending)?;
+        Sender::attach(Arc::new(memory), geometry, Role::Created(id))
     }
 
     /// Opens the keyed channel created by [`Receiver::create`] and becomes its sender.
+    ///
+    /// A sending end whose previous holder dropped it, died or `exec`ed is re-opened: a
+    /// restarted producer reattaches to the same name and continues after the last message
+    /// its predecessor committed. A failed `open` changes nothing.
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`] if no segment has this key; [`Error::LayoutMismatch`] if it carries
     /// another message type; [`Error::KindMismatch`] if it is not a channel (a `Shared` value);
     /// [`Error::NotShmchan`] if it is not a shmchan segment; [`Error::Corrupted`] if its ring
-    /// header is inconsistent; [`Error::InvalidArgument`] if it already has a live sender;
-    /// [`Error::Disconnected`] if its sending end was closed before.
+    /// header or indices are inconsistent; [`Error::InUse`] if a live process holds its sending
+    /// end (a channel has one sender).
     ///
     /// # Examples
     ///
@@ -84,9 +137,12 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     pub fn open(key: Key) -> Result<Sender<T>> {
         let (memory, geometry) = RingMemory::open::<T>(key)?;
-        check_free(&memory.ring_header().sender.0, &key, "sender", 0)?;
-        let tx = Sender::attach(Arc::new(memory), geometry);
-        check_free(&tx.memory().ring_header().sender.0, &key, "sender", 1)?;
+        let _opening = liveness::opening();
+        let id = claim_end(&memory, &key, End::Sending)?;
+        let memory = Arc::new(memory);
+        let tx = Sender::attach(Arc::clone(&memory), geometry, Role::Claimed(id))
+            .inspect_err(|_| unclaim(&memory, End::Sending, id))?;
+        memory.ring_header().sender.0.begin_epoch();
         Ok(tx)
     }
 }
@@ -111,9 +167,8 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create(key: Key, capacity: usize) -> Result<Receiver<T>> {
-        let geometry = Geometry::for_type::<T>(capacity)?;
-        let memory = RingMemory::create::<T>(key, &geometry)?;
-        Ok(Receiver::attach(Arc::new(memory), geometry))
+        let (memory, geometry, id) = create_ring::<T>(key, capacity, End::Receiving)?;
+        Receiver::attach(Arc::new(memory), geometry, Role::Created(id))
     }
 
     /// Opens the keyed channel created by [`Sender::create`] and becomes its receiver.
@@ -137,9 +192,12 @@ impl<T: ShmSafe> Receiver<T> {
     /// ```
     pub fn open(key: Key) -> Result<Receiver<T>> {
         let (memory, geometry) = RingMemory::open::<T>(key)?;
-        check_free(&memory.ring_header().receiver.0, &key, "receiver", 0)?;
-        let rx = Receiver::attach(Arc::new(memory), geometry);
-        check_free(&rx.memory().ring_header().receiver.0, &key, "receiver", 1)?;
+        let _opening = liveness::opening();
+        let id = claim_end(&memory, &key, End::Receiving)?;
+        let memory = Arc::new(memory);
+        let rx = Receiver::attach(Arc::clone(&memory), geometry, Role::Claimed(id))
+            .inspect_err(|_| unclaim(&memory, End::Receiving, id))?;
+        memory.ring_header().receiver.0.begin_epoch();
         Ok(rx)
     }
 }

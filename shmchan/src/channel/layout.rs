@@ -8,11 +8,31 @@
 //!  256  head      consumer's index (written by the consumer only)
 //!  384  rx_wait   consumer's futex word: 1 while the consumer may be asleep
 //!  512  tx_wait   producer's futex word: 1 while the producer may be asleep
-//!  640  sender    liveness of the sending end (closed flag, holders: pid + start time)
-//! 1280  receiver  liveness of the receiving end
-//! 1920  slots     capacity x Slot<T> { value: T, stamp: u64 } (offset rounded up to the slot's
-//!                 alignment)
+//!  640  sender    the sending end's `Side` (below)
+//! 1280  receiver  the receiving end's `Side`
+//! 1920  padding   0 bytes for slots aligned to 128 or less, otherwise up to `slot_align - 128`
+//! 1920+ slots     capacity x Slot<T> { value: T, stamp: u64 }, at `slots_offset` (meta word 4)
 //! ```
+//!
+//! A `Side` (640 bytes, 536 used), offsets from its start:
+//!
+//! ```text
+//!    0  state     u32: bit 0 closed, bits 1.. epoch (+1 per keyed open; futex word of
+//!                 `wait_for_peer`)
+//!    4  attached  u32: 1 once any process held the end
+//!    8  untracked u32: 1 if a holder did not fit in the table
+//!   12  (reserved u32)
+//!   16  holders   32 x { pid u32 (bit 31: fork reservation by that pid), reserved u32,
+//!                 start u64 (clock ticks since boot; ns since the epoch for a reservation) }
+//!  528  role      u64: pid | start_time_low32 << 32 of the process using the end, 0 if none
+//! ```
+//!
+//! `slots_offset` is the first offset from 1920 at which the slot's *address* is a multiple of
+//! the slot's alignment. A mapping starts on a page boundary in every process and the ring sits
+//! at the same offset in it, so for alignments up to [`MAX_MESSAGE_ALIGN`] (the smallest page
+//! size) every process finds the slots aligned at the same offset; larger alignments are
+//! refused. The segment reserves the worst-case padding, so its length depends only on the
+//! capacity and the slot's size and alignment.
 //!
 //! Each hot word has its own 128-byte line (two 64-byte lines: adjacent-line prefetch pairs them)
 //! so the producer's and the consumer's stores never contend for a line.
@@ -27,6 +47,16 @@ pub(crate) const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 
 /// The largest capacity accepted (messages), after rounding up to a power of two.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+
+/// The largest message alignment accepted: the smallest page size, the alignment every
+/// process's mapping is guaranteed to have.
+pub(crate) const MAX_MESSAGE_ALIGN: u64 = 4096;
+
+/// The alignment of the ring's base (the segment's payload).
+pub(crate) const BASE_ALIGN: u64 = 128;
+
+/// Bytes of the ring header, where the slots (or their padding) start.
+pub(crate) const HEADER_LEN: u64 = size_of::<RingHeader>() as u64;
 
 /// One slot: the value and the stamp (`index + 1` of the message it holds, 0 before its first
 /// use). Accessed only through raw pointers (`addr_of!`), never as a `&Slot<T>`.
@@ -115,12 +145,19 @@ impl Geometry {
             })?;
         let slot_size = size_of::<Slot<T>>() as u64;
         let slot_align = align_of::<Slot<T>>() as u64;
-        let slots_offset = (size_of::<RingHeader>() as u64).next_multiple_of(slot_align);
+        if slot_align > MAX_MESSAGE_ALIGN {
+            return Err(invalid(format!(
+                "message type {} is aligned to {slot_align} bytes; channel slots can be aligned \
+                 to at most {MAX_MESSAGE_ALIGN} bytes (the page size): lower its `align`",
+                T::LAYOUT.type_name
+            )));
+        }
         let g = Geometry {
             capacity,
             slot_size,
             slot_align,
-            slots_offset,
+            // Provisional: `placed_at` fixes it once the ring's address is known.
+            slots_offset: HEADER_LEN,
             fingerprint: T::FINGERPRINT,
         };
         g.total_len().ok_or_else(|| {
@@ -131,23 +168,45 @@ impl Geometry {
         Ok(g)
     }
 
-    /// Bytes needed for the header and the slots, if that fits in an `isize`.
+    /// The most padding between the header and the slots (the base is 128-aligned).
+    fn max_padding(&self) -> u64 {
+        self.slot_align.saturating_sub(BASE_ALIGN)
+    }
+
+    /// Bytes needed for the header, the worst-case padding and the slots, if that fits in an
+    /// `isize`. Depends only on the capacity and the slot's size and alignment, not on where
+    /// the ring is mapped.
     pub(crate) fn total_len(&self) -> Option<usize> {
         let len = self
             .capacity
             .checked_mul(self.slot_size)?
-            .checked_add(self.slots_offset)?;
+            .checked_add(HEADER_LEN)?
+            .checked_add(self.max_padding())?;
         usize::try_from(len)
             .ok()
             .filter(|&l| l <= isize::MAX as usize)
+    }
+
+    /// This geometry with the slots placed for a ring at `base`: the first offset from the
+    /// header's end at which the slots' address is aligned for them.
+    pub(crate) fn placed_at(mut self, base: *const u8) -> Geometry {
+        let addr = base as usize as u64;
+        let misalign = addr.wrapping_add(HEADER_LEN) % self.slot_align;
+        let padding = if misalign == 0 {
+            0
+        } else {
+            self.slot_align - misalign
+        };
+        self.slots_offset = HEADER_LEN + padding;
+        self
     }
 
     /// Writes a fresh ring header (indices 0, no waiter, no holder) at `base`.
     ///
     /// # Safety
     ///
-    /// `base` must be 128-byte aligned and valid for writes of [`Self::total_len`] bytes, and no
-    /// other process may use the ring yet.
+    /// `base` must be 128-byte aligned and valid for writes of [`Self::total_len`] bytes, `self`
+    /// must be [`placed_at`](Self::placed_at) `base`, and no other process may use the ring yet.
     pub(crate) unsafe fn init(&self, base: *mut u8) {
         // SAFETY: the caller guarantees `base` is aligned and writable for the header, which is
         // smaller than `total_len`; all-zero bytes are a valid `RingHeader` (only atomics).
@@ -165,13 +224,17 @@ impl Geometry {
         meta.magic.store(RING_MAGIC, Ordering::Release);
     }
 
-    /// Reads the geometry stored in `header` and checks it against the one `T` needs and the
-    /// `len` bytes that are mapped.
+    /// Reads the geometry stored in `header` (the ring at `base`) and checks it against the one
+    /// `T` needs and the `len` bytes that are mapped.
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] if any word differs from what `T` and `len` imply.
-    pub(crate) fn validate<T: ShmSafe>(header: &RingHeader, len: usize) -> Result<Geometry> {
+    /// [`Error::Corrupted`] if any word differs from what `T`, `base` and `len` imply.
+    pub(crate) fn validate<T: ShmSafe>(
+        header: &RingHeader,
+        base: *const u8,
+        len: usize,
+    ) -> Result<Geometry> {
         let meta = &header.meta.0;
         if meta.magic.load(Ordering::Acquire) != RING_MAGIC {
             return Err(corrupted("the ring header has no magic number"));
@@ -190,7 +253,9 @@ impl Geometry {
                 found.capacity
             )));
         }
-        let expected = Geometry::for_type::<T>(found.capacity as usize)?;
+        let capacity = usize::try_from(found.capacity)
+            .map_err(|_| corrupted("ring capacity does not fit in this process's address space"))?;
+        let expected = Geometry::for_type::<T>(capacity)?.placed_at(base);
         if found != expected {
             return Err(corrupted(format!(
                 "ring geometry {found:?} does not match the message type's {expected:?}"

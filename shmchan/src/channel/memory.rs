@@ -1,6 +1,9 @@
 //! Where a ring's bytes live: the payload of a shmchan segment (anonymous, System V or POSIX).
 
+use std::sync::OnceLock;
+
 use super::layout::{Geometry, RingHeader};
+use super::liveness::Probe;
 use crate::segment::{Expect, Key, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::{Result, ShmSafe};
 
@@ -8,6 +11,8 @@ use crate::{Result, ShmSafe};
 /// unmapped (and, for a keyed creator, possibly removed: see `segment`) when the last drops.
 pub(crate) struct RingMemory {
     segment: Segment,
+    /// Found on first need (a slow path): it reads `/proc/self/maps`.
+    probe: OnceLock<Probe>,
 }
 
 fn spec<T: ShmSafe>(geometry: &Geometry, len: usize) -> SegmentSpec<'static> {
@@ -35,24 +40,52 @@ fn total_len(geometry: &Geometry) -> Result<usize> {
 
 impl RingMemory {
     /// A fresh anonymous shared mapping holding an initialised ring (shared with children
-    /// forked afterwards).
-    pub(crate) fn anonymous<T: ShmSafe>(geometry: &Geometry) -> Result<RingMemory> {
+    /// forked afterwards), and the geometry with its slots placed.
+    pub(crate) fn anonymous<T: ShmSafe>(geometry: &Geometry) -> Result<(RingMemory, Geometry)> {
         let len = total_len(geometry)?;
+        let mut placed = *geometry;
         let segment = Segment::anonymous(&spec::<T>(geometry, len), |base| {
-            // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
-            unsafe { geometry.init(base) }
+            placed = geometry.placed_at(base);
+            // SAFETY: the payload is 128-aligned, `len` bytes (room for the worst-case slot
+            // padding), placed for `base`, and not yet visible to anyone.
+            unsafe { placed.init(base) }
         })?;
-        Ok(RingMemory { segment })
+        Ok((RingMemory::new(segment), placed))
     }
 
-    /// Creates the keyed segment exclusively, holding an initialised ring.
-    pub(crate) fn create<T: ShmSafe>(key: Key, geometry: &Geometry) -> Result<RingMemory> {
+    /// Creates the keyed segment exclusively, holding an initialised ring on which `creator`
+    /// has run (it records the creating end) before any opener can see it, and returns it with
+    /// the geometry with its slots placed.
+    pub(crate) fn create<T: ShmSafe>(
+        key: Key,
+        geometry: &Geometry,
+        creator: impl FnOnce(&RingHeader),
+    ) -> Result<(RingMemory, Geometry)> {
         let len = total_len(geometry)?;
+        let mut placed = *geometry;
         let segment = Segment::create(key, &spec::<T>(geometry, len), |base| {
-            // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
-            unsafe { geometry.init(base) }
+            placed = geometry.placed_at(base);
+            // SAFETY: the payload is 128-aligned, `len` bytes (room for the worst-case slot
+            // padding), placed for `base`, and not yet READY for openers.
+            unsafe { placed.init(base) };
+            // SAFETY: just initialised, 128-aligned; a header is only atomics.
+            creator(unsafe { &*(base as *const RingHeader) });
         })?;
-        Ok(RingMemory { segment })
+        Ok((RingMemory::new(segment), placed))
+    }
+
+    fn new(segment: Segment) -> RingMemory {
+        RingMemory {
+            segment,
+            probe: OnceLock::new(),
+        }
+    }
+
+    /// How to tell whether a process recorded in this ring still maps it.
+    pub(crate) fn probe(&self) -> Probe {
+        *self
+            .probe
+            .get_or_init(|| Probe::for_mapping(self.segment.payload_ptr()))
     }
 
     /// Opens an existing keyed channel segment for `T` and validates its ring.
@@ -65,7 +98,7 @@ impl RingMemory {
             payload_len: None,
         };
         let segment = Segment::open(key, &expect, false)?;
-        let memory = RingMemory { segment };
+        let memory = RingMemory::new(segment);
         if memory.len() < size_of::<RingHeader>() {
             return Err(crate::Error::Corrupted {
                 what: format!(
@@ -74,7 +107,7 @@ impl RingMemory {
                 ),
             });
         }
-        let geometry = Geometry::validate::<T>(memory.ring_header(), memory.len())?;
+        let geometry = Geometry::validate::<T>(memory.ring_header(), memory.base(), memory.len())?;
         Ok((memory, geometry))
     }
 

@@ -5,7 +5,7 @@
 //! the peer keeps up; a side that must wait spins briefly, then sleeps on a shared futex with a
 //! timeout, and is woken only if it announced itself. A side whose peer dropped its end, or was
 //! killed, gets [`Error::Disconnected`](crate::Error::Disconnected) (after every committed
-//! message was delivered). See `docs/channels.md` for the layout and the ordering argument.
+//! message was delivered).
 //!
 //! # Examples
 //!
@@ -33,6 +33,7 @@ pub(crate) mod liveness;
 mod memory;
 mod receiver;
 mod ring;
+mod role;
 mod sender;
 mod wait;
 
@@ -46,6 +47,7 @@ use std::sync::Arc;
 use crate::{Result, ShmSafe};
 use layout::Geometry;
 use memory::RingMemory;
+use role::Role;
 
 /// Creates an anonymous channel of at least `capacity` messages (rounded up to a power of two).
 ///
@@ -69,10 +71,12 @@ use memory::RingMemory;
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Sender<T>, Receiver<T>)> {
     let geometry = Geometry::for_type::<T>(capacity)?;
-    let memory = Arc::new(RingMemory::anonymous::<T>(&geometry)?);
+    let (memory, geometry) = RingMemory::anonymous::<T>(&geometry)?;
+    let memory = Arc::new(memory);
+    // Unclaimed: after a `fork`, whichever process uses an end first takes its role.
     Ok((
-        Sender::attach(Arc::clone(&memory), geometry),
-        Receiver::attach(memory, geometry),
+        Sender::attach(Arc::clone(&memory), geometry, Role::Unclaimed)?,
+        Receiver::attach(memory, geometry, Role::Unclaimed)?,
     ))
 }
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{Geometry, RingHeader};
-use super::liveness::Membership;
+use super::liveness::{self, Membership};
 use super::memory::RingMemory;
 use super::ring::Consumer;
+use super::role::Role;
 use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
@@ -15,7 +16,10 @@ use crate::{Error, Result, ShmSafe};
 ///
 /// Create it with [`channel`](crate::channel()) (anonymous, before `fork`) or
 /// [`Receiver::open`]/[`Receiver::create`] (keyed). It may move between threads (`Send`) but not
-/// be shared by them (not `Sync`); after a `fork`, use it in one process only.
+/// be shared by them (not `Sync`); after a `fork`, use it in one process only: the first
+/// process to receive through its copy (or the one that created or opened a keyed receiver)
+/// holds the receiving role until it drops its handle or dies, and a copy used in another
+/// process meanwhile gets [`Error::InUse`] without taking any message.
 ///
 /// # Examples
 ///
@@ -31,6 +35,10 @@ pub struct Receiver<T: ShmSafe> {
     ring: Consumer<T>,
     geometry: Geometry,
     membership: Option<Membership>,
+    /// The fork generation in which this handle holds the consumer role ([`Role::NONE`]: not
+    /// claimed in this process yet), and the identity it claimed it under.
+    role: Cell<u64>,
+    identity: Cell<(u32, u32)>,
     strategy: Cell<WaitStrategy>,
     last_peer_check: Cell<Option<Instant>>,
     // Last: unmapped after the fields above, which point into it, are gone.
@@ -42,20 +50,66 @@ pub struct Receiver<T: ShmSafe> {
 unsafe impl<T: ShmSafe> Send for Receiver<T> {}
 
 impl<T: ShmSafe> Receiver<T> {
-    /// Takes the consumer role on a ring already validated for `geometry`.
-    pub(crate) fn attach(memory: Arc<RingMemory>, geometry: Geometry) -> Receiver<T> {
+    /// Becomes a receiver of a ring already validated for `geometry`.
+    ///
+    /// # Errors
+    ///
+    /// With a claimed role: [`Error::Corrupted`] if the ring's indices are impossible; nothing
+    /// was recorded then (the caller releases the role).
+    pub(crate) fn attach(
+        memory: Arc<RingMemory>,
+        geometry: Geometry,
+        role: Role,
+    ) -> Result<Receiver<T>> {
         // SAFETY: `memory` holds a ring initialised or validated for `geometry` and stays
         // mapped while `self.memory` lives, which outlives `ring` (field order).
         let ring = unsafe { Consumer::new(memory.base(), &geometry) };
+        let (generation, identity, recorded) = match role {
+            Role::Unclaimed => (Role::NONE, (0, 0), false),
+            Role::Claimed(id) => (liveness::fork_generation(), id, false),
+            Role::Created(id) => (liveness::fork_generation(), id, true),
+        };
+        if generation != Role::NONE {
+            // Before joining: a failure leaves the end as it was.
+            ring.resync()?;
+        }
         // SAFETY: the side lies in the same mapping, kept alive as above.
-        let membership = unsafe { Membership::join(&ring.header().receiver.0) };
-        Receiver {
+        let membership = unsafe { Membership::join(&ring.header().receiver.0, recorded) };
+        Ok(Receiver {
             ring,
             geometry,
             membership: Some(membership),
+            role: Cell::new(generation),
+            identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
             last_peer_check: Cell::new(None),
             memory,
+        })
+    }
+
+    /// Claims the consumer role for this process (first use here, or first use after a
+    /// `fork`), and takes the ring's `head`.
+    #[cold]
+    #[inline(never)]
+    fn claim_role(&self) -> Result<()> {
+        let word = &self.header().receiver.0.role;
+        let id = word.claim_here(
+            &self.memory.probe(),
+            || format!("the receiving end of this {} channel", T::LAYOUT.type_name),
+            || self.ring.resync(),
+        )?;
+        self.identity.set(id);
+        self.role.set(liveness::fork_generation());
+        Ok(())
+    }
+
+    /// Whether this handle may consume in this process now (claiming the role if needed).
+    #[inline]
+    fn ensure_role(&self) -> Result<()> {
+        if self.role.get() == liveness::fork_generation() {
+            Ok(())
+        } else {
+            self.claim_role()
         }
     }
 
@@ -71,8 +125,10 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// [`Error::Disconnected`] once the channel is empty and the sender dropped its end or its
     /// process died (every message committed before that is delivered first; a killed sender is
-    /// noticed within [`LIVENESS_INTERVAL`] of blocking); [`Error::Corrupted`] if another process
-    /// wrote impossible indices.
+    /// noticed within [`LIVENESS_INTERVAL`] of blocking; a keyed sending end can be re-opened,
+    /// after which messages arrive again); [`Error::Corrupted`] if another process wrote
+    /// impossible indices; [`Error::InUse`] if another process uses this receiver (a copy
+    /// carried across `fork`).
     ///
     /// # Examples
     ///
@@ -130,7 +186,8 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -143,9 +200,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<Option<T>> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
+        self.ensure_role()?;
         if let Some(v) = self.ring.try_pop()? {
             wait::notify(&self.header().tx_wait.0);
             return Ok(Some(v));
@@ -184,7 +239,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// After a timeout: if every sender died, close the side; `try_recv` then drains and
     /// reports `Disconnected`.
     fn check_sender(&self) -> Result<()> {
-        let _ = self.header().sender.0.check_peer();
+        let _ = self.header().sender.0.check_peer(&self.memory.probe());
         Ok(())
     }
 
@@ -221,7 +276,8 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] when the channel is empty and the sender is gone;
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -234,12 +290,10 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn try_recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
         if max == 0 {
             return Ok(0);
         }
+        self.ensure_role()?;
         let n = self.ring.try_pop_into(out, max)?;
         if n > 0 {
             wait::notify(&self.header().tx_wait.0);
@@ -302,7 +356,8 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -313,14 +368,16 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn len(&self) -> Result<usize> {
-        Ok(self.ring.ready()? as usize)
+        self.ensure_role()?;
+        Ok(usize::try_from(self.ring.ready()?).unwrap_or(usize::MAX))
     }
 
     /// Whether no message is ready.
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] on impossible indices.
+    /// [`Error::Corrupted`] on impossible indices; [`Error::InUse`] if another process uses
+    /// this receiver (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -333,8 +390,67 @@ impl<T: ShmSafe> Receiver<T> {
         Ok(self.len()? == 0)
     }
 
+    /// How many processes hold the sending end now (alive and still mapping the channel):
+    /// whether anyone produces. Reads `/proc`; not for hot loops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-peer-rx-{}", std::process::id()))?;
+    /// let rx = Receiver::<u64>::create(key, 8)?;
+    /// assert_eq!(rx.peer_count(), 0);
+    /// let tx = Sender::<u64>::open(key)?; // usually in another process
+    /// assert_eq!(rx.peer_count(), 1);
+    /// drop(tx);
+    /// assert_eq!(rx.peer_count(), 0);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.header()
+            .sender
+            .0
+            .live_holders(&self.memory.probe())
+            .len()
+    }
+
+    /// Blocks until at least one process holds the sending end (a keyed sender opened it), at
+    /// most `timeout`; returns how many hold it. Sleeps on a futex the opener wakes, and
+    /// re-checks every [`LIVENESS_INTERVAL`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no sender appeared in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-wait-rx-{}", std::process::id()))?;
+    /// let rx = Receiver::<u64>::create(key, 8)?;
+    /// // A worker (usually another process) opens the sending end and keeps it.
+    /// let worker = std::thread::spawn(move || {
+    ///     let tx = Sender::<u64>::open(key)?;
+    ///     tx.send(3)?;
+    ///     Ok::<_, shmchan::Error>(tx)
+    /// });
+    /// assert_eq!(rx.wait_for_peer(Duration::from_secs(10))?, 1);
+    /// assert_eq!(rx.recv()?, 3);
+    /// # drop(worker.join().unwrap()?);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<usize> {
+        self.header()
+            .sender
+            .0
+            .wait_for_holder(&self.memory.probe(), timeout, "sending")
+    }
+
     /// Whether the sending end is known to be closed (dropped, or found dead). Messages may
-    /// still be waiting.
+    /// still be waiting, and a keyed sending end may be re-opened afterwards.
     ///
     /// # Examples
     ///
@@ -346,10 +462,6 @@ impl<T: ShmSafe> Receiver<T> {
     /// ```
     pub fn is_disconnected(&self) -> bool {
         self.header().sender.0.is_closed()
-    }
-
-    pub(crate) fn memory(&self) -> &Arc<RingMemory> {
-        &self.memory
     }
 }
 
@@ -367,6 +479,7 @@ impl<T: ShmSafe> std::fmt::Debug for Receiver<T> {
             .field("type", &T::LAYOUT.type_name)
             .field("capacity", &self.capacity())
             .field("sender_pids", &self.header().sender.0.holder_pids())
+            .field("sender_role_pid", &self.header().sender.0.role.holder())
             .finish()
     }
 }
@@ -374,6 +487,10 @@ impl<T: ShmSafe> std::fmt::Debug for Receiver<T> {
 impl<T: ShmSafe> Drop for Receiver<T> {
     fn drop(&mut self) {
         if let Some(m) = self.membership.take() {
+            if self.role.get() == liveness::fork_generation() {
+                let (pid, start) = self.identity.get();
+                m.side().role.release(pid, start);
+            }
             // Wake a sender blocked on a full ring: it must now see the closed end.
             if m.leave() {
                 wait::notify(&self.header().tx_wait.0);

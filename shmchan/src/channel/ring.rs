@@ -1,7 +1,10 @@
 //! The single-producer single-consumer ring algorithm, over raw memory laid out as in
 //! [`super::layout`].
 //!
-//! Indices are free-running `u64`s (they never wrap in practice); slot `i` lives at `i & mask`.
+//! Indices are free-running `u64`s; slot `i` lives at `i & mask`. All index arithmetic wraps
+//! (never panics, whatever another process wrote), and an end that attaches accepts only
+//! indices below [`INDEX_LIMIT`] (2^63: 292 years at a billion messages a second), so that
+//! no index comes near `u64::MAX`, whose stamp `index + 1` would read as a never-used slot.
 //! The producer owns slots `tail..head + cap`, the consumer slots `head..tail`: ownership passes
 //! with the Release store of an index and the Acquire load that observes it, which is why slots
 //! are written and read with plain copies (see [`Producer::try_push`]). Each side keeps a private
@@ -21,7 +24,8 @@
 //!
 //! Every index read from shared memory is validated: `tail - head` must lie in `0..=cap`, and a
 //! side's own shared index must equal its private copy (otherwise a second producer or consumer,
-//! or a scribbler, moved it). Slot addresses are computed from the *private* capacity, so a
+//! or a scribbler, moved it). A side takes its private copies from the shared indices when it
+//! claims its role ([`Producer::resync`], [`Consumer::resync`]), validating them. Slot addresses are computed from the *private* capacity, so a
 //! corrupted header can produce an error or a wrong message, never an out-of-bounds access.
 
 use std::cell::Cell;
@@ -62,7 +66,28 @@ pub(crate) struct Consumer<T> {
     _marker: PhantomData<T>,
 }
 
-/// Reads the shared index pair and checks `0 <= tail - head <= cap`.
+/// Indices an attaching end accepts are below this.
+pub(crate) const INDEX_LIMIT: u64 = 1 << 63;
+
+/// The indices an end finds when it attaches, validated: both below [`INDEX_LIMIT`], and
+/// `tail - head` in `0..=cap`, or `head == tail + 1` (the consumer took message `tail` by its
+/// stamp before the producer published `tail + 1`). Returns `(tail, head)`.
+fn attach_indices(header: &RingHeader, capacity: u64) -> Result<(u64, u64)> {
+    // Acquire: the previous holder's slot accesses happen before ours.
+    let tail = header.tail.0.load(Ordering::Acquire);
+    let head = header.head.0.load(Ordering::Acquire);
+    if tail >= INDEX_LIMIT || head >= INDEX_LIMIT {
+        return Err(corrupted(format!(
+            "ring indices tail={tail} head={head}: at least one is at or above 2^63, which no ring reaches"
+        )));
+    }
+    if head != tail.wrapping_add(1) {
+        check_distance(tail, head, capacity)?;
+    }
+    Ok((tail, head))
+}
+
+/// Checks `0 <= tail - head <= cap` and returns `tail - head`.
 fn check_distance(tail: u64, head: u64, capacity: u64) -> Result<u64> {
     let used = tail.wrapping_sub(head);
     if used > capacity {
@@ -104,6 +129,20 @@ impl<T: ShmSafe> Producer<T> {
         unsafe { &*self.header }
     }
 
+    /// Takes the private copies from the shared indices (validated), after claiming the
+    /// producer role. If the previous producer died between stamping a message and publishing
+    /// `tail` (the consumer took it by its stamp: `head == tail + 1`), `tail` catches up.
+    pub(crate) fn resync(&self) -> Result<()> {
+        let (mut tail, head) = attach_indices(self.header(), self.capacity)?;
+        if head == tail.wrapping_add(1) {
+            tail = head;
+            self.header().tail.0.store(tail, Ordering::Release);
+        }
+        self.tail.set(tail);
+        self.head_cache.set(head);
+        Ok(())
+    }
+
     /// Checks that nobody else moved `tail`.
     #[inline]
     fn own_index(&self) -> Result<u64> {
@@ -120,7 +159,10 @@ impl<T: ShmSafe> Producer<T> {
     /// Free slots, refreshing the cached `head` when the cache says fewer than `want` are free.
     #[inline]
     fn free_slots(&self, tail: u64, want: u64) -> Result<u64> {
-        let free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        // `tail - head_cache <= cap` holds (both private, `head_cache` validated).
+        let free = self
+            .capacity
+            .saturating_sub(tail.wrapping_sub(self.head_cache.get()));
         if free >= want {
             return Ok(free);
         }
@@ -128,12 +170,12 @@ impl<T: ShmSafe> Producer<T> {
         let head = self.header().head.0.load(Ordering::Acquire);
         let used = check_distance(tail, head, self.capacity)?;
         self.head_cache.set(head);
-        Ok(self.capacity - used)
+        Ok(self.capacity.saturating_sub(used))
     }
 
-    /// Pushes one message, or hands it back if the ring is full.
+    /// Pushes one message, or hands it back if the ring is full. Returns the message's index.
     #[inline]
-    pub(crate) fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+    pub(crate) fn try_push(&self, value: T) -> Result<u64, PushError<T>> {
         let tail = self.own_index().map_err(PushError::Corrupted)?;
         if self.free_slots(tail, 1).map_err(PushError::Corrupted)? == 0 {
             return Err(PushError::Full(value));
@@ -141,12 +183,13 @@ impl<T: ShmSafe> Producer<T> {
         // SAFETY: the slot is ours, see `write_slot`.
         unsafe { self.write_slot(tail, value) };
         self.stamp(tail);
-        self.publish(tail + 1);
-        Ok(())
+        self.publish(tail.wrapping_add(1));
+        Ok(tail)
     }
 
-    /// Pushes as many of `values` as fit (possibly none), with one `tail` update.
-    pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<usize> {
+    /// Pushes as many of `values` as fit (possibly none), with one `tail` update. Returns how
+    /// many, and the index of the first.
+    pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<(usize, u64)> {
         let tail = self.own_index()?;
         let free = self.free_slots(tail, values.len() as u64)?;
         let n = (values.len() as u64).min(free) as usize;
@@ -157,12 +200,12 @@ impl<T: ShmSafe> Producer<T> {
             unsafe { self.write_slot(index, *v) };
         }
         if n > 0 {
-            self.publish(tail + n as u64);
+            self.publish(tail.wrapping_add(n as u64));
             for i in 0..n as u64 {
                 self.stamp(tail.wrapping_add(i));
             }
         }
-        Ok(n)
+        Ok((n, tail))
     }
 
     /// Writes `value` into the slot of `index`.
@@ -248,6 +291,16 @@ impl<T: ShmSafe> Consumer<T> {
         unsafe { &*self.header }
     }
 
+    /// Takes the private copies from the shared indices (validated), after claiming the
+    /// consumer role.
+    pub(crate) fn resync(&self) -> Result<()> {
+        let (_, head) = attach_indices(self.header(), self.capacity)?;
+        self.head.set(head);
+        // Refreshed (and validated) on the next look at an empty cache.
+        self.tail_cache.set(head);
+        Ok(())
+    }
+
     #[inline]
     fn own_index(&self) -> Result<u64> {
         let head = self.head.get();
@@ -323,7 +376,7 @@ impl<T: ShmSafe> Consumer<T> {
         if self.tail_cache.get() == head {
             if self.stamped(head) {
                 // Keep the invariant `tail_cache >= head` for the next pop.
-                self.tail_cache.set(head + 1);
+                self.tail_cache.set(head.wrapping_add(1));
             } else if self.available(head, 1)? == 0 {
                 return Ok(None);
             }
@@ -331,7 +384,7 @@ impl<T: ShmSafe> Consumer<T> {
         // SAFETY: ours: the cached or freshly loaded `tail` (Acquire) is beyond `head`, or the
         // stamp said so (Acquire).
         let value = unsafe { self.read_slot(head) };
-        self.release(head + 1);
+        self.release(head.wrapping_add(1));
         Ok(Some(value))
     }
 
@@ -347,7 +400,7 @@ impl<T: ShmSafe> Consumer<T> {
             out.push(unsafe { self.read_slot(index) });
         }
         if n > 0 {
-            self.release(head + n as u64);
+            self.release(head.wrapping_add(n as u64));
         }
         Ok(n)
     }

@@ -25,6 +25,7 @@ impl HeapRing {
         // SAFETY: non-zero size.
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!base.is_null());
+        let geometry = geometry.placed_at(base);
         // SAFETY: aligned, sized for the geometry, private.
         unsafe { geometry.init(base) };
         HeapRing {
@@ -86,7 +87,7 @@ fn miri_ring_hands_messages_between_threads_in_order() {
         let mut i = 0;
         while i < N {
             match p.try_push([i, !i]) {
-                Ok(()) => i += 1,
+                Ok(_) => i += 1,
                 Err(PushError::Full(_)) => std::thread::yield_now(),
                 Err(PushError::Corrupted(e)) => panic!("{e}"),
             }
@@ -116,7 +117,7 @@ fn miri_ring_batches_between_threads() {
         let data: Vec<u32> = (0..N).collect();
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let n = p.try_push_slice(&rest[..rest.len().min(5)]).unwrap();
+            let (n, _) = p.try_push_slice(&rest[..rest.len().min(5)]).unwrap();
             rest = &rest[n..];
             if n == 0 {
                 std::thread::yield_now();
@@ -163,13 +164,13 @@ fn miri_ring_validation_refuses_other_types_and_short_mappings() {
     let ring = HeapRing::new::<u64>(4);
     let len = ring.geometry.total_len().unwrap();
     assert_eq!(
-        Geometry::validate::<u64>(ring.header(), len).unwrap(),
+        Geometry::validate::<u64>(ring.header(), ring.base, len).unwrap(),
         ring.geometry
     );
-    assert!(Geometry::validate::<u32>(ring.header(), len).is_err());
-    assert!(Geometry::validate::<u64>(ring.header(), len - 1).is_err());
+    assert!(Geometry::validate::<u32>(ring.header(), ring.base, len).is_err());
+    assert!(Geometry::validate::<u64>(ring.header(), ring.base, len - 1).is_err());
     ring.header().scribble_capacity(3);
-    assert!(Geometry::validate::<u64>(ring.header(), len).is_err());
+    assert!(Geometry::validate::<u64>(ring.header(), ring.base, len).is_err());
     assert!(ring.geometry.check_unchanged(ring.header()).is_err());
 }
 
@@ -182,4 +183,46 @@ fn miri_header_layout_matches_the_documented_offsets() {
     assert_eq!(std::mem::offset_of!(RingHeader, sender), 640);
     assert_eq!(std::mem::offset_of!(RingHeader, receiver), 1280);
     assert_eq!(size_of::<RingHeader>(), 1920);
+    use super::super::liveness::Side;
+    assert_eq!(std::mem::offset_of!(Side, role), 528);
+    assert_eq!(size_of::<Side>(), 536);
+}
+
+#[test]
+fn miri_a_new_producer_continues_after_one_that_died_between_stamp_and_publish() {
+    let ring = HeapRing::new::<u64>(4);
+    let c = ring.consumer::<u64>();
+    {
+        let dead = ring.producer::<u64>();
+        dead.try_push(1).unwrap();
+        // The second push stops after the stamp, before `tail` (the process was killed).
+        // SAFETY: slot 1 is the producer's (head 0, tail 1, capacity 4).
+        unsafe { dead.write_slot(1, 2) };
+        dead.stamp(1);
+    }
+    assert_eq!(c.try_pop().unwrap(), Some(1));
+    assert_eq!(c.try_pop().unwrap(), Some(2)); // taken by its stamp: head 2, tail 1
+    let p = ring.producer::<u64>();
+    p.resync().unwrap();
+    p.try_push(3).unwrap();
+    assert_eq!(c.try_pop().unwrap(), Some(3), "message lost or duplicated");
+    assert_eq!(c.try_pop().unwrap(), None);
+}
+
+#[test]
+fn miri_an_attaching_end_refuses_indices_near_u64_max() {
+    let ring = HeapRing::new::<u64>(4);
+    ring.header().tail.0.store(u64::MAX, Ordering::Relaxed);
+    ring.header().head.0.store(u64::MAX, Ordering::Relaxed);
+    assert!(matches!(
+        ring.producer::<u64>().resync(),
+        Err(Error::Corrupted { .. })
+    ));
+    assert!(matches!(
+        ring.consumer::<u64>().resync(),
+        Err(Error::Corrupted { .. })
+    ));
+    ring.header().tail.0.store(1 << 40, Ordering::Relaxed);
+    ring.header().head.0.store(1 << 40, Ordering::Relaxed);
+    assert!(ring.producer::<u64>().resync().is_ok());
 }

@@ -6,17 +6,21 @@ use std::time::{Duration, Instant};
 
 use super::error::{SendTimeoutError, TrySendError};
 use super::layout::{Geometry, RingHeader};
-use super::liveness::{Membership, PeerState};
+use super::liveness::{self, Membership, PeerState};
 use super::memory::RingMemory;
 use super::ring::{Producer, PushError};
-use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
+use super::role::Role;
+use super::wait::{self, ClockPacer, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
 /// The sending end of a channel: a single producer.
 ///
 /// Create it with [`channel`](crate::channel()) (anonymous, before `fork`) or
 /// [`Sender::create`]/[`Sender::open`] (keyed). It may move between threads (`Send`) but not be
-/// shared by them (not `Sync`); after a `fork`, use it in one process only.
+/// shared by them (not `Sync`); after a `fork`, use it in one process only: the first process
+/// to send through its copy (or the one that created or opened a keyed sender) holds the
+/// sending role until it drops its handle or dies, and a copy used in another process
+/// meanwhile gets [`Error::InUse`] without writing anything.
 ///
 /// Dropping it closes the sending end once no other process holds it (see
 /// [`Receiver::recv`](super::Receiver::recv)).
@@ -33,8 +37,14 @@ pub struct Sender<T: ShmSafe> {
     ring: Producer<T>,
     geometry: Geometry,
     membership: Option<Membership>,
+    /// The fork generation in which this handle holds the producer role ([`Role::NONE`]: not
+    /// claimed in this process yet), and the identity it claimed it under.
+    role: Cell<u64>,
+    identity: Cell<(u32, u32)>,
     strategy: Cell<WaitStrategy>,
     last_peer_check: Cell<Option<Instant>>,
+    /// Paces the receiver liveness checks of a sender whose ring has room.
+    pacer: ClockPacer,
     // Last: unmapped after the fields above, which point into it, are gone.
     memory: Arc<RingMemory>,
 }
@@ -44,20 +54,67 @@ pub struct Sender<T: ShmSafe> {
 unsafe impl<T: ShmSafe> Send for Sender<T> {}
 
 impl<T: ShmSafe> Sender<T> {
-    /// Takes the producer role on a ring already validated for `geometry`.
-    pub(crate) fn attach(memory: Arc<RingMemory>, geometry: Geometry) -> Sender<T> {
+    /// Becomes a sender of a ring already validated for `geometry`.
+    ///
+    /// # Errors
+    ///
+    /// With a claimed role: [`Error::Corrupted`] if the ring's indices are impossible; nothing
+    /// was recorded then (the caller releases the role).
+    pub(crate) fn attach(
+        memory: Arc<RingMemory>,
+        geometry: Geometry,
+        role: Role,
+    ) -> Result<Sender<T>> {
         // SAFETY: `memory` holds a ring initialised or validated for `geometry` and stays
         // mapped while `self.memory` lives, which outlives `ring` (field order).
         let ring = unsafe { Producer::new(memory.base(), &geometry) };
+        let (generation, identity, recorded) = match role {
+            Role::Unclaimed => (Role::NONE, (0, 0), false),
+            Role::Claimed(id) => (liveness::fork_generation(), id, false),
+            Role::Created(id) => (liveness::fork_generation(), id, true),
+        };
+        if generation != Role::NONE {
+            // Before joining: a failure leaves the end as it was.
+            ring.resync()?;
+        }
         // SAFETY: the side lies in the same mapping, kept alive as above.
-        let membership = unsafe { Membership::join(&ring.header().sender.0) };
-        Sender {
+        let membership = unsafe { Membership::join(&ring.header().sender.0, recorded) };
+        Ok(Sender {
             ring,
             geometry,
             membership: Some(membership),
+            role: Cell::new(generation),
+            identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
             last_peer_check: Cell::new(None),
+            pacer: ClockPacer::new(),
             memory,
+        })
+    }
+
+    /// Claims the producer role for this process (first use here, or first use after a
+    /// `fork`), and takes the ring's indices.
+    #[cold]
+    #[inline(never)]
+    fn claim_role(&self) -> Result<()> {
+        let word = &self.header().sender.0.role;
+        let id = word.claim_here(
+            &self.memory.probe(),
+            || format!("the sending end of this {} channel", T::LAYOUT.type_name),
+            || self.ring.resync(),
+        )?;
+        self.identity.set(id);
+        self.role.set(liveness::fork_generation());
+        Ok(())
+    }
+
+    /// Whether this handle may produce in this process now (claiming the role if needed).
+    #[inline]
+    fn ensure_role(&self) -> Result<()> {
+        if self.role.get() == liveness::fork_generation() {
+            Ok(())
+        } else {
+            self.claim_role()
         }
     }
 
@@ -70,9 +127,11 @@ impl<T: ShmSafe> Sender<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] if the receiver dropped its end or its process died (a dead
-    /// receiver is noticed at once if it dropped, and within [`LIVENESS_INTERVAL`] of blocking
-    /// on a full ring if it was killed); [`Error::Corrupted`] if another process wrote
-    /// impossible indices.
+    /// receiver is noticed at once if it dropped, and within about [`LIVENESS_INTERVAL`] if it
+    /// was killed or `exec`ed, whether the ring is full or not; a keyed receiving end can be
+    /// re-opened, after which sending works again); [`Error::Corrupted`] if another process
+    /// wrote impossible indices; [`Error::InUse`] if another process uses this sender (a copy
+    /// carried across `fork`).
     ///
     /// # Examples
     ///
@@ -140,7 +199,8 @@ impl<T: ShmSafe> Sender<T> {
     ///
     /// [`TrySendError::Full`] (with the message) if the channel is full;
     /// [`TrySendError::Disconnected`] if the receiver is gone; [`TrySendError::Failed`] with
-    /// [`Error::Corrupted`] if another process wrote impossible indices.
+    /// [`Error::Corrupted`] if another process wrote impossible indices, or with
+    /// [`Error::InUse`] if another process uses this sender (a copy carried across `fork`).
     ///
     /// # Examples
     ///
@@ -157,16 +217,19 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     #[inline]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
         let header = self.header();
         if header.receiver.0.is_closed() {
             return Err(TrySendError::Disconnected(value));
         }
+        if let Err(e) = self.ensure_role() {
+            return Err(TrySendError::Failed(e));
+        }
         match self.ring.try_push(value) {
-            Ok(()) => {
+            Ok(index) => {
                 wait::notify(&header.rx_wait.0);
+                if self.pacer.due_at(index) {
+                    self.paced_peer_check();
+                }
                 Ok(())
             }
             Err(PushError::Full(v)) => match self.full_slow_path() {
@@ -181,7 +244,20 @@ impl<T: ShmSafe> Sender<T> {
     /// On a full ring: check the header's constants, and now and then the receiver's liveness.
     fn full_slow_path(&self) -> Result<()> {
         self.geometry.check_unchanged(self.header())?;
-        let now = Instant::now();
+        self.check_receiver_every_interval(Instant::now())
+    }
+
+    /// After some sends into a ring with room: now and then, whether the receiver still lives
+    /// (a dead one is closed, and the next send reports `Disconnected`: messages stop going
+    /// into the void within about [`LIVENESS_INTERVAL`]).
+    #[cold]
+    #[inline(never)]
+    fn paced_peer_check(&self) {
+        let now = self.pacer.look();
+        let _ = self.check_receiver_every_interval(now);
+    }
+
+    fn check_receiver_every_interval(&self, now: Instant) -> Result<()> {
         match self.last_peer_check.get() {
             Some(t) if now.duration_since(t) < LIVENESS_INTERVAL => Ok(()),
             _ => {
@@ -192,7 +268,7 @@ impl<T: ShmSafe> Sender<T> {
     }
 
     fn check_receiver(&self) -> Result<()> {
-        match self.header().receiver.0.check_peer() {
+        match self.header().receiver.0.check_peer(&self.memory.probe()) {
             PeerState::Closed => Err(Error::Disconnected),
             PeerState::Connected | PeerState::NotYetAttached => Ok(()),
         }
@@ -237,7 +313,7 @@ impl<T: ShmSafe> Sender<T> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] if the receiver is gone, [`Error::Corrupted`] on impossible
-    /// indices.
+    /// indices, [`Error::InUse`] if another process uses this sender.
     ///
     /// # Examples
     ///
@@ -247,16 +323,17 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn try_send_batch(&self, values: &[T]) -> Result<usize> {
-        if let Some(m) = &self.membership {
-            m.refresh_after_fork();
-        }
         let header = self.header();
         if header.receiver.0.is_closed() {
             return Err(Error::Disconnected);
         }
-        let n = self.ring.try_push_slice(values)?;
+        self.ensure_role()?;
+        let (n, first) = self.ring.try_push_slice(values)?;
         if n > 0 {
             wait::notify(&header.rx_wait.0);
+            if self.pacer.due(first, n as u64) {
+                self.paced_peer_check();
+            }
         } else if !values.is_empty() {
             self.full_slow_path()?;
         }
@@ -319,7 +396,66 @@ impl<T: ShmSafe> Sender<T> {
         self.ring.len_hint() as usize
     }
 
-    /// Whether the receiving end is known to be closed (dropped, or found dead).
+    /// How many processes hold the receiving end now (alive and still mapping the channel):
+    /// whether anyone listens. Reads `/proc`; not for hot loops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-peer-tx-{}", std::process::id()))?;
+    /// let tx = Sender::<u64>::create(key, 8)?;
+    /// assert_eq!(tx.peer_count(), 0);
+    /// let rx = Receiver::<u64>::open(key)?; // usually in another process
+    /// assert_eq!(tx.peer_count(), 1);
+    /// # drop(rx);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn peer_count(&self) -> usize {
+        self.header()
+            .receiver
+            .0
+            .live_holders(&self.memory.probe())
+            .len()
+    }
+
+    /// Blocks until at least one process holds the receiving end (a keyed receiver opened it), at
+    /// most `timeout`; returns how many hold it. Sleeps on a futex the opener wakes, and
+    /// re-checks every [`LIVENESS_INTERVAL`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no receiver appeared in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, Receiver, Sender};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-wait-tx-{}", std::process::id()))?;
+    /// let tx = Sender::<u64>::create(key, 8)?;
+    /// assert!(matches!(
+    ///     tx.wait_for_peer(Duration::from_millis(5)),
+    ///     Err(shmchan::Error::Timeout { .. })
+    /// ));
+    /// let worker = std::thread::spawn(move || Receiver::<u64>::open(key).map(|rx| rx.recv()));
+    /// assert_eq!(tx.wait_for_peer(Duration::from_secs(10))?, 1);
+    /// tx.send(1)?;
+    /// # worker.join().unwrap()??;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<usize> {
+        self.header()
+            .receiver
+            .0
+            .wait_for_holder(&self.memory.probe(), timeout, "receiving")
+    }
+
+    /// Whether the receiving end is known to be closed (dropped, or found dead). A keyed
+    /// receiving end may be re-opened afterwards.
     ///
     /// # Examples
     ///
@@ -334,13 +470,15 @@ impl<T: ShmSafe> Sender<T> {
         self.header().receiver.0.is_closed()
     }
 
-    pub(crate) fn memory(&self) -> &Arc<RingMemory> {
-        &self.memory
-    }
-
     #[cfg(test)]
     pub(crate) fn ring_header(&self) -> &RingHeader {
         self.header()
+    }
+
+    /// Bytes mapped for the ring.
+    #[cfg(test)]
+    pub(crate) fn memory_len(&self) -> usize {
+        self.memory.len()
     }
 }
 
@@ -350,6 +488,7 @@ impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
             .field("type", &T::LAYOUT.type_name)
             .field("capacity", &self.capacity())
             .field("receiver_pids", &self.header().receiver.0.holder_pids())
+            .field("receiver_role_pid", &self.header().receiver.0.role.holder())
             .finish()
     }
 }
@@ -357,6 +496,10 @@ impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
 impl<T: ShmSafe> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(m) = self.membership.take() {
+            if self.role.get() == liveness::fork_generation() {
+                let (pid, start) = self.identity.get();
+                m.side().role.release(pid, start);
+            }
             // The last holder closing the end wakes a receiver waiting for data: it must now
             // see `closed` (after draining what was published before).
             if m.leave() {

@@ -1,6 +1,7 @@
 //! In-process tests of the channel handles (threads; the cross-process ones are in
 //! `shmchan/tests/channel_*.rs`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -127,12 +128,11 @@ fn absurd_capacities_are_refused() {
 #[test]
 fn scribbled_indices_are_reported_as_corruption() {
     let (tx, rx) = channel::<u64>(4).unwrap();
+    // Both ends in use (roles claimed, indices taken) before the scribbling.
+    assert_eq!(rx.try_recv().unwrap(), None);
     tx.send(1).unwrap();
     // Another "process" moves tail far ahead of head.
-    tx.ring_header()
-        .tail
-        .0
-        .store(1_000, std::sync::atomic::Ordering::Relaxed);
+    tx.ring_header().tail.0.store(1_000, Ordering::Relaxed);
     // The committed message is delivered; the next look at the (empty) ring validates it.
     assert_eq!(rx.try_recv().unwrap(), Some(1));
     assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
@@ -147,4 +147,128 @@ fn a_changed_capacity_is_reported_as_corruption() {
     let (tx, rx) = channel::<u64>(4).unwrap();
     tx.ring_header().scribble_capacity(1 << 20);
     assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
+}
+
+fn unit_key(what: &str) -> crate::Key {
+    crate::Key::name(&format!("/shmchan-unit-{what}-{}", std::process::id())).unwrap()
+}
+
+#[test]
+fn index_u64_max_is_refused_when_an_end_attaches() {
+    let key = unit_key("max");
+    let tx = Sender::<u64>::create(key, 4).unwrap();
+    // A scribbler sets both indices to u64::MAX before the receiver opens: slot MAX's stamp
+    // would be MAX + 1 = 0, what a never-used slot holds (a phantom message).
+    let header = tx.ring_header();
+    header.head.0.store(u64::MAX, Ordering::Relaxed);
+    header.tail.0.store(u64::MAX, Ordering::Relaxed);
+    match Receiver::<u64>::open(key) {
+        Err(Error::Corrupted { .. }) => {}
+        Ok(rx) => panic!("opened; then try_recv gave {:?}", rx.try_recv()),
+        Err(e) => panic!("unexpected {e}"),
+    }
+    assert!(matches!(
+        tx.try_send(1),
+        Err(TrySendError::Failed(Error::Corrupted { .. }))
+    ));
+}
+
+#[test]
+fn indices_near_u64_max_in_use_are_reported_not_overflowed() {
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), None);
+    tx.send(1).unwrap();
+    let header = tx.ring_header();
+    header.head.0.store(u64::MAX, Ordering::Relaxed);
+    header.tail.0.store(u64::MAX, Ordering::Relaxed);
+    assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
+    let mut out = Vec::new();
+    assert!(matches!(
+        rx.try_recv_batch(&mut out, 4),
+        Err(Error::Corrupted { .. })
+    ));
+    assert!(matches!(
+        tx.try_send(2),
+        Err(TrySendError::Failed(Error::Corrupted { .. }))
+    ));
+    assert!(matches!(
+        tx.try_send_batch(&[3, 4]),
+        Err(Error::Corrupted { .. })
+    ));
+    assert!(matches!(rx.len(), Err(Error::Corrupted { .. })));
+}
+
+/// A small xorshift generator: deterministic scribbles.
+struct Scribbler(u64);
+
+impl Scribbler {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value a hostile peer might write: extremes, near-extremes, small numbers, noise.
+    fn value(&mut self) -> u64 {
+        match self.next() % 8 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => u64::MAX - (self.next() % 8),
+            3 => 1 << 63,
+            4 => self.next() % 16,
+            5 => u64::from(std::process::id()),
+            _ => self.next(),
+        }
+    }
+}
+
+#[test]
+fn arbitrary_bytes_in_the_ring_never_panic() {
+    // Runs in the test profile, with overflow checks: any arithmetic on shared words that can
+    // overflow, any unchecked index or any `unwrap` on them panics here. Each round scribbles
+    // between operations and re-opens the receiving end (validation on attach).
+    let mut rng = Scribbler(0x9E37_79B9_7F4A_7C15);
+    for round in 0..200 {
+        let key = unit_key(&format!("fuzz-{round}"));
+        let tx = Sender::<[u64; 3]>::create(key, 4).unwrap();
+        let mut rx = Receiver::<[u64; 3]>::open(key).ok();
+        tx.set_wait_strategy(WaitStrategy::Spin);
+        let words = tx.memory_len() / 8;
+        let base = tx.ring_header() as *const layout::RingHeader as *const AtomicU64;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for step in 0..12u64 {
+                if step % 3 == 0 {
+                    for _ in 0..1 + rng.next() % 3 {
+                        // Bias towards the header (index and liveness words).
+                        let limit = if rng.next() % 4 == 0 { words } else { 240 };
+                        let i = (rng.next() % limit as u64) as usize;
+                        let v = rng.value();
+                        // SAFETY: `i` is within the mapping; every word of the ring is only
+                        // ever accessed atomically, and this test is single-threaded.
+                        unsafe { &*base.add(i) }.store(v, Ordering::Relaxed);
+                    }
+                }
+                if step % 4 == 2 {
+                    drop(rx.take());
+                    rx = Receiver::<[u64; 3]>::open(key).ok();
+                }
+                let _ = tx.try_send([step; 3]);
+                let _ = tx.try_send_batch(&[[step; 3], [step + 1; 3]]);
+                let _ = tx.send_timeout([step; 3], Duration::from_micros(50));
+                let _ = (tx.len_hint(), tx.is_disconnected(), format!("{tx:?}"));
+                if let Some(rx) = &rx {
+                    rx.set_wait_strategy(WaitStrategy::Spin);
+                    let _ = rx.try_recv();
+                    let mut out = Vec::new();
+                    let _ = rx.try_recv_batch(&mut out, 3);
+                    let _ = rx.recv_timeout(Duration::from_micros(50));
+                    let _ = (rx.len(), rx.is_disconnected(), format!("{rx:?}"));
+                }
+            }
+        }));
+        assert!(r.is_ok(), "round {round} panicked");
+        // Dropping reads and writes the liveness and role words too.
+        drop((rx, tx));
+    }
 }

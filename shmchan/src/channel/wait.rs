@@ -16,6 +16,7 @@
 //! and is woken. Every sleep also has a timeout, after which the sleeper checks the peer's
 //! liveness: a dead peer cannot wake anyone.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,61 @@ const ADAPTIVE_SPINS: u32 = 2_000;
 const YIELD_ROUNDS: u32 = 4;
 /// Probes between two full attempts while spinning (a full attempt also notices a closed peer).
 const PROBES_PER_ATTEMPT: u32 = 256;
+
+/// The most operations between two looks at the clock by [`ClockPacer`].
+const MAX_STRIDE: u64 = 64;
+/// Operations further apart than this are "slow": the pacer then looks at every one.
+const SLOW: Duration = Duration::from_millis(1);
+
+/// Paces a busy side's looks at the clock, so that it can check its peer's liveness every
+/// [`LIVENESS_INTERVAL`] without reading the clock on every operation (a clock read costs
+/// about as much as a whole `send` on some machines). It looks when an operation's index is a
+/// multiple of the stride (no counter to store on the hot path). The stride doubles, up to
+/// [`MAX_STRIDE`], while operations come faster than one per [`SLOW`], and drops to 1 as soon
+/// as they come slower: a peer that died is noticed within about `LIVENESS_INTERVAL` at a
+/// steady rate, and within `MAX_STRIDE` operations when the rate falls suddenly.
+pub(crate) struct ClockPacer {
+    /// `stride - 1` (the stride is a power of two).
+    mask: Cell<u64>,
+    last_look: Cell<Option<Instant>>,
+}
+
+impl ClockPacer {
+    pub(crate) fn new() -> ClockPacer {
+        ClockPacer {
+            mask: Cell::new(0),
+            last_look: Cell::new(None),
+        }
+    }
+
+    /// Whether operations `first..first + n` include one at which to look at the clock
+    /// ([`Self::look`]).
+    #[inline]
+    pub(crate) fn due(&self, first: u64, n: u64) -> bool {
+        let mask = self.mask.get();
+        first & mask == 0 || (first & !mask) != (first.wrapping_add(n - 1) & !mask)
+    }
+
+    /// Whether operation `index` is one at which to look at the clock.
+    #[inline]
+    pub(crate) fn due_at(&self, index: u64) -> bool {
+        index & self.mask.get() == 0
+    }
+
+    /// Looks at the clock, adapts the stride, and returns the time.
+    pub(crate) fn look(&self) -> Instant {
+        let now = Instant::now();
+        let stride = match self.last_look.get() {
+            Some(t) if now.duration_since(t) < SLOW => {
+                (self.mask.get().wrapping_add(1) * 2).min(MAX_STRIDE)
+            }
+            _ => 1,
+        };
+        self.last_look.set(Some(now));
+        self.mask.set(stride - 1);
+        now
+    }
+}
 
 /// Wakes the side sleeping on `word` if it announced itself. Call after changing what it waits
 /// for (see the module docs for why the fence makes this race-free).

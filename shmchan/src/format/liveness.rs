@@ -2,11 +2,14 @@
 //! closed. Each end of a channel has one, inside the ring header.
 //!
 //! ```text
-//!   0  closed     u32  1 once the end is closed (last holder dropped it or died); sticky
+//!   0  state      u32  bit 0: closed (the last holder dropped the end or died); bits 1..:
+//!                      the epoch, bumped by each re-open of a keyed end
 //!   4  attached   u32  1 once any process has held the end
 //!   8  untracked  u32  1 if a holder could not be recorded (table full)
 //!  12  reserved   u32
 //!  16  holders    [HolderRecord; 32]: pid u32 (0 = free slot), reserved u32, start time u64
+//! 528  role       u64  the process that produces (or consumes) through this end now:
+//!                      pid | (start time & 0xffff_ffff) << 32; 0 when unclaimed
 //! ```
 //!
 //! A pid with bit 31 set is a *reservation* made by a parent for a child it is forking; its
@@ -45,13 +48,13 @@ pub struct HolderRecord {
 ///
 /// ```
 /// use shmchan::format::liveness::SideRecord;
-/// assert_eq!(size_of::<SideRecord>(), 16 + 32 * 16);
+/// assert_eq!(size_of::<SideRecord>(), 16 + 32 * 16 + 8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct SideRecord {
-    /// 1 once closed.
-    pub closed: u32,
+    /// Bit 0: closed; bits 1..: the re-open epoch.
+    pub state: u32,
     /// 1 once any process held the end.
     pub attached: u32,
     /// 1 if a holder could not be recorded.
@@ -60,6 +63,8 @@ pub struct SideRecord {
     pub reserved: u32,
     /// The holder table.
     pub holders: [HolderRecord; MAX_HOLDERS],
+    /// The process using the end's role (producer or consumer) now.
+    pub role: u64,
 }
 
 const _: () = {
@@ -68,7 +73,8 @@ const _: () = {
     assert!(offset_of!(SideRecord, holders) == 16);
     assert!(size_of::<HolderRecord>() == 16);
     assert!(offset_of!(HolderRecord, start_time) == 8);
-    assert!(size_of::<SideRecord>() == 16 + MAX_HOLDERS * 16);
+    assert!(offset_of!(SideRecord, role) == 528);
+    assert!(size_of::<SideRecord>() == 16 + MAX_HOLDERS * 16 + 8);
 };
 
 /// What `/proc` says about a process or thread, judged by its id and recorded start time (a
@@ -141,7 +147,7 @@ pub fn start_time(id: u32) -> Option<u64> {
 /// ```
 /// use shmchan::format::liveness::SideState;
 ///
-/// let mut bytes = vec![0u8; 528];
+/// let mut bytes = vec![0u8; 536];
 /// bytes[16..20].copy_from_slice(&std::process::id().to_ne_bytes());
 /// let side = SideState::read(&bytes, 0)?;
 /// assert_eq!(side.holders[0].pid, std::process::id());
@@ -166,7 +172,7 @@ impl Holder {
     /// ```
     /// use shmchan::format::liveness::{Liveness, SideState};
     ///
-    /// let mut bytes = vec![0u8; 528];
+    /// let mut bytes = vec![0u8; 536];
     /// bytes[16..20].copy_from_slice(&std::process::id().to_ne_bytes());
     /// let side = SideState::read(&bytes, 0)?;
     /// assert_eq!(side.holders[0].liveness(), Liveness::Alive);
@@ -186,15 +192,19 @@ impl Holder {
 /// # Examples
 ///
 /// ```
-/// let side = shmchan::format::liveness::SideState::read(&vec![0u8; 528], 0)?;
+/// let side = shmchan::format::liveness::SideState::read(&vec![0u8; 536], 0)?;
 /// assert!(!side.attached);
 /// # Ok::<(), shmchan::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SideState {
-    /// Closed for good.
+    /// Closed: its last holder left or died (a keyed end may be opened again).
     pub closed: bool,
+    /// How many times the end was re-opened after being closed.
+    pub epoch: u32,
+    /// The process holding the end's role now (pid, low 32 bits of its start time).
+    pub role: Option<(u32, u32)>,
     /// Some process has held it.
     pub attached: bool,
     /// Some holder could not be recorded: death detection is off for this end.
@@ -236,8 +246,12 @@ impl SideState {
                 })
             })
             .collect();
+        let state = word(offset_of!(SideRecord, state));
+        let role = super::header::u64_at(&b, offset_of!(SideRecord, role)).unwrap_or(0);
         Ok(SideState {
-            closed: word(offset_of!(SideRecord, closed)) != 0,
+            closed: state & 1 != 0,
+            epoch: state >> 1,
+            role: (role != 0).then_some((role as u32, (role >> 32) as u32)),
             attached: word(offset_of!(SideRecord, attached)) != 0,
             untracked: word(offset_of!(SideRecord, untracked)) != 0,
             holders,
@@ -250,7 +264,7 @@ impl SideState {
     /// # Examples
     ///
     /// ```
-    /// let side = shmchan::format::liveness::SideState::read(&vec![0u8; 528], 0)?;
+    /// let side = shmchan::format::liveness::SideState::read(&vec![0u8; 536], 0)?;
     /// assert!(!side.all_holders_dead()); // no holder at all: not "all dead"
     /// # Ok::<(), shmchan::Error>(())
     /// ```

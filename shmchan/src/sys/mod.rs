@@ -11,6 +11,7 @@ pub(crate) mod lockfile;
 pub(crate) mod mman;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
+pub(crate) mod procfs;
 pub(crate) mod sysv;
 pub mod tool;
 

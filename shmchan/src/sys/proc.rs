@@ -124,6 +124,7 @@ extern "C" fn bump_fork_generation() {
 /// A child handler registered on first use (`pthread_atfork`) bumps it; if registration fails
 /// (`ENOMEM`), the value is derived from the pid, which differs in every child too. Children
 /// made by raw `clone` or `vfork`-like spawns run no handler, but such children only `exec`.
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     FORK_HANDLER.call_once(|| {
         // SAFETY: registering a child handler that only touches an atomic; the prepare and
