@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// An `errno` value (`nix::errno::Errno`): `Errno::EEXIST`, `Errno::from_raw(17)`, `e as i32`.
-pub use nix::errno::Errno;
+pub use crate::sys::Errno;
 
 /// `Result<T, shmchan::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

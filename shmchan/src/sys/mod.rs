@@ -12,4 +12,5 @@ pub(crate) mod posix_shm;
 pub(crate) mod proc;
 pub(crate) mod sysv;
 
-pub(crate) use nix::errno::Errno;
+/// `errno` values, as nix spells them; re-exported as `shmchan::Errno`.
+pub use nix::errno::Errno;
