@@ -15,4 +15,5 @@ pub(crate) mod procfs;
 pub(crate) mod sysv;
 pub mod tool;
 
-pub(crate) use nix::errno::Errno;
+/// `errno` values, as nix spells them; re-exported as `shmchan::Errno`.
+pub use nix::errno::Errno;
