@@ -1,7 +1,7 @@
 //! Attaching a System V segment as a well-behaved participant of shmchan's cleanup protocol.
 //!
-//! A shmchan segment created with "remove when unused" (the default for keyed segments; the
-//! `flags` word of the header, bit 0) is removed by whichever handle detaches last: each handle
+//! A shmchan segment created with "remove when unused" (the default for keyed segments; a flag
+//! word of the header) is removed by whichever handle detaches last: each handle
 //! detaches, then stats, and removes the segment if the attach count is 0. The tool's short
 //! read-only attachment counts too: a handle dropped while `shmchan ls` is attached sees one
 //! attachment left and keeps the segment. So the tool plays by the same rule: if someone else
@@ -11,14 +11,7 @@
 
 use std::io;
 
-use crate::procfs::SHM_DEST;
-use crate::sys::{self, SegmentBytes, SysvAttachment};
-
-/// Offset of the header's `flags` word and its "remove when unused" bit (DESIGN §3,
-/// `shmchan/src/segment/header.rs`).
-const OFF_FLAGS: u64 = 28;
-const FLAG_REMOVE_WHEN_UNUSED: u32 = 1;
-const MAGIC: &[u8; 8] = b"SHMCHAN\0";
+use shmchan::tool::{self, SysvAttachment};
 
 /// A System V attachment that follows the last-detacher-removes rule on drop.
 pub struct ParticipantAttachment {
@@ -31,8 +24,8 @@ impl ParticipantAttachment {
     /// Attaches `shmid` (read-only unless `writable`) and notes how many others are attached.
     pub fn attach(shmid: i32, writable: bool) -> io::Result<Self> {
         let inner = SysvAttachment::attach(shmid, writable)?;
-        let others_at_attach = sys::shm_stat(shmid)
-            .map(|st| st.shm_nattch.saturating_sub(1))
+        let others_at_attach = tool::sysv_stat(shmid)
+            .map(|st| st.attach_count.saturating_sub(1))
             .unwrap_or(0);
         Ok(ParticipantAttachment {
             inner: Some(inner),
@@ -42,17 +35,17 @@ impl ParticipantAttachment {
     }
 
     fn remove_when_unused(a: &SysvAttachment) -> bool {
-        let mut magic = [0u8; 8];
-        let mut flags = [0u8; 4];
-        a.read_at(0, &mut magic).is_ok()
-            && &magic == MAGIC
-            && a.read_at(OFF_FLAGS, &mut flags).is_ok()
-            && u32::from_ne_bytes(flags) & FLAG_REMOVE_WHEN_UNUSED != 0
+        shmchan::format::header::read_raw(a)
+            .is_ok_and(|raw| raw.has_magic() && raw.remove_when_unused())
     }
 
-    fn inner(&self) -> &SysvAttachment {
-        // `inner` is `None` only inside `drop`.
-        self.inner.as_ref().expect("attachment present until drop")
+    /// The attachment's bytes.
+    pub fn source(&self) -> &SysvAttachment {
+        // `inner` is `None` only inside `drop`, after which nothing calls this.
+        match &self.inner {
+            Some(a) => a,
+            None => unreachable!("the attachment is present until drop"),
+        }
     }
 }
 
@@ -76,28 +69,13 @@ impl Drop for ParticipantAttachment {
         if !flagged || self.others_at_attach == 0 {
             return;
         }
-        if let Ok(st) = sys::shm_stat(self.shmid) {
-            let dest = u32::from(st.shm_perm.mode) & SHM_DEST != 0;
-            if last_detacher_removes(flagged, self.others_at_attach, st.shm_nattch, dest) {
+        if let Ok(st) = tool::sysv_stat(self.shmid) {
+            let dest = st.marked_for_removal();
+            if last_detacher_removes(flagged, self.others_at_attach, st.attach_count, dest) {
                 // A second IPC_RMID by the other handle fails harmlessly (EINVAL/EIDRM).
-                let _ = sys::shm_remove(self.shmid);
+                let _ = tool::sysv_remove(self.shmid);
             }
         }
-    }
-}
-
-impl SegmentBytes for ParticipantAttachment {
-    fn len(&self) -> u64 {
-        self.inner().len()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner().read_at(offset, buf)
-    }
-    fn wipe(&self) -> io::Result<()> {
-        self.inner().wipe()
-    }
-    fn load_u64_acquire(&self, offset: u64) -> io::Result<u64> {
-        self.inner().load_u64_acquire(offset)
     }
 }
 

@@ -13,12 +13,12 @@
 
 mod args;
 mod attach;
+mod bytes;
 mod cmd;
 mod probe;
 mod procfs;
 mod reader;
 mod record;
-mod sys;
 mod table;
 mod ty;
 mod value;
@@ -134,7 +134,7 @@ fn main() {
     let cli = Cli::parse();
     let out = Output {
         json: cli.json,
-        tty: sys::is_tty(libc::STDOUT_FILENO),
+        tty: std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
     let result = match cli.command {
         Command::Ls => cmd::ls::run(&out),

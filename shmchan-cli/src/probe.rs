@@ -2,16 +2,11 @@
 //! of a segment and trusts none of them: every failure is a reason string, never a panic.
 
 use serde_json::{Value as Json, json};
+use shmchan::format::header::{FIXED_LEN, RawHeader, VERSION};
+use shmchan::format::{ByteSource, DecodedHeader, HeaderState};
+use shmchan::{LockKind, SegmentKind};
 
-use crate::sys::SegmentBytes;
 use crate::ty::Ty;
-
-/// The magic every shmchan segment starts with.
-pub const MAGIC: &[u8; 8] = b"SHMCHAN\0";
-/// The fixed part of a header.
-const FIXED_LEN: usize = shmchan::segment::header::FIXED_LEN;
-/// The most header bytes copied (fixed part, names, layout descriptor).
-const MAX_HEADER: usize = shmchan::segment::header::MAX_HEADER_LEN;
 
 /// What a segment's first bytes say.
 #[derive(Debug, Clone)]
@@ -104,37 +99,49 @@ pub struct Header {
     /// Whether the stored fingerprint is the hash of the stored layout descriptor (a mismatch
     /// means the descriptor does not describe what the writers use).
     pub fingerprint_matches: bool,
+    /// The library's decoded header, for a valid one (what the payload decoders take).
+    pub decoded: Option<Box<DecodedHeader>>,
 }
 
 impl Header {
+    /// What the segment holds, when the kind is one this build knows.
+    pub fn segment_kind(&self) -> Option<SegmentKind> {
+        SegmentKind::try_from(self.kind).ok()
+    }
+
+    /// Which lock guards it, when known.
+    pub fn lock(&self) -> Option<LockKind> {
+        LockKind::try_from(self.lock_kind).ok()
+    }
+
     /// `value`, `channel` or the raw number.
     pub fn kind_name(&self) -> String {
-        match self.kind {
-            1 => "value".to_owned(),
-            2 => "channel".to_owned(),
-            3 => "raw".to_owned(),
-            k => format!("kind {k}"),
+        match self.segment_kind() {
+            Some(SegmentKind::Value) => "value".to_owned(),
+            Some(SegmentKind::Channel) => "channel".to_owned(),
+            Some(SegmentKind::Raw) => "raw".to_owned(),
+            _ => format!("kind {}", self.kind),
         }
     }
 
     /// `none`, `seqlock`, `fcntl` or the raw number.
     pub fn lock_name(&self) -> String {
-        match self.lock_kind {
-            0 => "none".to_owned(),
-            1 => "seqlock".to_owned(),
-            2 => "fcntl".to_owned(),
-            k => format!("lock {k}"),
+        match self.lock() {
+            Some(LockKind::None) => "none".to_owned(),
+            Some(LockKind::SeqLock) => "seqlock".to_owned(),
+            Some(LockKind::Fcntl) => "fcntl".to_owned(),
+            _ => format!("lock {}", self.lock_kind),
         }
     }
 
     /// `uninitialised`, `initialising`, `ready`, `poisoned`.
     pub fn state_name(&self) -> String {
-        match self.state {
-            0 => "uninitialised".to_owned(),
-            1 => "initialising".to_owned(),
-            2 => "ready".to_owned(),
-            3 => "poisoned".to_owned(),
-            s => format!("state {s}"),
+        match HeaderState::from(self.state) {
+            HeaderState::Uninitialised => "uninitialised".to_owned(),
+            HeaderState::Initialising => "initialising".to_owned(),
+            HeaderState::Ready => "ready".to_owned(),
+            HeaderState::Poisoned => "poisoned".to_owned(),
+            _ => format!("state {}", self.state),
         }
     }
 
@@ -163,26 +170,26 @@ impl Header {
     }
 }
 
-/// Reads and checks the header of `seg` with the library's validating parser
-/// ([`shmchan::segment::DecodedHeader::parse`]), adding the one check it cannot make from the
-/// bytes alone: that the segment really is as long as its header claims.
-pub fn probe(seg: &dyn SegmentBytes) -> Probe {
-    let seg_len = seg.len();
-    if seg_len < MAGIC.len() as u64 {
+/// Reads and checks the header of `seg` with the library's validating decoder
+/// ([`shmchan::format::header::read`]), keeping what a damaged header claims for display.
+pub fn probe(seg: &dyn ByteSource) -> Probe {
+    let seg_len = seg.len_bytes();
+    let magic_len = shmchan::format::header::MAGIC.len() as u64;
+    if seg_len < magic_len {
         return Probe::NotShmchan(format!("{seg_len} bytes: too small for a shmchan header"));
     }
-    let first = (seg_len as usize).min(FIXED_LEN);
-    let fixed = match seg.read_vec(0, first) {
+    let first = match seg.read_vec(0, seg_len.min(FIXED_LEN as u64)) {
         Ok(b) => b,
         Err(e) => return Probe::Unreadable(format!("reading the header: {e}")),
     };
-    if &fixed[..8] != MAGIC {
+    let magic_ok = first.get(..magic_len as usize) == Some(&shmchan::format::header::MAGIC[..]);
+    if !magic_ok {
         return Probe::NotShmchan(format!(
             "no shmchan magic (starts with {})",
-            hex_prefix(&fixed)
+            hex_prefix(&first)
         ));
     }
-    let Some(partial) = parse_fixed(&fixed) else {
+    let Some(raw) = RawHeader::decode(&first) else {
         return Probe::Corrupted {
             reason: format!(
                 "truncated header: the segment has {seg_len} bytes, a header {FIXED_LEN}"
@@ -190,17 +197,8 @@ pub fn probe(seg: &dyn SegmentBytes) -> Probe {
             header: None,
         };
     };
-    // Copy the whole header: up to the payload offset it claims, bounded by the format's maximum
-    // and by the segment (the parser reports an offset past the end).
-    let want = usize::try_from(partial.payload_off)
-        .unwrap_or(MAX_HEADER)
-        .clamp(FIXED_LEN, MAX_HEADER)
-        .min(seg_len as usize);
-    let bytes = match seg.read_vec(0, want) {
-        Ok(b) => b,
-        Err(e) => return Probe::Unreadable(format!("reading the header: {e}")),
-    };
-    match shmchan::segment::DecodedHeader::parse(&bytes) {
+    let partial = from_raw(&raw);
+    match shmchan::format::header::read(seg) {
         Ok(d) => {
             let h = from_decoded(&d);
             if let Some(e) = &h.layout_error {
@@ -209,20 +207,13 @@ pub fn probe(seg: &dyn SegmentBytes) -> Probe {
                     header: Some(Box::new(h.clone())),
                 };
             }
-            if h.total_len > seg_len {
-                return Probe::Corrupted {
-                    reason: format!(
-                        "header claims {} bytes, the segment has {seg_len}",
-                        h.total_len
-                    ),
-                    header: Some(Box::new(h)),
-                };
-            }
             Probe::Shmchan(Box::new(h))
         }
-        // Past the magic, "not shmchan" from the parser means an unknown format version: a
+        // Past the magic, "not shmchan" from the decoder means an unknown format version: a
         // plausible one is a newer shmchan's segment; anything else is garbage behind our magic.
-        Err(shmchan::Error::NotShmchan { reason, .. }) if (2..=255).contains(&partial.version) => {
+        Err(shmchan::Error::NotShmchan { reason, .. })
+            if (VERSION + 1..=255).contains(&partial.version) =>
+        {
             Probe::NotShmchan(format!("{reason}: made by a newer shmchan, use its tool"))
         }
         Err(shmchan::Error::NotShmchan { reason, .. }) => Probe::Corrupted {
@@ -230,7 +221,10 @@ pub fn probe(seg: &dyn SegmentBytes) -> Probe {
             header: Some(Box::new(partial)),
         },
         Err(shmchan::Error::Corrupted { what }) => Probe::Corrupted {
-            reason: what,
+            reason: what
+                .strip_prefix("segment header: ")
+                .unwrap_or(&what)
+                .to_owned(),
             header: Some(Box::new(partial)),
         },
         Err(e) => Probe::Corrupted {
@@ -248,35 +242,16 @@ fn hex_prefix(b: &[u8]) -> String {
         .join(" ")
 }
 
-fn from_decoded(d: &shmchan::segment::DecodedHeader) -> Header {
-    use shmchan::segment::HeaderState;
-    use shmchan::{LockKind, SegmentKind};
+fn from_decoded(d: &DecodedHeader) -> Header {
     let (layout, layout_error) = match Ty::from_desc_owned(&d.layout) {
         Ok(t) => (Some(t), None),
         Err(e) => (None, Some(e)),
     };
     Header {
         version: d.version,
-        kind: match d.kind {
-            SegmentKind::Value => 1,
-            SegmentKind::Channel => 2,
-            SegmentKind::Raw => 3,
-            _ => 0,
-        },
-        lock_kind: match d.lock_kind {
-            LockKind::None => 0,
-            LockKind::SeqLock => 1,
-            LockKind::Fcntl => 2,
-            _ => u32::MAX,
-        },
-        state: match d.state {
-            HeaderState::Uninitialised => 0,
-            HeaderState::Initialising => 1,
-            HeaderState::Ready => 2,
-            HeaderState::Poisoned => 3,
-            HeaderState::Unknown(v) => v,
-            _ => u32::MAX,
-        },
+        kind: d.kind as u32,
+        lock_kind: d.lock_kind as u32,
+        state: d.state.into(),
         remove_when_unused: d.remove_when_unused,
         creator_pid: d.creator_pid,
         creator_start: d.creator_start_time,
@@ -292,100 +267,70 @@ fn from_decoded(d: &shmchan::segment::DecodedHeader) -> Header {
         lock_path: d.lock_path.as_ref().map(|p| p.display().to_string()),
         capacity: d.capacity,
         fingerprint_matches: d.layout.fingerprint() == d.fingerprint,
-    }
-}
-
-/// Fixed-offset native-endian reads over the copied bytes, `None` past the end.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn u32(&self, at: usize) -> Option<u32> {
-        Some(u32::from_ne_bytes(self.0.get(at..at + 4)?.try_into().ok()?))
-    }
-    fn u64(&self, at: usize) -> Option<u64> {
-        Some(u64::from_ne_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
+        decoded: Some(Box::new(d.clone())),
     }
 }
 
 /// The fixed fields, unvalidated: shown for corrupted segments so the reader sees what the header
-/// claims (its creator, its type size...). Offsets as in `shmchan/src/segment/header.rs`.
-fn parse_fixed(bytes: &[u8]) -> Option<Header> {
-    let c = Cursor(bytes);
-    if bytes.len() < FIXED_LEN {
-        return None;
-    }
-    Some(Header {
-        version: c.u32(8)?,
-        kind: c.u32(12)?,
-        lock_kind: c.u32(16)?,
-        state: c.u32(20)?,
-        creator_pid: c.u32(24)?,
-        remove_when_unused: c.u32(28)? & 1 != 0,
-        creator_start: c.u64(32)?,
-        fingerprint: c.u64(40)?,
-        type_size: c.u64(48)?,
-        type_align: c.u64(56)?,
-        payload_off: c.u64(64)?,
-        payload_len: c.u64(72)?,
-        total_len: c.u64(80)?,
-        capacity: c.u64(112)?,
+/// claims (its creator, its type size...).
+fn from_raw(r: &RawHeader) -> Header {
+    Header {
+        version: r.version,
+        kind: r.kind,
+        lock_kind: r.lock_kind,
+        state: r.state,
+        creator_pid: r.creator_pid,
+        remove_when_unused: r.remove_when_unused(),
+        creator_start: r.creator_start_time,
+        fingerprint: r.fingerprint,
+        type_size: r.type_size,
+        type_align: r.type_align,
+        payload_off: r.payload_off,
+        payload_len: r.payload_len,
+        total_len: r.total_len,
+        capacity: r.capacity,
         ..Header::default()
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
+    use shmchan::format::header::MAGIC;
 
     /// Segment bytes held in memory, for probing without a kernel object.
     struct Mem(Vec<u8>);
 
-    impl SegmentBytes for Mem {
-        fn len(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            let src = usize::try_from(offset)
-                .ok()
-                .and_then(|o| self.0.get(o..o.checked_add(buf.len())?))
-                .ok_or(io::ErrorKind::UnexpectedEof)?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        fn wipe(&self) -> io::Result<()> {
-            Err(io::ErrorKind::PermissionDenied.into())
-        }
-        fn load_u64_acquire(&self, offset: u64) -> io::Result<u64> {
-            let mut b = [0; 8];
-            self.read_at(offset, &mut b)?;
-            Ok(u64::from_ne_bytes(b))
+    impl std::ops::Deref for Mem {
+        type Target = Vec<u8>;
+        fn deref(&self) -> &Vec<u8> {
+            &self.0
         }
     }
 
     fn with_magic(len: usize, fill: u8) -> Mem {
         let mut b = vec![fill; len];
-        b[..8].copy_from_slice(MAGIC);
+        b[..8].copy_from_slice(&MAGIC);
         Mem(b)
     }
 
     #[test]
     fn segments_without_the_magic_are_not_shmchan() {
-        assert_eq!(probe(&Mem(vec![])).status(), "not shmchan");
-        assert_eq!(probe(&Mem(b"SHM".to_vec())).status(), "not shmchan");
-        let p = probe(&Mem(vec![0x41; 4096]));
+        assert_eq!(probe(&*Mem(vec![])).status(), "not shmchan");
+        assert_eq!(probe(&*Mem(b"SHM".to_vec())).status(), "not shmchan");
+        let p = probe(&*Mem(vec![0x41; 4096]));
         assert_eq!(p.status(), "not shmchan");
         assert!(p.reason().is_some_and(|r| r.contains("41 41")), "{p:?}");
     }
 
     #[test]
     fn magic_with_garbage_is_corrupted_and_keeps_the_claimed_fields() {
-        assert_eq!(probe(&with_magic(40, 0)).status(), "corrupted");
+        assert_eq!(probe(&*with_magic(40, 0)).status(), "corrupted");
         for fill in [0x00, 0x01, 0x7f, 0xff] {
             let mut m = with_magic(4096, fill);
             // Version 1, so the parser looks further than the version check.
             m.0[8..12].copy_from_slice(&1u32.to_ne_bytes());
-            let p = probe(&m);
+            let p = probe(&*m);
             assert_eq!(p.status(), "corrupted", "fill {fill:#x}: {p:?}");
             assert!(p.header().is_some());
             assert!(!p.reason().unwrap_or_default().is_empty());

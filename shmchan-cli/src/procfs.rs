@@ -6,14 +6,10 @@ use std::os::unix::fs::MetadataExt;
 
 /// Where the kernel lists System V segments.
 pub const SYSV_TABLE: &str = "/proc/sysvipc/shm";
-/// Where POSIX shared memory objects live (glibc's `shm_open` opens files here).
-pub const POSIX_DIR: &str = "/dev/shm";
-
-/// `SHM_DEST` in the mode bits: `IPC_RMID` was called, the segment goes when the last process
-/// detaches. Its key is then reset to `IPC_PRIVATE`.
-pub const SHM_DEST: u32 = 0o1000;
-/// `SHM_LOCKED` in the mode bits: `SHM_LOCK` keeps the pages in memory.
-pub const SHM_LOCKED: u32 = 0o2000;
+/// Where POSIX shared memory objects live; `SHM_DEST` (`IPC_RMID` was called, the segment goes
+/// when the last process detaches, its key reset to `IPC_PRIVATE`) and `SHM_LOCKED` in the
+/// mode bits.
+pub use shmchan::tool::{POSIX_DIR, SHM_DEST, SHM_LOCKED};
 
 /// One line of `/proc/sysvipc/shm`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +121,9 @@ pub struct PosixEntry {
     pub gid: u32,
     /// Last modification (seconds since the epoch).
     pub mtime: i64,
+    /// Inode number: tells this object from an older, unlinked one that had the same name and
+    /// is still mapped by some process.
+    pub ino: u64,
 }
 
 /// Lists the regular files of `/dev/shm` (POSIX shared memory objects and, named `sem.*`, POSIX
@@ -148,6 +147,7 @@ pub fn posix_objects() -> Vec<PosixEntry> {
                 uid: meta.uid(),
                 gid: meta.gid(),
                 mtime: meta.mtime(),
+                ino: meta.ino(),
             })
         })
         .collect();
@@ -160,11 +160,12 @@ pub fn posix_object(name: &str) -> Option<PosixEntry> {
     posix_objects().into_iter().find(|e| e.name == name)
 }
 
-/// How many processes map each `/dev/shm` object, from `/proc/<pid>/maps` (the POSIX analogue
-/// of `shm_nattch`). Processes whose maps we may not read (other users, without privileges) are
-/// not counted.
-pub fn posix_mappers() -> HashMap<String, u64> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
+/// How many processes map each `/dev/shm` object, by inode, from `/proc/<pid>/maps` (the POSIX
+/// analogue of `shm_nattch`). By inode, not by name: a process still mapping an unlinked object
+/// does not count as attached to a newer object of the same name. Processes whose maps we may
+/// not read (other users, without privileges) are not counted.
+pub fn posix_mappers() -> HashMap<u64, u64> {
+    let mut counts: HashMap<u64, u64> = HashMap::new();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return counts;
     };
@@ -179,78 +180,28 @@ pub fn posix_mappers() -> HashMap<String, u64> {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             continue;
         };
-        let mut seen: Vec<&str> = maps.lines().filter_map(mapped_shm_name).collect();
+        let mut seen: Vec<u64> = maps
+            .lines()
+            .filter_map(mapped_shm_object)
+            .map(|(_, ino)| ino)
+            .collect();
         seen.sort_unstable();
         seen.dedup();
-        for obj in seen {
-            *counts.entry(format!("/{obj}")).or_default() += 1;
+        for ino in seen {
+            *counts.entry(ino).or_default() += 1;
         }
     }
     counts
 }
 
-/// The `/dev/shm` object a `/proc/<pid>/maps` line maps, if any.
-fn mapped_shm_name(line: &str) -> Option<&str> {
-    // The path is the sixth field and may contain spaces; it is everything after the inode.
-    let path = line.splitn(6, char::is_whitespace).nth(5)?.trim_start();
+/// The `/dev/shm` object a `/proc/<pid>/maps` line maps, if any: its name and inode.
+fn mapped_shm_object(line: &str) -> Option<(&str, u64)> {
+    // address perms offset dev inode path; the path may contain spaces.
+    let mut fields = line.splitn(6, char::is_whitespace);
+    let ino: u64 = fields.nth(4)?.parse().ok()?;
+    let path = fields.next()?.trim_start();
     let rest = path.strip_prefix("/dev/shm/")?;
-    Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
-}
-
-/// Whether a process is still there, per `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// Running or sleeping.
-    Alive,
-    /// Stopped (`SIGSTOP`, traced): alive but making no progress.
-    Stopped,
-    /// Gone, a zombie, or its pid now belongs to a process started at another time.
-    Dead,
-}
-
-impl Liveness {
-    /// `alive`, `stopped`, `dead`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Stopped => "stopped",
-            Liveness::Dead => "dead",
-        }
-    }
-}
-
-/// Fields 3 (state) and 22 (start time, clock ticks since boot) of `/proc/<pid>/stat`.
-pub fn parse_stat(stat: &str) -> Option<(u8, u64)> {
-    // The command name (field 2) is in parentheses and may hold spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.bytes().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start time of process or thread `id` (clock ticks since boot), if it exists.
-pub fn start_time(id: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
-    parse_stat(&stat).map(|(_, t)| t)
-}
-
-/// The liveness of `pid`; with a non-zero `start_time` (recorded by shmchan in its headers) a
-/// process that reuses the pid counts as dead.
-pub fn liveness(pid: u32, start_time: u64) -> Liveness {
-    if pid == 0 {
-        return Liveness::Dead;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s));
-    match stat {
-        None => Liveness::Dead,
-        Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
-        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
-        Some((b'T' | b't', _)) => Liveness::Stopped,
-        Some(_) => Liveness::Alive,
-    }
+    Some((rest.strip_suffix(" (deleted)").unwrap_or(rest), ino))
 }
 
 /// The user name of `uid` from `/etc/passwd`, or the number.
@@ -301,23 +252,13 @@ garbage line
     #[test]
     fn maps_lines_name_their_shm_object() {
         let l = "7f00-7f01 rw-s 00000000 00:19 1234                       /dev/shm/tick";
-        assert_eq!(mapped_shm_name(l), Some("tick"));
-        let l = "7f00-7f01 rw-s 00000000 00:19 1234   /dev/shm/a b (deleted)";
-        assert_eq!(mapped_shm_name(l), Some("a b"));
+        assert_eq!(mapped_shm_object(l), Some(("tick", 1234)));
+        let l = "7f00-7f01 rw-s 00000000 00:19 99   /dev/shm/a b (deleted)";
+        assert_eq!(mapped_shm_object(l), Some(("a b", 99)));
         assert_eq!(
-            mapped_shm_name("7f00-7f01 r-xp 00000000 08:01 1 /usr/bin/x"),
+            mapped_shm_object("7f00-7f01 r-xp 00000000 08:01 1 /usr/bin/x"),
             None
         );
-        assert_eq!(mapped_shm_name("7f00-7f01 rw-p 00000000 00:00 0"), None);
-    }
-
-    #[test]
-    fn own_process_is_alive_and_pid_reuse_is_dead() {
-        let me = std::process::id();
-        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).expect("own stat");
-        let (_, start) = parse_stat(&stat).expect("parse own stat");
-        assert_eq!(liveness(me, start), Liveness::Alive);
-        assert_eq!(liveness(me, start + 1), Liveness::Dead);
-        assert_eq!(liveness(0, 0), Liveness::Dead);
+        assert_eq!(mapped_shm_object("7f00-7f01 rw-p 00000000 00:00 0"), None);
     }
 }

@@ -7,9 +7,13 @@ use serde_json::{Value as Json, json};
 use crate::args::SegmentArg;
 use crate::attach::ParticipantAttachment;
 use crate::probe::{self, Probe};
-use crate::procfs::{self, Liveness, PosixEntry, SysvEntry};
+use shmchan::SegmentKind;
+use shmchan::format::liveness::{Liveness, liveness};
+use shmchan::tool::{PosixObject, posix_path};
+
+use crate::bytes::{Opened, describe};
+use crate::procfs::{self, PosixEntry, SysvEntry};
 use crate::reader;
-use crate::sys::{self, PosixObject, SegmentBytes};
 
 /// Where a segment lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +42,14 @@ impl Location {
     }
 
     /// Opens its bytes, read-only unless `writable`.
-    pub fn open(&self, writable: bool) -> Result<Box<dyn SegmentBytes>, String> {
+    pub fn open(&self, writable: bool) -> Result<Opened, String> {
         match self {
             Location::Sysv { shmid, .. } => ParticipantAttachment::attach(*shmid, writable)
-                .map(|a| Box::new(a) as Box<dyn SegmentBytes>)
-                .map_err(|e| sys::describe(&format!("shmat({shmid})"), &e)),
+                .map(Opened::Sysv)
+                .map_err(|e| describe(&format!("shmat({shmid})"), &e)),
             Location::Posix { name } => PosixObject::open(name, writable)
-                .map(|p| Box::new(p) as Box<dyn SegmentBytes>)
-                .map_err(|e| sys::describe(&format!("open({})", sys::posix_path(name)), &e)),
+                .map(Opened::Posix)
+                .map_err(|e| describe(&format!("open({})", posix_path(name)), &e)),
         }
     }
 }
@@ -88,10 +92,10 @@ fn look(location: &Location) -> (Probe, Option<Result<serde_json::Value, String>
         Ok(b) => b,
         Err(msg) => return (Probe::Unreadable(msg), None),
     };
-    let probe = probe::probe(bytes.as_ref());
+    let probe = probe::probe(bytes.source());
     let channel = match &probe {
-        Probe::Shmchan(h) if h.kind == 2 => {
-            Some(reader::channel_state(bytes.as_ref(), h).map(|(j, _)| j))
+        Probe::Shmchan(h) if h.segment_kind() == Some(SegmentKind::Channel) => {
+            Some(reader::channel_state(bytes.source(), h).map(|(j, _)| j))
         }
         _ => None,
     };
@@ -124,7 +128,7 @@ impl Record {
         r
     }
 
-    fn from_posix(e: &PosixEntry, mappers: &HashMap<String, u64>) -> Record {
+    fn from_posix(e: &PosixEntry, mappers: &HashMap<u64, u64>) -> Record {
         let location = Location::Posix {
             name: e.name.clone(),
         };
@@ -132,7 +136,7 @@ impl Record {
         let mut r = Record {
             location,
             size: e.size,
-            attached: mappers.get(&e.name).copied().unwrap_or(0),
+            attached: mappers.get(&e.ino).copied().unwrap_or(0),
             uid: e.uid,
             mode: e.mode & 0o777,
             removed: false,
@@ -153,9 +157,9 @@ impl Record {
     fn fill_creator(&mut self) {
         if let Some(h) = self.probe.header() {
             self.creator = Some(h.creator_pid);
-            self.creator_liveness = Some(procfs::liveness(h.creator_pid, h.creator_start));
+            self.creator_liveness = Some(liveness(h.creator_pid, h.creator_start));
         } else if let Some(pid) = self.creator {
-            self.creator_liveness = Some(procfs::liveness(pid, 0));
+            self.creator_liveness = Some(liveness(pid, 0));
         }
     }
 
@@ -283,7 +287,7 @@ pub fn find(arg: &SegmentArg) -> Result<Record, String> {
             let entry = procfs::posix_object(name).ok_or_else(|| {
                 format!(
                     "no POSIX object {name} (no regular file {})",
-                    sys::posix_path(name)
+                    posix_path(name)
                 )
             })?;
             Ok(Record::from_posix(&entry, &procfs::posix_mappers()))

@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn stored_layouts_convert_like_compile_time_ones() {
         use shmchan::ShmSafe;
-        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        use shmchan::format::layout::{decode as decode_desc, encode};
         let round = |l: &Layout| Ty::from_desc_owned(&decode_desc(&encode(l)).expect("decodes"));
         assert_eq!(round(&OUTER), Ok(Ty::from_layout(&OUTER)));
         assert_eq!(
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn stored_layouts_with_lying_field_sizes_are_refused() {
-        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        use shmchan::format::layout::{decode as decode_desc, encode};
         const LIAR: Layout = Layout {
             type_name: "Liar",
             size: 16,
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_top_level_array_whose_element_type_lies_about_its_size_is_refused() {
-        use shmchan::segment::layout_codec::{decode as decode_desc, encode};
+        use shmchan::format::layout::{decode as decode_desc, encode};
         // Claims 16 bytes, but `[u64; 4]` is 32.
         const LIAR: Layout = Layout {
             type_name: "array",

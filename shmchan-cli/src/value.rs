@@ -190,7 +190,12 @@ fn flatten_into(v: &Value, path: String, ty: String, out: &mut Vec<(String, Stri
             } else {
                 String::new()
             };
-            out.push((or_value(path), ty, format!("[{}{tail}]", shown.join(", "))));
+            let list = format!("[{}{tail}]", shown.join(", "));
+            let shown = match as_text(items) {
+                Some(text) => format!("{text:?} {list}"),
+                None => list,
+            };
+            out.push((or_value(path), ty, shown));
         }
         Value::Array(items) => {
             let elem_ty = ty
@@ -213,6 +218,23 @@ fn flatten_into(v: &Value, path: String, ty: String, out: &mut Vec<(String, Stri
             }
         }
     }
+}
+
+/// The text a `[u8; N]` holds, if it holds text: printable UTF-8 up to the first NUL (at least
+/// one character), and only NULs after it (a C-style string buffer).
+fn as_text(items: &[Value]) -> Option<String> {
+    let bytes: Vec<u8> = items
+        .iter()
+        .map(|i| match i {
+            Value::Prim(PrimKind::U8, Prim::U(b)) => u8::try_from(*b).ok(),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let (text, rest) = bytes.split_at(end);
+    let text = std::str::from_utf8(text).ok()?;
+    let printable = !text.is_empty() && text.chars().all(|c| !c.is_control() || c == '\t');
+    (printable && rest.iter().all(|&b| b == 0)).then(|| text.to_owned())
 }
 
 /// The value as JSON: structs as objects (field order kept), arrays as arrays, 128-bit integers
@@ -412,6 +434,29 @@ mod tests {
             };
         }
         assert!(decode(&deep, &[0; 8], 0).is_err());
+    }
+
+    #[test]
+    fn byte_arrays_holding_text_show_the_text_too() {
+        let bytes = |b: &[u8]| -> Vec<Value> {
+            b.iter()
+                .map(|&x| Value::Prim(PrimKind::U8, Prim::U(u128::from(x))))
+                .collect()
+        };
+        let ty = Ty::Array {
+            elem: Box::new(Ty::Prim(PrimKind::U8)),
+            len: 8,
+        };
+        let line = |b: &[u8]| flatten(&Value::Array(bytes(b)), &ty)[0].2.clone();
+        assert_eq!(
+            line(b"EURUSD\0\0"),
+            "\"EURUSD\" [69, 85, 82, 85, 83, 68, 0, 0]"
+        );
+        // Not text: binary bytes, nothing before the NUL, or garbage after it.
+        assert_eq!(line(&[1, 2, 0, 0, 0, 0, 0, 0]), "[1, 2, 0, 0, 0, 0, 0, 0]");
+        assert_eq!(line(&[0; 8]), "[0, 0, 0, 0, 0, 0, 0, 0]");
+        assert!(!line(b"ab\0c\0\0\0\0").starts_with('"'));
+        assert!(!line(&[0xff, 0xfe, 0, 0, 0, 0, 0, 0]).starts_with('"'));
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn limits_reports_kernel_values() {
 
 mod forged {
     use super::*;
-    use shmchan::segment::layout_codec::encode;
+    use shmchan::format::layout::encode;
     use shmchan::{Field, Layout, PrimKind, TypeDesc};
 
     const GOOD: Layout = Layout {
@@ -384,6 +384,15 @@ fn another_users_private_segment_is_unreadable_and_kept() {
         "{row}"
     );
     assert_eq!(row["size"], 4096);
+    // inspect prints what it could and fails: a script must not take the segment as read.
+    let out = nobody.run(&["inspect", &id]);
+    assert!(
+        !out.status.success(),
+        "inspect of an unreadable segment exits non-zero"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unreadable"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EACCES"));
     let out = nobody.run(&["rm", "--force", &id]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 
 use common::*;
-use shmchan::segment::layout_codec::encode;
+use shmchan::format::layout::encode;
 use shmchan::{Field, Layout, PrimKind, TypeDesc};
 
 const PAIR: Layout = Layout {

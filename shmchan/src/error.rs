@@ -1,8 +1,13 @@
-//! [`Error`], [`Result`], and the mapping from `errno` to typed errors with hints (seed 002's
-//! table: `EINVAL`, `EEXIST`, `EIDRM`, `ENOSPC`, `ENOENT`, `EACCES`, `ENOMEM`, `EPERM`, `EFAULT`).
+//! [`Error`], [`Result`], and the mapping from `errno` to typed errors with hints (`EEXIST`,
+//! `ENOENT`, `EACCES`/`EPERM`, `ENOSPC`, `ENOMEM`, `EIDRM`; the errors whose meaning depends on
+//! the call, such as `EINVAL` on a size, are built by that call's caller, which knows).
 
+use crate::segment::{LockKind, SegmentKind};
 use std::fmt;
 use std::path::PathBuf;
+
+/// An `errno` value (`nix::errno::Errno`): `Errno::EEXIST`, `Errno::from_raw(17)`, `e as i32`.
+pub use nix::errno::Errno;
 
 /// `Result<T, shmchan::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -85,21 +90,26 @@ impl fmt::Display for Target {
 
 /// Everything that can go wrong in shmchan.
 ///
-/// `Display` names the failing call, the `errno` where there is one, and what to do about it.
+/// `Display` names the failing call, the `errno` where there is one, and what to do about it;
+/// `Debug` shows the variant and the same text, so `fn main() -> Result<(), Box<dyn Error>>`
+/// prints the whole message. [`source`](std::error::Error::source) is the `errno`
+/// ([`Errno`]) when a system call failed.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmchan::{Error, Target};
+/// use shmchan::{Errno, Error, Target};
 ///
-/// let e = Error::from_errno("shmget", libc::EEXIST, Target::SysV { key: 0x41 });
+/// let e = Error::from_errno("shmget", Errno::EEXIST, Target::SysV { key: 0x41 });
 /// assert!(matches!(e, Error::Exists { .. }));
 /// let msg = e.to_string();
 /// assert!(msg.contains("shmget"));
 /// assert!(msg.contains("EEXIST"));
 /// assert!(msg.contains("shmchan rm 0x00000041"));
+/// assert!(format!("{e:?}").starts_with("Exists { .. }: shmget failed with EEXIST"));
+/// let source = std::error::Error::source(&e).expect("an errno");
+/// assert_eq!(source.downcast_ref::<Errno>(), Some(&Errno::EEXIST));
 /// ```
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// `EEXIST`: creating exclusively, but the segment already exists.
@@ -120,8 +130,8 @@ pub enum Error {
     PermissionDenied {
         /// The failing call.
         call: &'static str,
-        /// `EACCES` or `EPERM`.
-        errno: i32,
+        /// `EACCES` or `EPERM` (or `ENOMEM` from `mlock` over `RLIMIT_MEMLOCK`).
+        errno: Errno,
         /// What was being accessed.
         target: Target,
         /// What to do about it.
@@ -176,10 +186,14 @@ pub enum Error {
     /// The segment holds a shmchan header of another kind (a channel opened as a value, a
     /// `SeqLock` segment opened with `FcntlLock`...).
     KindMismatch {
-        /// What the opener asked for.
-        expected: String,
-        /// What the header says.
-        found: String,
+        /// The kind the opener asked for.
+        expected: SegmentKind,
+        /// The lock kind the opener asked for.
+        expected_lock: LockKind,
+        /// The kind the header records.
+        found: SegmentKind,
+        /// The lock kind the header records.
+        found_lock: LockKind,
     },
     /// The memory holds no valid shmchan header.
     NotShmchan {
@@ -222,17 +236,17 @@ pub enum Error {
         /// The failing call.
         call: &'static str,
         /// The `errno` value.
-        errno: i32,
+        errno: Errno,
     },
 }
 
 /// The symbolic name of an errno value, e.g. `"EEXIST"`.
-pub(crate) fn errno_name(errno: i32) -> String {
-    format!("{:?}", nix::errno::Errno::from_raw(errno))
+pub(crate) fn errno_name(errno: Errno) -> String {
+    format!("{errno:?}")
 }
 
-fn errno_text(errno: i32) -> String {
-    let s = std::io::Error::from_raw_os_error(errno).to_string();
+fn errno_text(errno: Errno) -> String {
+    let s = std::io::Error::from_raw_os_error(errno as i32).to_string();
     // io::Error renders "Text (os error N)"; keep the text only.
     match s.find(" (os error") {
         Some(i) => s[..i].to_owned(),
@@ -240,61 +254,42 @@ fn errno_text(errno: i32) -> String {
     }
 }
 
+/// The hint of [`Error::PermissionDenied`] for `shmctl(SHM_LOCK)` / `mlock`.
+pub(crate) const LOCK_IN_MEMORY_HINT: &str = "locking a segment in memory needs CAP_IPC_LOCK (or a large enough RLIMIT_MEMLOCK): run as root or `setcap cap_ipc_lock+ep` the binary";
+
 impl Error {
-    /// Maps an `errno` from `call` acting on `target` to a typed error (seed 002's table).
+    /// Maps an `errno` from `call` acting on `target` to a typed error by the errno alone:
+    /// `EEXIST` is [`Error::Exists`], `ENOENT` [`Error::NotFound`], `EACCES`/`EPERM`
+    /// [`Error::PermissionDenied`], `ENOSPC` [`Error::NoSpace`], `ENOMEM` [`Error::NoMemory`],
+    /// `EIDRM` [`Error::Removed`], anything else [`Error::Os`]. Errors whose meaning depends on
+    /// the call (`EINVAL` on a size is [`Error::InvalidSize`]) are built by whoever knows.
     ///
     /// # Examples
     ///
     /// ```
-    /// use shmchan::{Error, Target};
+    /// use shmchan::{Errno, Error, Target};
     ///
-    /// let e = Error::from_errno("shmat", libc::EIDRM, Target::SysVId { id: 7 });
+    /// let e = Error::from_errno("shmat", Errno::EIDRM, Target::SysVId { id: 7 });
     /// assert!(matches!(e, Error::Removed { .. }));
     /// ```
-    pub fn from_errno(call: &'static str, errno: i32, target: Target) -> Error {
+    pub fn from_errno(call: &'static str, errno: Errno, target: Target) -> Error {
         match errno {
-            libc::EEXIST => Error::Exists { call, target },
-            libc::ENOENT => Error::NotFound { call, target },
-            libc::EACCES | libc::EPERM => Error::PermissionDenied {
+            Errno::EEXIST => Error::Exists { call, target },
+            Errno::ENOENT => Error::NotFound { call, target },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
                 call,
                 errno,
+                hint: permission_hint(errno, &target),
                 target,
-                hint: permission_hint(call, errno),
             },
-            libc::EINVAL if matches!(call, "shmget" | "ftruncate") => Error::InvalidSize {
-                call,
-                target,
-                requested: 0,
-                reason: "the size is outside shmmin..=shmmax, or larger than the existing segment"
-                    .into(),
-            },
-            libc::ENOSPC => Error::NoSpace {
+            Errno::ENOSPC => Error::NoSpace {
                 call,
                 target,
                 reason: "no segment id is left (shmmni) or the total would exceed shmall".into(),
             },
-            libc::ENOMEM => Error::NoMemory { call, target },
-            libc::EIDRM => Error::Removed { call, target },
+            Errno::ENOMEM => Error::NoMemory { call, target },
+            Errno::EIDRM => Error::Removed { call, target },
             _ => Error::Os { call, errno },
-        }
-    }
-
-    /// Fills in the size asked for when this is an [`Error::InvalidSize`] (an `errno` alone does
-    /// not carry it); other errors are returned unchanged.
-    pub(crate) fn with_requested_size(self, len: u64) -> Error {
-        match self {
-            Error::InvalidSize {
-                call,
-                target,
-                reason,
-                ..
-            } => Error::InvalidSize {
-                call,
-                target,
-                requested: len,
-                reason,
-            },
-            other => other,
         }
     }
 
@@ -303,32 +298,60 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// use shmchan::{Error, Target};
+    /// use shmchan::{Errno, Error, Target};
     ///
-    /// let e = Error::from_errno("shm_open", libc::ENOENT, Target::Posix { name: "/x".into() });
-    /// assert_eq!(e.errno(), Some(libc::ENOENT));
+    /// let e = Error::from_errno("shm_open", Errno::ENOENT, Target::Posix { name: "/x".into() });
+    /// assert_eq!(e.errno(), Some(Errno::ENOENT));
     /// ```
-    pub fn errno(&self) -> Option<i32> {
+    pub fn errno(&self) -> Option<Errno> {
+        self.errno_ref().copied()
+    }
+
+    fn errno_ref(&self) -> Option<&Errno> {
         match self {
-            Error::Exists { .. } => Some(libc::EEXIST),
-            Error::NotFound { call, .. } if call.starts_with("shm") || *call == "ftok" => {
-                Some(libc::ENOENT)
-            }
-            Error::PermissionDenied { errno, .. } | Error::Os { errno, .. } => Some(*errno),
-            Error::NoMemory { .. } => Some(libc::ENOMEM),
-            Error::Removed { .. } => Some(libc::EIDRM),
+            Error::Exists { .. } => Some(&Errno::EEXIST),
+            Error::NotFound { .. } => Some(&Errno::ENOENT),
+            Error::PermissionDenied { errno, .. } | Error::Os { errno, .. } => Some(errno),
+            Error::NoMemory { .. } => Some(&Errno::ENOMEM),
+            Error::Removed { .. } => Some(&Errno::EIDRM),
             _ => None,
+        }
+    }
+
+    /// The variant's name, for `Debug`.
+    fn variant(&self) -> &'static str {
+        match self {
+            Error::Exists { .. } => "Exists",
+            Error::NotFound { .. } => "NotFound",
+            Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::InvalidSize { .. } => "InvalidSize",
+            Error::NoSpace { .. } => "NoSpace",
+            Error::NoMemory { .. } => "NoMemory",
+            Error::Removed { .. } => "Removed",
+            Error::LayoutMismatch { .. } => "LayoutMismatch",
+            Error::KindMismatch { .. } => "KindMismatch",
+            Error::NotShmchan { .. } => "NotShmchan",
+            Error::WriterDied { .. } => "WriterDied",
+            Error::Disconnected => "Disconnected",
+            Error::Timeout { .. } => "Timeout",
+            Error::WouldBlock { .. } => "WouldBlock",
+            Error::Corrupted { .. } => "Corrupted",
+            Error::InvalidArgument { .. } => "InvalidArgument",
+            Error::Os { .. } => "Os",
         }
     }
 }
 
-fn permission_hint(call: &'static str, errno: i32) -> &'static str {
-    match (call, errno) {
-        ("shmctl(SHM_LOCK)" | "shmctl(SHM_UNLOCK)", _) => {
-            "locking a segment in memory needs CAP_IPC_LOCK (or a large enough RLIMIT_MEMLOCK): run as root or `setcap cap_ipc_lock+ep` the binary"
+fn permission_hint(errno: Errno, target: &Target) -> &'static str {
+    match (errno, target) {
+        (Errno::EPERM, Target::Path { .. }) => {
+            "only the file's owner or root may do this: run as that user"
         }
-        (_, libc::EPERM) => {
+        (Errno::EPERM, _) => {
             "only the segment's owner, its creator, or root may change or remove it: run as that user"
+        }
+        (_, Target::Path { .. }) => {
+            "the file's permissions (or those of a directory on its path) do not allow this: check them with `ls -l`, run as its owner, or have it created with a wider mode"
         }
         _ => {
             "the segment's mode does not allow this: check `shmchan ls` / `ipcs -m` for its owner and mode, run as its owner, or have it created with a wider mode (e.g. 0o660)"
@@ -336,16 +359,32 @@ fn permission_hint(call: &'static str, errno: i32) -> &'static str {
     }
 }
 
-fn rm_hint(target: &Target) -> String {
+fn exists_hint(target: &Target) -> String {
+    let open = "open it instead (`open`, or `open_or_create` to open it or create it in one call)";
     match target.cli_arg() {
-        Some(arg) => format!("open it, or remove it with `shmchan rm {arg}`"),
-        None => "open it, or remove it first".to_owned(),
+        Some(arg) => format!("{open}, or remove it first with `shmchan rm {arg}`"),
+        None => format!("{open}, or remove it first"),
+    }
+}
+
+/// How error messages name a kind of segment and its lock.
+fn describe(kind: SegmentKind, lock: LockKind) -> String {
+    match (kind, lock) {
+        (SegmentKind::Value, LockKind::SeqLock) => {
+            "value with a SeqLock (`Shared<T, SeqLock>`)".into()
+        }
+        (SegmentKind::Value, LockKind::Fcntl) => {
+            "value with an FcntlLock (`Shared<T, FcntlLock>`)".into()
+        }
+        (SegmentKind::Channel, _) => "channel (`Sender` / `Receiver`)".into(),
+        (SegmentKind::Raw, _) => "raw segment (`Segment::open_raw`)".into(),
+        (kind, lock) => format!("{kind:?} segment with {lock:?} lock"),
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let with_errno = |f: &mut fmt::Formatter<'_>, call: &str, errno: i32| {
+        let with_errno = |f: &mut fmt::Formatter<'_>, call: &str, errno: Errno| {
             write!(
                 f,
                 "{call} failed with {} ({})",
@@ -355,11 +394,11 @@ impl fmt::Display for Error {
         };
         match self {
             Error::Exists { call, target } => {
-                with_errno(f, call, libc::EEXIST)?;
-                write!(f, ": {target} already exists; {}", rm_hint(target))
+                with_errno(f, call, Errno::EEXIST)?;
+                write!(f, ": {target} already exists; {}", exists_hint(target))
             }
             Error::NotFound { call, target } => {
-                with_errno(f, call, libc::ENOENT)?;
+                with_errno(f, call, Errno::ENOENT)?;
                 match target {
                     Target::Path { .. } => write!(
                         f,
@@ -402,14 +441,14 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoMemory { call, target } => {
-                with_errno(f, call, libc::ENOMEM)?;
+                with_errno(f, call, Errno::ENOMEM)?;
                 write!(
                     f,
                     " for {target}; the system is out of memory: free memory or use a smaller segment"
                 )
             }
             Error::Removed { call, target } => {
-                with_errno(f, call, libc::EIDRM)?;
+                with_errno(f, call, Errno::EIDRM)?;
                 write!(f, ": {target} was removed; create it again")
             }
             Error::LayoutMismatch {
@@ -421,9 +460,16 @@ impl fmt::Display for Error {
                 f,
                 "layout mismatch: the segment holds `{found_type}` (fingerprint {found:#018x}) but was opened as `{expected_type}` (fingerprint {expected:#018x}); both sides must be built from the same type definition"
             ),
-            Error::KindMismatch { expected, found } => write!(
+            Error::KindMismatch {
+                expected,
+                expected_lock,
+                found,
+                found_lock,
+            } => write!(
                 f,
-                "kind mismatch: the segment is a {found}, but was opened as a {expected}; open it with the matching type"
+                "kind mismatch: the segment holds a {}, but was opened as a {}; open it with the handle it was created with",
+                describe(*found, *found_lock),
+                describe(*expected, *expected_lock)
             ),
             Error::NotShmchan { target, reason } => write!(
                 f,
@@ -458,7 +504,22 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl fmt::Debug for Error {
+    /// The variant and the `Display` text: `Exists { .. }: shmget failed with EEXIST ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Disconnected => write!(f, "Disconnected: {self}"),
+            _ => write!(f, "{} {{ .. }}: {self}", self.variant()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.errno_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
@@ -479,51 +540,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_seed_errno_maps_to_its_variant() {
+    fn every_errno_of_the_table_maps_to_its_variant() {
         let t = || Target::SysV { key: 0x5400_0001 };
+        let map = |e| Error::from_errno("shmget", e, t());
+        assert!(matches!(map(Errno::EEXIST), Error::Exists { .. }));
+        assert!(matches!(map(Errno::ENOENT), Error::NotFound { .. }));
+        assert!(matches!(map(Errno::EACCES), Error::PermissionDenied { .. }));
         assert!(matches!(
-            Error::from_errno("shmget", libc::EEXIST, t()),
-            Error::Exists { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmget", libc::ENOENT, t()),
-            Error::NotFound { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmget", libc::EACCES, t()),
+            Error::from_errno("shmctl(IPC_RMID)", Errno::EPERM, t()),
             Error::PermissionDenied { .. }
         ));
+        // EINVAL means "bad size" only for some calls: their callers build InvalidSize.
         assert!(matches!(
-            Error::from_errno("shmctl(IPC_RMID)", libc::EPERM, t()),
-            Error::PermissionDenied { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmget", libc::EINVAL, t()),
-            Error::InvalidSize { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmat", libc::EINVAL, t()),
+            map(Errno::EINVAL),
             Error::Os {
-                errno: libc::EINVAL,
+                errno: Errno::EINVAL,
                 ..
             }
         ));
+        assert!(matches!(map(Errno::ENOSPC), Error::NoSpace { .. }));
+        assert!(matches!(map(Errno::ENOMEM), Error::NoMemory { .. }));
+        assert!(matches!(map(Errno::EIDRM), Error::Removed { .. }));
         assert!(matches!(
-            Error::from_errno("shmget", libc::ENOSPC, t()),
-            Error::NoSpace { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmget", libc::ENOMEM, t()),
-            Error::NoMemory { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmat", libc::EIDRM, t()),
-            Error::Removed { .. }
-        ));
-        assert!(matches!(
-            Error::from_errno("shmctl(IPC_STAT)", libc::EFAULT, t()),
+            map(Errno::EFAULT),
             Error::Os {
-                errno: libc::EFAULT,
+                errno: Errno::EFAULT,
                 ..
             }
         ));
@@ -531,21 +572,66 @@ mod tests {
 
     #[test]
     fn exists_message_names_call_errno_key_and_fix() {
-        let msg = Error::from_errno("shmget", libc::EEXIST, Target::SysV { key: 0x4100_0007 })
+        let msg = Error::from_errno("shmget", Errno::EEXIST, Target::SysV { key: 0x4100_0007 })
             .to_string();
         assert_eq!(
             msg,
-            "shmget failed with EEXIST (File exists): System V segment with key 0x41000007 already exists; open it, or remove it with `shmchan rm 0x41000007`"
+            "shmget failed with EEXIST (File exists): System V segment with key 0x41000007 already exists; open it instead (`open`, or `open_or_create` to open it or create it in one call), or remove it first with `shmchan rm 0x41000007`"
         );
     }
 
     #[test]
-    fn shm_lock_eperm_hints_at_cap_ipc_lock() {
-        let msg = Error::from_errno("shmctl(SHM_LOCK)", libc::EPERM, Target::SysVId { id: 3 })
-            .to_string();
+    fn debug_shows_the_variant_and_the_whole_message() {
+        let e = Error::from_errno("shmget", Errno::EEXIST, Target::SysV { key: 0x4100_0007 });
+        assert_eq!(format!("{e:?}"), format!("Exists {{ .. }}: {e}"));
+        assert_eq!(
+            format!("{:?}", Error::Disconnected),
+            format!("Disconnected: {}", Error::Disconnected)
+        );
+        // What `fn main() -> Result<(), Box<dyn Error>>` prints on error.
+        let boxed: Box<dyn std::error::Error> = Box::new(e);
+        assert!(format!("{boxed:?}").contains("open_or_create"));
+    }
+
+    #[test]
+    fn source_is_the_errno_of_the_failed_call() {
+        use std::error::Error as _;
+        let t = || Target::Posix { name: "/x".into() };
+        for errno in [Errno::EACCES, Errno::ENOENT, Errno::EBADF] {
+            let e = Error::from_errno("shm_open", errno, t());
+            let src = e.source().and_then(|s| s.downcast_ref::<Errno>());
+            assert_eq!(src, Some(&errno), "{e:?}");
+            assert_eq!(e.errno(), Some(errno));
+        }
+        assert!(Error::Disconnected.source().is_none());
+    }
+
+    #[test]
+    fn permission_hints_name_what_refused() {
+        let file = Target::Path {
+            path: "/tmp/x.lock".into(),
+        };
+        let msg = Error::from_errno("open", Errno::EACCES, file).to_string();
         assert!(
-            msg.contains("EPERM") && msg.contains("CAP_IPC_LOCK"),
+            msg.contains("/tmp/x.lock") && msg.contains("ls -l"),
             "{msg}"
         );
+        assert!(!msg.contains("ipcs"), "{msg}");
+        let msg = Error::from_errno("shmctl(IPC_SET)", Errno::EPERM, Target::SysVId { id: 3 })
+            .to_string();
+        assert!(msg.contains("EPERM") && msg.contains("owner"), "{msg}");
+    }
+
+    #[test]
+    fn kind_mismatch_names_both_kinds() {
+        let msg = Error::KindMismatch {
+            expected: SegmentKind::Value,
+            expected_lock: LockKind::Fcntl,
+            found: SegmentKind::Value,
+            found_lock: LockKind::SeqLock,
+        }
+        .to_string();
+        assert!(msg.contains("holds a value with a SeqLock"), "{msg}");
+        assert!(msg.contains("opened as a value with an FcntlLock"), "{msg}");
     }
 }

@@ -246,6 +246,9 @@
 extern crate self as shmchan;
 
 pub mod channel;
+pub mod format;
+#[doc(hidden)]
+pub use sys::tool;
 mod error;
 pub mod segment;
 mod shared;
@@ -259,7 +262,7 @@ pub mod view;
 pub mod __private;
 
 pub use channel::{Receiver, Sender, channel};
-pub use error::{Error, Result, Target};
+pub use error::{Errno, Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };

@@ -1,4 +1,4 @@
-//! Every errno of seed 002 provoked for real through the public API, and what the error says.
+//! Every errno of the System V and POSIX calls provoked for real through the public API, and what the error says.
 
 use shmchan::{Error, Key, Segment};
 
@@ -28,7 +28,7 @@ fn eexist_names_the_key_and_how_to_remove_it() {
         let seg = Segment::create_raw(key, 64, 0o600).expect("create");
         let err = Segment::create_raw(key, 64, 0o600).unwrap_err();
         assert!(matches!(err, Error::Exists { .. }), "{err:?}");
-        assert_eq!(err.errno(), Some(libc::EEXIST));
+        assert_eq!(err.errno(), Some(shmchan::Errno::EEXIST));
         let msg = err.to_string();
         assert!(msg.contains("EEXIST"), "{msg}");
         assert!(msg.contains(&format!("shmchan rm {key}")), "{msg}");
@@ -208,7 +208,7 @@ fn eacces_when_the_mode_forbids_writing() {
 fn check_eacces(key: Key) {
     let err = Segment::open_raw(key, false).unwrap_err();
     match &err {
-        Error::PermissionDenied { errno, .. } => assert_eq!(*errno, libc::EACCES),
+        Error::PermissionDenied { errno, .. } => assert_eq!(*errno, shmchan::Errno::EACCES),
         other => panic!("{key}: expected PermissionDenied, got {other:?}"),
     }
     let msg = err.to_string();
@@ -224,7 +224,8 @@ fn check_eperm_for_non_owner(key: Key) {
         match r {
             Err(
                 e @ Error::PermissionDenied {
-                    errno: libc::EPERM, ..
+                    errno: shmchan::Errno::EPERM,
+                    ..
                 },
             ) => e.to_string(),
             other => panic!("{what}: expected EPERM, got {other:?}"),

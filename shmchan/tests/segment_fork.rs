@@ -1,4 +1,4 @@
-//! Multi-process segment tests (seed 000): a `fork`ed child touches the segment only, through
+//! Multi-process segment tests: a `fork`ed child touches the segment only, through
 //! atomics prepared by the parent, and leaves with `libc::_exit` (no allocation, no locks, no
 //! destructors in the child of this multi-threaded test harness).
 

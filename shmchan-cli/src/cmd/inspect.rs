@@ -11,6 +11,7 @@ use crate::procfs;
 use crate::reader;
 use crate::record::{self, Location, Record};
 use crate::value;
+use shmchan::SegmentKind;
 
 /// Everything `inspect` shows, computed once (watch re-computes it at each refresh).
 pub struct Report {
@@ -22,6 +23,8 @@ pub struct Report {
     pub tail: Vec<String>,
     /// The same as JSON.
     pub json: Json,
+    /// Why part of the segment could not be read (the command then exits non-zero).
+    pub unreadable: Option<String>,
 }
 
 /// Builds the report for one segment.
@@ -88,11 +91,16 @@ fn build(r: &Record) -> Report {
                     h.fingerprint
                 ));
             }
+            let unreadable = match other {
+                Probe::Unreadable(why) => Some(why.clone()),
+                _ => None,
+            };
             return Report {
                 head,
                 fields,
                 tail,
                 json,
+                unreadable,
             };
         }
     };
@@ -103,7 +111,7 @@ fn build(r: &Record) -> Report {
         h.lock_name(),
         h.state_name()
     ));
-    if h.kind == 3 {
+    if h.segment_kind() == Some(shmchan::SegmentKind::Raw) {
         head.push("  type      none (raw bytes, accessed as atomic words)".to_owned());
     } else {
         head.push(format!(
@@ -134,11 +142,14 @@ fn build(r: &Record) -> Report {
                 fields,
                 tail,
                 json,
+                unreadable: Some(e),
             };
         }
     };
-    if h.kind == 3 {
-        let n = h.payload_len.min(256) as usize;
+    let bytes = bytes.source();
+    let mut unreadable = None;
+    if h.segment_kind() == Some(SegmentKind::Raw) {
+        let n = h.payload_len.min(256);
         match bytes.read_vec(h.payload_off, n) {
             Ok(b) => {
                 tail.push(format!(
@@ -174,10 +185,13 @@ fn build(r: &Record) -> Report {
                 let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
                 json["raw_prefix_hex"] = json!(hex);
             }
-            Err(e) => tail.push(format!("raw payload unreadable: {e}")),
+            Err(e) => {
+                tail.push(format!("raw payload unreadable: {e}"));
+                unreadable = Some(e.to_string());
+            }
         }
-    } else if h.kind == 2 {
-        match reader::channel_state(bytes.as_ref(), h) {
+    } else if h.segment_kind() == Some(SegmentKind::Channel) {
+        match reader::channel_state(bytes, h) {
             Ok((j, lines)) => {
                 json["channel"] = j;
                 tail.extend(lines);
@@ -188,7 +202,7 @@ fn build(r: &Record) -> Report {
             }
         }
     } else {
-        match reader::read_value(bytes.as_ref(), h) {
+        match reader::read_value(bytes, h) {
             Ok(v) => {
                 if let Some(w) = &v.writer {
                     head.push(format!("  writer    {w}"));
@@ -210,6 +224,7 @@ fn build(r: &Record) -> Report {
         fields,
         tail,
         json,
+        unreadable,
     }
 }
 
@@ -257,5 +272,8 @@ pub fn run(out: &Output, arg: &SegmentArg) -> Result<(), String> {
     } else {
         out.print(&render(&rep, &|_, _| false, false));
     }
-    Ok(())
+    match rep.unreadable {
+        Some(why) => Err(format!("could not read all of the segment: {why}")),
+        None => Ok(()),
+    }
 }

@@ -5,7 +5,6 @@ use serde_json::json;
 
 use crate::Output;
 use crate::procfs;
-use crate::sys;
 use crate::table::{Align, Table, human_bytes};
 
 /// Values at or above this are the kernel's "no limit" defaults (`ULONG_MAX - 2^24`...).
@@ -47,7 +46,7 @@ fn gather() -> Result<Report, String> {
             bytes,
         },
         Err(_) => {
-            let page = sys::page_size();
+            let page = shmchan::tool::page_size();
             Report {
                 shmmax: read_sysctl("shmmax"),
                 // Fixed at 1 byte by Linux (no sysctl).
@@ -75,7 +74,7 @@ fn show(v: Option<u64>, unit_bytes: Option<u64>) -> String {
 /// Runs the command.
 pub fn run(out: &Output) -> Result<(), String> {
     let r = gather()?;
-    let dev_shm = sys::statvfs(procfs::POSIX_DIR).ok();
+    let dev_shm = shmchan::tool::statvfs(procfs::POSIX_DIR).ok();
 
     if out.json {
         let v = json!({

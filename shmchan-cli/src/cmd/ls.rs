@@ -52,7 +52,7 @@ fn render(records: &[Record]) -> String {
         }
         let (ty, kind, lock, fp) = match r.probe.header() {
             Some(h) => (
-                if h.kind == 3 {
+                if h.segment_kind() == Some(shmchan::SegmentKind::Raw) {
                     "-".to_owned()
                 } else {
                     h.type_name.clone()

@@ -6,10 +6,10 @@ use serde_json::json;
 
 use crate::Output;
 use crate::args::SegmentArg;
+use crate::bytes;
 use crate::probe::Probe;
-use crate::procfs::Liveness;
 use crate::record::{self, Location, Record};
-use crate::sys;
+use shmchan::format::liveness::Liveness;
 
 /// What happened to one segment.
 enum Outcome {
@@ -129,14 +129,15 @@ fn remove(r: &Record, force: bool) -> Outcome {
         // The attach count was 0 when we looked; if a process attached since, it is using the
         // segment: wiping it under that process is not what was asked.
         if let (false, Location::Sysv { shmid, .. }) = (force, &r.location) {
-            let others = sys::shm_stat(*shmid).map_or(0, |st| st.shm_nattch.saturating_sub(1));
+            let others =
+                shmchan::tool::sysv_stat(*shmid).map_or(0, |st| st.attach_count.saturating_sub(1));
             if others > 0 && r.attached == 0 {
                 return Err(format!(
                     "{others} process(es) attached since it was looked at"
                 ));
             }
         }
-        seg.wipe().map_err(|e| sys::describe("wiping", &e))
+        seg.wipe().map_err(|e| bytes::describe("wiping", &e))
     });
     if let Err(e) = wiped {
         if !force {
@@ -146,11 +147,10 @@ fn remove(r: &Record, force: bool) -> Outcome {
         }
     }
     let res = match &r.location {
-        Location::Sysv { shmid, .. } => sys::shm_remove(*shmid)
-            .map_err(|e| sys::describe(&format!("shmctl({shmid}, IPC_RMID)"), &e)),
-        Location::Posix { name } => {
-            sys::posix_unlink(name).map_err(|e| sys::describe(&format!("shm_unlink({name})"), &e))
-        }
+        Location::Sysv { shmid, .. } => shmchan::tool::sysv_remove(*shmid)
+            .map_err(|e| bytes::describe(&format!("shmctl({shmid}, IPC_RMID)"), &e)),
+        Location::Posix { name } => shmchan::tool::posix_unlink(name)
+            .map_err(|e| bytes::describe(&format!("shm_unlink({name})"), &e)),
     };
     match res {
         Ok(()) => Outcome::Removed,

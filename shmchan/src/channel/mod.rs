@@ -28,8 +28,8 @@
 
 mod error;
 mod keyed;
-mod layout;
-mod liveness;
+pub(crate) mod layout;
+pub(crate) mod liveness;
 mod memory;
 mod receiver;
 mod ring;

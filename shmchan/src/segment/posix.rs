@@ -3,7 +3,7 @@
 
 use super::Cleanup;
 use super::header::{FIXED_LEN, FLAG_REMOVE_WHEN_UNUSED, OFF_FLAGS};
-use crate::error::{Error, Result, Target};
+use crate::error::{Errno, Error, Result, Target};
 use crate::sys::mman::{Mapping, Region};
 use crate::sys::posix_shm::{self, ObjStat, OpenMode};
 use std::ffi::CString;
@@ -48,22 +48,26 @@ impl PosixBacking {
         posix_shm::chmod(fd.as_fd(), mode)
             .map_err(|e| unlink_on_error(Error::from_errno("fchmod", e, target.clone())))?;
         posix_shm::truncate(fd.as_fd(), len as u64).map_err(|e| {
-            unlink_on_error(
-                Error::from_errno("ftruncate", e, target.clone()).with_requested_size(len as u64),
-            )
+            unlink_on_error(match e {
+                Errno::EINVAL | Errno::EFBIG => Error::InvalidSize {
+                    call: "ftruncate",
+                    target: target.clone(),
+                    requested: len as u64,
+                    reason: "the kernel refused the length".into(),
+                },
+                e => Error::from_errno("ftruncate", e, target.clone()),
+            })
         })?;
         // Reserve the pages now: a full /dev/shm is ENOSPC here, not SIGBUS on first write.
         posix_shm::allocate(fd.as_fd(), len as u64).map_err(|e| {
-            unlink_on_error(
-                match Error::from_errno("posix_fallocate", e, target.clone()) {
-                    Error::NoSpace { call, target, .. } => Error::NoSpace {
-                        call,
-                        target,
-                        reason: format!("/dev/shm cannot hold {len} more bytes"),
-                    },
-                    other => other,
+            unlink_on_error(match e {
+                Errno::ENOSPC => Error::NoSpace {
+                    call: "posix_fallocate",
+                    target: target.clone(),
+                    reason: format!("/dev/shm cannot hold {len} more bytes"),
                 },
-            )
+                e => Error::from_errno("posix_fallocate", e, target.clone()),
+            })
         })?;
         let mapping = Mapping::of_fd(fd.as_fd(), len, true)
             .map_err(|e| unlink_on_error(Error::from_errno("mmap", e, target.clone())))?;
@@ -140,17 +144,23 @@ impl PosixBacking {
             .map_err(|e| Error::from_errno("shm_unlink", e, target.clone()))
     }
 
+    /// Whether the name still designates our object: `false` once it was unlinked, or names
+    /// another object (someone removed ours and created a new one under the same name).
+    pub(super) fn name_is_ours(&self) -> std::result::Result<bool, nix::errno::Errno> {
+        let ours = posix_shm::stat(self.fd.as_fd())?;
+        let fd = match posix_shm::open(&self.name, OpenMode::ReadOnly, 0) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let now = posix_shm::stat(fd.as_fd())?;
+        Ok(now.dev == ours.dev && now.ino == ours.ino)
+    }
+
     /// Unlinks the name only if it still designates our object: after a `remove` and a
     /// re-creation by someone else, the name belongs to a different object we must not touch.
     fn unlink_if_ours(&self) {
-        let Ok(ours) = posix_shm::stat(self.fd.as_fd()) else {
-            return;
-        };
-        let Ok(fd) = posix_shm::open(&self.name, OpenMode::ReadOnly, 0) else {
-            return;
-        };
-        let same = matches!(posix_shm::stat(fd.as_fd()), Ok(now) if now.dev == ours.dev && now.ino == ours.ino);
-        if same {
+        if self.name_is_ours() == Ok(true) {
             let _ = posix_shm::unlink(&self.name);
         }
     }

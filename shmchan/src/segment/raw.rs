@@ -1,11 +1,13 @@
 //! Raw segments: a header plus `len` bytes with no stored type ([`SegmentKind::Raw`]), accessed
-//! through atomic words and volatile byte copies. What the seed programs do with a bare
-//! `int *`, without undefined behaviour: the counter of seed 000, the message of seed 002.
+//! through atomic words and atomic byte copies. What C programs do with a bare `int *` into
+//! shared memory (a counter shared with forked children, a message left for another process),
+//! without undefined behaviour.
 
 use super::{Expect, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::error::{Error, Result};
 use crate::shm_safe::ShmSafe;
 use crate::sys;
+use crate::sys::mman::Width;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
@@ -32,7 +34,8 @@ const RAW_EXPECT: Expect = Expect {
 
 impl Segment {
     /// An anonymous `MAP_SHARED` raw segment of `len` zeroed payload bytes, shared with the
-    /// children this process `fork`s afterwards (seed 000).
+    /// children this process `fork`s afterwards (the anonymous-mapping technique of Kerrisk,
+    /// TLPI ch. 49).
     ///
     /// # Errors
     ///
@@ -55,7 +58,7 @@ impl Segment {
     }
 
     /// An anonymous `MAP_PRIVATE` raw segment: after `fork`, parent and child each write their
-    /// own copy-on-write copy and never see each other's writes (seed 000's other flag).
+    /// own copy-on-write copy and never see each other's writes (`MAP_PRIVATE` instead of `MAP_SHARED`).
     ///
     /// # Errors
     ///
@@ -133,18 +136,6 @@ impl Segment {
     /// ```
     pub fn open_or_create_raw(key: super::Key, len: usize, mode: u32) -> Result<Segment> {
         Self::open_or_create(key, &raw_spec(len, mode), &RAW_EXPECT, drop)
-    }
-
-    /// The payload length in bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert_eq!(shmchan::Segment::anonymous_raw(100)?.payload_size(), 100);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn payload_size(&self) -> usize {
-        self.payload_len()
     }
 
     fn payload_region(&self) -> Option<(sys::mman::Region<'_>, usize)> {
@@ -233,8 +224,10 @@ impl Segment {
         }
     }
 
-    /// Copies `data` into the payload at `offset` with volatile writes. Publish it to readers
-    /// with a `Release` store to an atomic word they load with `Acquire`.
+    /// Copies `data` into the payload at `offset` with atomic stores (8-byte words where the
+    /// range covers whole aligned words, so a concurrent [`read_bytes`](Self::read_bytes) is no
+    /// data race). Publish it to readers with a `Release` store to an atomic word they load with
+    /// `Acquire`.
     ///
     /// # Errors
     ///
@@ -261,13 +254,14 @@ impl Segment {
         let end = offset.checked_add(data.len());
         match (self.payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
-                .write_from(base + offset, data)
+                .write_from(base + offset, data, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, data.len())),
             _ => Err(self.payload_range_error(offset, data.len())),
         }
     }
 
-    /// Copies payload bytes at `offset` into `out` with volatile reads.
+    /// Copies payload bytes at `offset` into `out` with atomic loads. Bytes a writer is changing
+    /// at the same time may come out old or new, each byte one or the other.
     ///
     /// # Errors
     ///
@@ -286,7 +280,7 @@ impl Segment {
         let end = offset.checked_add(out.len());
         match (self.payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
-                .read_into(base + offset, out)
+                .read_into(base + offset, out, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, out.len())),
             _ => Err(self.payload_range_error(offset, out.len())),
         }

@@ -1,10 +1,14 @@
 //! Unit tests of the crate-internal segment interface (`SegmentSpec`/`Expect`, the creation
 //! protocol, the opener's wait, cleanup). Cross-process behaviour is in `shmchan/tests/`.
 
+use super::lifecycle::INIT_WAIT;
 use super::*;
 use crate::shm_safe::ShmSafe;
 use crate::sys::sysv as raw_sysv;
+use header::{MAGIC, OFF_MAGIC, STATE_INITIALISING, STATE_READY};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 /// A System V key unique to this process and test (`n` < 64).
 fn test_key(n: u32) -> Key {
@@ -65,7 +69,7 @@ fn anonymous_segment_has_aligned_payload_and_a_full_header() {
     let seg = Segment::anonymous(&spec_u64x4(), |p| write_word(p, 99)).expect("anonymous");
     assert_eq!(seg.payload_ptr() as usize % 128, 0);
     assert_eq!(seg.payload_len(), 64);
-    let h = seg.header_info();
+    let h = seg.header().clone();
     assert_eq!(h.kind, SegmentKind::Value);
     assert_eq!(h.lock_kind, LockKind::SeqLock);
     assert_eq!(h.state, HeaderState::Ready);
@@ -94,7 +98,7 @@ fn sysv_create_then_open_validates_and_sees_init() {
     let b = Segment::open(key, &spec.expect(), true).expect("open");
     assert!(b.is_read_only() && !a.is_read_only());
     assert_eq!(b.payload_mut_ptr(), None);
-    let h = b.header_info();
+    let h = b.header().clone();
     assert_eq!(h.capacity, 16);
     assert_eq!(
         h.lock_path.as_deref(),
@@ -147,7 +151,7 @@ fn foreign_sysv(key: Key, len: usize, bytes: &[u8]) -> i32 {
     )
     .expect("shmget");
     let att = raw_sysv::Attachment::attach(id, len, false).expect("shmat");
-    att.region().write_from(0, bytes).expect("fits");
+    att.region().write_from(0, bytes, Width::W4).expect("fits");
     id
 }
 
@@ -235,7 +239,7 @@ fn opener_reports_a_creator_that_died_while_initialising() {
         other => panic!("{other:?}"),
     }
     // A live creator: a timeout naming it.
-    r.write_from(24, &std::process::id().to_ne_bytes())
+    r.write_from(24, &std::process::id().to_ne_bytes(), Width::W4)
         .expect("pid");
     let err = Segment::open_any(key, true).unwrap_err();
     assert!(

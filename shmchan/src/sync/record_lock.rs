@@ -16,6 +16,7 @@
 //! takes the kernel read lock, the last one out releases it, a writer takes the kernel write lock
 //! alone.
 
+use crate::sys::Errno;
 use crate::sys::fcntl::{self, Flavour, LockType};
 use crate::{Error, Target};
 use std::mem::ManuallyDrop;
@@ -315,7 +316,7 @@ impl RecordLock {
             // this handle may share a read-write descriptor with another handle.
             return Err(Error::Os {
                 call: "fcntl(F_WRLCK) on a lock file opened read-only",
-                errno: libc::EBADF,
+                errno: Errno::EBADF,
             });
         }
         let local = self.local()?;
@@ -403,11 +404,11 @@ fn kernel_lock(fd: &OwnedFd, kind: LockType, wait: Wait) -> Result<(), Error> {
         let f = flavour();
         match fcntl::set_lock(fd, kind, blocking, f) {
             Ok(()) => return Ok(()),
-            Err((_, libc::EINVAL)) if f == Flavour::Ofd => {
+            Err((_, Errno::EINVAL)) if f == Flavour::Ofd => {
                 // Kernel older than 3.15: fall back to classic process-owned locks.
                 FLAVOUR.store(2, Ordering::Relaxed);
             }
-            Err((_, libc::EAGAIN | libc::EACCES)) if !blocking => match wait {
+            Err((_, Errno::EAGAIN | Errno::EACCES)) if !blocking => match wait {
                 Wait::Until(d) if Instant::now() < d => {
                     // fcntl has no timed wait: poll with a growing pause.
                     std::thread::sleep(backoff.min(d - Instant::now()));
@@ -432,7 +433,7 @@ fn busy(wait: Wait, holder_pid: Option<u32>) -> Error {
     }
 }
 
-fn open_error(path: &Path, (call, errno): (&'static str, i32)) -> Error {
+fn open_error(path: &Path, (call, errno): (&'static str, Errno)) -> Error {
     Error::from_errno(
         call,
         errno,
@@ -528,7 +529,7 @@ mod tests {
         assert!(matches!(
             ro.lock_write(Wait::No),
             Err(Error::Os {
-                errno: libc::EBADF,
+                errno: Errno::EBADF,
                 ..
             })
         ));

@@ -1,8 +1,9 @@
-//! fcntl record locks on a lock file (seed 000): open/create/unlink the file, take and release
+//! fcntl record locks on a lock file: open/create/unlink the file, take and release
 //! whole-file-start locks on byte 0, open file description (OFD) locks where the kernel has them
 //! and classic per-process locks otherwise, and a fork counter so callers notice they run in a
 //! forked child.
 
+use super::Errno;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -40,8 +41,8 @@ pub(crate) fn open_lock_file(
     path: &Path,
     create: bool,
     writable: bool,
-) -> Result<OwnedFd, (&'static str, i32)> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| ("open", libc::EINVAL))?;
+) -> Result<OwnedFd, (&'static str, Errno)> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| ("open", Errno::EINVAL))?;
     let mut flags = libc::O_CLOEXEC | libc::O_NOFOLLOW;
     flags |= if writable {
         libc::O_RDWR
@@ -53,17 +54,15 @@ pub(crate) fn open_lock_file(
     }
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the mode argument is
     // read only with O_CREAT and is a plain integer.
-    let fd = unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) };
-    if fd < 0 {
-        return Err(("open", super::last_errno()));
-    }
+    let fd = Errno::result(unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) })
+        .map_err(|e| ("open", e))?;
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `unlink(2)`.
-pub(crate) fn unlink(path: &Path) -> Result<(), i32> {
-    std::fs::remove_file(path).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+pub(crate) fn unlink(path: &Path) -> Result<(), Errno> {
+    std::fs::remove_file(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 fn flock_for(kind: LockType) -> libc::flock {
@@ -75,7 +74,8 @@ fn flock_for(kind: LockType) -> libc::flock {
         LockType::Unlock => libc::F_UNLCK,
     } as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // Byte 0, length 1: the seed's "premier octet du fichier". l_pid must be 0 for OFD locks.
+    // Byte 0, length 1: the first byte of the file stands for the value. l_pid must be 0 for
+    // OFD locks.
     fl.l_start = 0;
     fl.l_len = 1;
     fl.l_pid = 0;
@@ -93,7 +93,7 @@ pub(crate) fn set_lock(
     kind: LockType,
     wait: bool,
     flavour: Flavour,
-) -> Result<(), (&'static str, i32)> {
+) -> Result<(), (&'static str, Errno)> {
     let (cmd, call) = match (flavour, wait) {
         (Flavour::Ofd, true) => (libc::F_OFD_SETLKW, "fcntl(F_OFD_SETLKW)"),
         (Flavour::Ofd, false) => (libc::F_OFD_SETLK, "fcntl(F_OFD_SETLK)"),
@@ -104,13 +104,11 @@ pub(crate) fn set_lock(
     loop {
         // SAFETY: `fd` is an open descriptor (borrowed for the call); `fl` is a valid flock the
         // kernel reads (and may not write for SETLK commands).
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = super::last_errno();
-        if e != libc::EINTR {
-            return Err((call, e));
+        match Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl as *const libc::flock) })
+        {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err((call, e)),
         }
     }
 }
@@ -175,7 +173,7 @@ mod tests {
         let b = open_lock_file(&p, false, true).expect("open");
         set_lock(&a, LockType::Write, true, Flavour::Ofd).expect("lock a");
         let e = set_lock(&b, LockType::Read, false, Flavour::Ofd).unwrap_err();
-        assert!(e.1 == libc::EAGAIN || e.1 == libc::EACCES, "{e:?}");
+        assert!(e.1 == Errno::EAGAIN || e.1 == Errno::EACCES, "{e:?}");
         set_lock(&a, LockType::Unlock, false, Flavour::Ofd).expect("unlock a");
         set_lock(&b, LockType::Read, false, Flavour::Ofd).expect("lock b");
         set_lock(&a, LockType::Read, false, Flavour::Ofd).expect("readers share");
@@ -186,7 +184,7 @@ mod tests {
     fn create_refuses_an_existing_file() {
         let p = temp_path("excl");
         let _a = open_lock_file(&p, true, true).expect("create");
-        assert_eq!(open_lock_file(&p, true, true).unwrap_err().1, libc::EEXIST);
+        assert_eq!(open_lock_file(&p, true, true).unwrap_err().1, Errno::EEXIST);
         unlink(&p).expect("unlink");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
             0u32,
         )
     };
-    if r == -1 && super::last_errno() == libc::ETIMEDOUT {
+    if r == -1 && super::Errno::last() == super::Errno::ETIMEDOUT {
         WaitOutcome::TimedOut
     } else {
         // 0, EAGAIN (value changed), EINTR (signal): all mean "look again".

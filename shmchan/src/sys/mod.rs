@@ -1,5 +1,6 @@
 //! The only place that calls `libc`/`nix`: thin wrappers that turn `-1` + `errno` into
-//! `Result`s. Everything above this module is free of `libc::` calls.
+//! `Result<_, Errno>` (`Errno::result`, as nix does). Everything above this module is free of
+//! `libc::` calls and builds its typed [`Error`](crate::Error)s where it knows what failed.
 
 // Some wrappers are used only by modules still being written.
 #![allow(dead_code)]
@@ -10,8 +11,6 @@ pub(crate) mod mman;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;
 pub(crate) mod sysv;
+pub mod tool;
 
-/// The calling thread's current `errno`.
-pub(crate) fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+pub(crate) use nix::errno::Errno;

@@ -1,16 +1,12 @@
 //! POSIX shared memory objects: `shm_open`, `ftruncate`, `posix_fallocate`, `fstat`, `fchmod`,
 //! `fchown`, `shm_unlink`, and `statvfs` for the free space of `/dev/shm`.
 
-use super::mman::Errno;
+use super::Errno;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
-    if r == -1 {
-        Err(super::last_errno())
-    } else {
-        Ok(r)
-    }
+    Errno::result(r)
 }
 
 /// How `shm_open` treats a missing object.
@@ -41,7 +37,7 @@ pub(crate) fn open(name: &CStr, how: OpenMode, mode: u32) -> Result<OwnedFd, Err
 
 /// `ftruncate(fd, len)`.
 pub(crate) fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
-    let len = libc::off_t::try_from(len).map_err(|_| libc::EFBIG)?;
+    let len = libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
     // SAFETY: plain integers; `fd` is live (borrowed).
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
 }
@@ -49,11 +45,11 @@ pub(crate) fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
 /// `posix_fallocate(fd, 0, len)`: reserves the pages now, so running out of `/dev/shm` space is
 /// an `ENOSPC` here rather than a `SIGBUS` on first touch.
 pub(crate) fn allocate(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
-    let len = libc::off_t::try_from(len).map_err(|_| libc::EFBIG)?;
+    let len = libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
     // SAFETY: plain integers; `fd` is live (borrowed). The function returns the error number.
     match unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) } {
         0 => Ok(()),
-        e => Err(e),
+        e => Err(Errno::from_raw(e)),
     }
 }
 
@@ -142,14 +138,17 @@ mod tests {
         let fd = open(&name, OpenMode::CreateExclusive, 0o600).expect("create");
         assert_eq!(
             open(&name, OpenMode::CreateExclusive, 0o600).err(),
-            Some(libc::EEXIST)
+            Some(Errno::EEXIST)
         );
         truncate(fd.as_fd(), 8192).expect("ftruncate");
         allocate(fd.as_fd(), 8192).expect("fallocate");
         assert_eq!(stat(fd.as_fd()).expect("fstat").size, 8192);
         unlink(&name).expect("unlink");
-        assert_eq!(unlink(&name).err(), Some(libc::ENOENT));
-        assert_eq!(open(&name, OpenMode::ReadOnly, 0).err(), Some(libc::ENOENT));
+        assert_eq!(unlink(&name).err(), Some(Errno::ENOENT));
+        assert_eq!(
+            open(&name, OpenMode::ReadOnly, 0).err(),
+            Some(Errno::ENOENT)
+        );
         assert!(free_bytes(c"/dev/shm").expect("statvfs") > 0);
     }
 }

@@ -12,16 +12,7 @@ pub(crate) fn tid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
-/// What `/proc` says about a process or thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// Running or sleeping.
-    Alive,
-    /// Alive but stopped (`SIGSTOP`, traced): it will not make progress until continued.
-    Stopped,
-    /// Gone, a zombie, or a different process now holds the id (start time differs).
-    Dead,
-}
+pub(crate) use crate::format::liveness::Liveness;
 
 /// Fields 3 (state) and 22 (start time) of a `/proc/.../stat` file.
 fn parse_stat(stat: &str) -> Option<(u8, u64)> {
@@ -100,11 +91,15 @@ pub(crate) fn at_fork(
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
-) -> Result<(), i32> {
+) -> Result<(), super::Errno> {
     // SAFETY: the three handlers are plain `extern "C"` functions that live for the whole
     // program; pthread_atfork only records them.
     let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-    if r == 0 { Ok(()) } else { Err(r) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(super::Errno::from_raw(r))
+    }
 }
 
 #[cfg(test)]

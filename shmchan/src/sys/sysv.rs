@@ -1,7 +1,8 @@
-//! System V shared memory (seed 002): `ftok`, `shmget`, `shmat`/`shmdt`, and `shmctl` with
+//! System V shared memory: `ftok`, `shmget`, `shmat`/`shmdt`, and `shmctl` with
 //! `IPC_STAT`, `IPC_SET`, `IPC_RMID`, `SHM_LOCK`, `SHM_UNLOCK`, `IPC_INFO` and `SHM_INFO`.
 
-use super::mman::{Errno, Region};
+use super::Errno;
+use super::mman::Region;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -17,23 +18,14 @@ pub(crate) const SHM_LOCKED: u32 = 0o2000;
 const SHM_INFO: i32 = 14;
 
 fn check(r: libc::c_int) -> Result<libc::c_int, Errno> {
-    if r == -1 {
-        Err(super::last_errno())
-    } else {
-        Ok(r)
-    }
+    Errno::result(r)
 }
 
 /// `ftok(path, id)`: a key derived from the inode and device of an existing file.
 pub(crate) fn ftok(path: &Path, id: u8) -> Result<i32, Errno> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: `c` is a NUL-terminated string alive for the call; ftok only reads it.
-    let k = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(id)) };
-    if k == -1 {
-        Err(super::last_errno())
-    } else {
-        Ok(k)
-    }
+    Errno::result(unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(id)) })
 }
 
 /// How `shmget` treats a missing segment.
@@ -240,7 +232,7 @@ impl Attachment {
         // SAFETY: a NULL address lets the kernel choose a free range, aliasing no Rust object.
         let p = unsafe { libc::shmat(shmid, std::ptr::null(), flags) };
         if p as isize == -1 {
-            return Err(super::last_errno());
+            return Err(Errno::last());
         }
         match NonNull::new(p.cast::<u8>()) {
             Some(ptr) => Ok(Attachment {
@@ -248,7 +240,7 @@ impl Attachment {
                 len,
                 writable: !read_only,
             }),
-            None => Err(libc::EFAULT),
+            None => Err(Errno::EFAULT),
         }
     }
 
@@ -294,19 +286,19 @@ mod tests {
     fn shmget_provokes_einval_eexist_enoent_for_real() {
         let key = 0x5e60_0000 | (std::process::id() as i32 & 0xffff);
         // EINVAL: a size below SHMMIN (0) when creating.
-        assert_eq!(get(key, 0, Create::Exclusive, 0o600), Err(libc::EINVAL));
+        assert_eq!(get(key, 0, Create::Exclusive, 0o600), Err(Errno::EINVAL));
         let id = get(key, 4096, Create::Exclusive, 0o600).expect("create");
         let cleanup = Guard(id);
         // EEXIST: exclusive creation of an existing key.
-        assert_eq!(get(key, 4096, Create::Exclusive, 0o600), Err(libc::EEXIST));
+        assert_eq!(get(key, 4096, Create::Exclusive, 0o600), Err(Errno::EEXIST));
         // EINVAL: asking for more bytes than the existing segment has.
         // SAFETY: shmget takes plain integers.
         let r = unsafe { libc::shmget(key, 8192, 0) };
-        assert_eq!((r, super::super::last_errno()), (-1, libc::EINVAL));
+        assert_eq!((r, Errno::last()), (-1, Errno::EINVAL));
         assert_eq!(stat(id).expect("stat").size, 4096);
         drop(cleanup);
         // ENOENT: the key is gone after IPC_RMID.
-        assert_eq!(get(key, 0, Create::No, 0), Err(libc::ENOENT));
+        assert_eq!(get(key, 0, Create::No, 0), Err(Errno::ENOENT));
     }
 
     struct Guard(i32);

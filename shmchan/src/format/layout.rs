@@ -23,7 +23,7 @@ pub const MAX_DEPTH: usize = 32;
 ///
 /// ```
 /// use shmchan::{Field, Layout, PrimKind, TypeDesc};
-/// use shmchan::segment::layout_codec::{encode, decode, TypeDescOwned};
+/// use shmchan::format::layout::{encode, decode, TypeDescOwned};
 ///
 /// // What `#[derive(ShmSafe)]` generates for `struct Tick { seq: u64, levels: [u32; 2] }`:
 /// const TICK: Layout = Layout {
@@ -65,7 +65,7 @@ pub struct LayoutDesc {
 /// # Examples
 ///
 /// ```
-/// use shmchan::segment::layout_codec::{decode, encode};
+/// use shmchan::format::layout::{decode, encode};
 ///
 /// let desc = decode(&encode(&<[u16; 3] as shmchan::ShmSafe>::LAYOUT))?;
 /// // A top-level array has one pseudo-field covering it, which carries the element type.
@@ -92,7 +92,7 @@ pub struct FieldDesc {
 ///
 /// ```
 /// use shmchan::PrimKind;
-/// use shmchan::segment::layout_codec::TypeDescOwned;
+/// use shmchan::format::layout::TypeDescOwned;
 ///
 /// let t = TypeDescOwned::Array { elem: Box::new(TypeDescOwned::Prim(PrimKind::U32)), len: 4 };
 /// assert_eq!(t.to_string(), "[u32; 4]");
@@ -120,7 +120,7 @@ impl TypeDescOwned {
     ///
     /// ```
     /// use shmchan::PrimKind;
-    /// use shmchan::segment::layout_codec::TypeDescOwned;
+    /// use shmchan::format::layout::TypeDescOwned;
     ///
     /// assert_eq!(TypeDescOwned::Prim(PrimKind::F64).size(), 8);
     /// ```
@@ -148,7 +148,7 @@ impl std::fmt::Display for TypeDescOwned {
 /// # Examples
 ///
 /// ```
-/// let bytes = shmchan::segment::layout_codec::encode(&<u64 as shmchan::ShmSafe>::LAYOUT);
+/// let bytes = shmchan::format::layout::encode(&<u64 as shmchan::ShmSafe>::LAYOUT);
 /// assert!(!bytes.is_empty());
 /// ```
 pub fn encode(layout: &Layout) -> Vec<u8> {
@@ -203,7 +203,7 @@ fn encode_ty(out: &mut Vec<u8>, ty: &TypeDesc) {
 /// # Examples
 ///
 /// ```
-/// use shmchan::segment::layout_codec::decode;
+/// use shmchan::format::layout::decode;
 ///
 /// assert!(decode(&[1, 2, 3]).is_err());
 /// ```
@@ -391,7 +391,7 @@ impl LayoutDesc {
     ///
     /// ```
     /// use shmchan::ShmSafe;
-    /// use shmchan::segment::layout_codec::{decode, encode};
+    /// use shmchan::format::layout::{decode, encode};
     ///
     /// let desc = decode(&encode(&<u64 as ShmSafe>::LAYOUT))?;
     /// assert_eq!(desc.fingerprint(), <u64 as ShmSafe>::FINGERPRINT);
