@@ -1,7 +1,8 @@
-//! Property tests of the decoders of bytes another process wrote: the segment header, the
-//! layout descriptor, and attaching to a whole segment (value or channel). Random bytes,
-//! every truncation and single-byte mutations of valid images give `Err` (or, where the
-//! mutated byte is not covered by a check, a valid result), never a panic.
+//! Property tests of the decoders of bytes another process wrote (`shmchan::format`): the
+//! segment header, the layout descriptor, the seqlock block, the ring header and the liveness
+//! tables, and attaching to a whole segment (value or channel). Random bytes, every truncation
+//! and single-byte mutations of valid images give `Err` (or, where the mutated byte is not
+//! covered by a check, a valid result), never a panic.
 //!
 //! These run on stable in `cargo test`; the same decoders are fuzzed under `fuzz/` with
 //! cargo-fuzz (nightly). This file also writes the fuzzers' seed corpus:
@@ -17,8 +18,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shmchan::segment::header::FIXED_LEN;
-use shmchan::segment::{DecodedHeader, HeaderState, layout_codec};
+use shmchan::format::header::{self, FIXED_LEN, RawHeader};
+use shmchan::format::liveness::SideState;
+use shmchan::format::ring::{PEEK_MAX, RingState};
+use shmchan::format::seqlock::{read_owner, read_snapshot};
+use shmchan::format::{DecodedHeader, HeaderState, layout as layout_codec};
 use shmchan::{Error, FcntlLock, Key, Receiver, Segment, Sender, SeqLock, Shared, ShmSafe};
 
 /// The same definition as in `fuzz/fuzz_targets/attach.rs`, so the seed corpus written here
@@ -213,6 +217,93 @@ fn check_decoded(h: &DecodedHeader, input_len: usize) {
     assert!(h.payload_off as usize <= input_len);
     assert!(h.type_align.is_power_of_two());
     assert_eq!((h.layout.size, h.layout.align), (h.type_size, h.type_align));
+}
+
+/// Every `shmchan::format` decoder over one image, as a tool reading a segment without its
+/// Rust type does (the `shmchan` command): the fixed header, the whole header, then the seqlock
+/// block, the ring header with its queued messages and the liveness tables, whatever the kind
+/// (each decoder must be total for any decoded header, not only for its own kind).
+fn decode_all(bytes: &[u8]) {
+    if let Some(raw) = RawHeader::decode(bytes) {
+        let _ = (
+            raw.has_magic(),
+            raw.claimed_header_len(),
+            raw.remove_when_unused(),
+        );
+    }
+    let _ = header::read_raw(bytes);
+    let Ok(h) = header::read(bytes) else {
+        return;
+    };
+    check_decoded(&h, bytes.len());
+    assert!(
+        h.total_len <= bytes.len() as u64,
+        "header::read checks the length"
+    );
+    if let Ok(st) = RingState::read(bytes, &h) {
+        let msgs = st.peek(bytes, &h, u64::MAX);
+        assert!(msgs.len() as u64 <= PEEK_MAX.min(st.meta.capacity));
+        for (_, m) in &msgs {
+            assert_eq!(m.len() as u64, h.type_size);
+        }
+        let _ = (st.sender.all_holders_dead(), st.receiver.all_holders_dead());
+    }
+    if let Ok(snap) = read_snapshot(bytes, &h, Duration::ZERO) {
+        assert_eq!(snap.bytes.len() as u64, h.type_size);
+    }
+    let _ = read_owner(bytes, h.payload_off);
+    for at in [0, h.payload_off, h.total_len.saturating_sub(1), u64::MAX] {
+        let _ = SideState::read(bytes, at);
+    }
+}
+
+#[test]
+fn format_decoders_survive_every_single_byte_mutation_of_valid_segments() {
+    let (mut rng, seed) = Rng::from_env();
+    for (what, segment) in valid_segments() {
+        no_panic("decoding a valid segment", seed, || decode_all(&segment));
+        for i in 0..segment.len() {
+            for v in mutations(segment[i], &mut rng) {
+                let mut bytes = segment.clone();
+                bytes[i] = v;
+                no_panic(
+                    &format!("decoding {what} with byte {i} = {v:#04x}"),
+                    seed,
+                    || decode_all(&bytes),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn format_decoders_survive_random_payloads_and_truncations() {
+    let (mut rng, seed) = Rng::from_env();
+    for (what, segment) in valid_segments() {
+        let header_len = header_of(&segment).len();
+        // A valid header over a payload of random words: every payload structure is garbage.
+        for _ in 0..cases(200) {
+            let mut bytes = segment.clone();
+            for b in &mut bytes[header_len..] {
+                *b = rng.byte();
+            }
+            no_panic(
+                &format!("decoding {what} with a random payload"),
+                seed,
+                || decode_all(&bytes),
+            );
+        }
+        for len in 0..segment.len() {
+            let cut = &segment[..len];
+            no_panic(&format!("decoding {what} cut to {len} bytes"), seed, || {
+                decode_all(cut)
+            });
+            assert!(
+                header::read(cut).is_err(),
+                "{what} cut to {len} bytes decoded"
+            );
+        }
+    }
 }
 
 #[test]
@@ -442,6 +533,7 @@ fn fuzz_seed_corpus() {
     let mut seeds: Vec<(&str, String, Vec<u8>)> = Vec::new();
     for (what, bytes) in &segments {
         seeds.push(("header_decode", format!("valid-{what}"), header_of(bytes)));
+        seeds.push(("segment_decode", format!("valid-{what}"), bytes.clone()));
         if *what != "fcntl-value" {
             seeds.push(("attach", format!("valid-{what}"), bytes.clone()));
         }
@@ -465,6 +557,12 @@ fn fuzz_seed_corpus() {
         ("layout_decode", "edge-zeros", vec![0; 32]),
         ("attach", "edge-header-without-payload", header.clone()),
         ("attach", "edge-zeros", vec![0; value.len()]),
+        (
+            "segment_decode",
+            "edge-header-without-payload",
+            header.clone(),
+        ),
+        ("segment_decode", "edge-zeros", vec![0; value.len()]),
     ];
     for (target, file, bytes) in &edges {
         let path = root.join(target).join(file);
@@ -492,8 +590,7 @@ fn fuzz_seed_corpus() {
         let ok = match *target {
             "header_decode" => DecodedHeader::parse(&committed).is_ok(),
             "layout_decode" => layout_codec::decode(&committed).is_ok(),
-            _ => DecodedHeader::parse(&committed)
-                .is_ok_and(|h| h.total_len as usize <= committed.len()),
+            _ => header::read(committed.as_slice()).is_ok(),
         };
         assert!(
             ok,
@@ -508,7 +605,7 @@ fn fuzz_seed_corpus() {
 /// fuzzers found) through the same calls as its fuzz target: none may panic.
 fn replay_committed_fuzz_inputs(only_regressions: bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    for target in ["header_decode", "layout_decode", "attach"] {
+    for target in ["header_decode", "layout_decode", "segment_decode", "attach"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(target))
             .expect("read the fuzz corpus")
             .map(|e| e.expect("dir entry").path())
@@ -534,6 +631,7 @@ fn replay_committed_fuzz_inputs(only_regressions: bool) {
                         let _ = layout_codec::decode(&bytes).map(|d| d.fingerprint());
                     });
                 }
+                "segment_decode" => no_panic(&what, 0, || decode_all(&bytes)),
                 // As in the fuzz target: an unpublished header makes each open wait a
                 // second; the header decoder above covers those inputs.
                 _ => {

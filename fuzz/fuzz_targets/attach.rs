@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use shmchan::segment::{DecodedHeader, HeaderState};
+use shmchan::format::{DecodedHeader, HeaderState};
 use shmchan::{Key, Receiver, Segment, Sender, SeqLock, Shared, ShmSafe};
 
 /// The message and value type of the seed corpus (`fuzz/corpus/attach`), which holds segments
@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     // not marked ready, may be a segment whose creator is still writing it. Such inputs would
     // slow this target to a run per second, and `header_decode` covers them (the openers
     // decode the header with the same `DecodedHeader::parse`). So this target explores what
-    // lies behind a valid header: the seqlock block, the ring header, the holder tables.
+    // lies behind a valid header, through the library's own use of it: the seqlock block,
+    // the ring header, the holder tables (`segment_decode` runs the pure decoders over them).
     match DecodedHeader::parse(data) {
         Ok(h) if h.state == HeaderState::Ready => {}
         _ => return,

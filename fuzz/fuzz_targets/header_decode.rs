@@ -3,9 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmchan::segment::DecodedHeader;
+use shmchan::format::DecodedHeader;
+use shmchan::format::header::RawHeader;
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(raw) = RawHeader::decode(data) {
+        let _ = (raw.has_magic(), raw.claimed_header_len(), raw.remove_when_unused());
+    }
     if let Ok(h) = DecodedHeader::parse(data) {
         // What a decoded header promises its users (the CLI sizes reads and buffers from it).
         assert_eq!(h.payload_off.checked_add(h.payload_len), Some(h.total_len));

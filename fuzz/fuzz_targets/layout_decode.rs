@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmchan::segment::layout_codec;
+use shmchan::format::layout as layout_codec;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(desc) = layout_codec::decode(data) {
