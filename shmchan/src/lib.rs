@@ -235,7 +235,7 @@
 //! # Modules
 //!
 //! - [`mod@channel`]: the channel ends, their errors and wait strategies.
-//! - [`format`]: the bytes of a segment described once (header, stored layout, seqlock block,
+//! - [`mod@format`]: the bytes of a segment described once (header, stored layout, seqlock block,
 //!   ring header, holder tables) with pure decoders, for tools and readers in other languages
 //!   that look at segments without the Rust type; the `shmchan` command is built on it.
 //! - [`segment`]: keys, segment kinds, headers, raw segments of bare atomic words (for ports of C
