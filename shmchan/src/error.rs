@@ -118,6 +118,9 @@ pub enum Error {
         call: &'static str,
         /// What was being created.
         target: Target,
+        /// Why an abandoned System V segment with this key was not reclaimed (still attached,
+        /// persisted, its creator alive...), when that was considered.
+        kept_because: Option<String>,
     },
     /// `ENOENT`: no such segment, name or path.
     NotFound {
@@ -274,7 +277,11 @@ impl Error {
     /// ```
     pub fn from_errno(call: &'static str, errno: Errno, target: Target) -> Error {
         match errno {
-            Errno::EEXIST => Error::Exists { call, target },
+            Errno::EEXIST => Error::Exists {
+                call,
+                target,
+                kept_because: None,
+            },
             Errno::ENOENT => Error::NotFound { call, target },
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
                 call,
@@ -393,9 +400,17 @@ impl fmt::Display for Error {
             )
         };
         match self {
-            Error::Exists { call, target } => {
+            Error::Exists {
+                call,
+                target,
+                kept_because,
+            } => {
                 with_errno(f, call, Errno::EEXIST)?;
-                write!(f, ": {target} already exists; {}", exists_hint(target))
+                write!(f, ": {target} already exists")?;
+                if let Some(why) = kept_because {
+                    write!(f, " and was not reclaimed: {why}")?;
+                }
+                write!(f, "; {}", exists_hint(target))
             }
             Error::NotFound { call, target } => {
                 with_errno(f, call, Errno::ENOENT)?;

@@ -8,6 +8,7 @@
 
 mod inner;
 mod reader;
+mod restart;
 
 pub use reader::SharedReader;
 

@@ -243,10 +243,6 @@ static REGISTRY: Registry = Registry {
     sides: UnsafeCell::new(Vec::new()),
 };
 
-/// Incremented in every forked child: a handle that sees a new value knows it runs in a child
-/// and fills in its start time.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
 static INSTALL_FORK_HANDLERS: Once = Once::new();
 
 impl Registry {
@@ -296,7 +292,6 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // Only one thread exists in the child and the lock is held (by `fork_prepare`, in the thread
     // that became this one): no allocation, no lock, only atomics and getpid/getppid.
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     let pid = proc::pid();
     let parent = std::os::unix::process::parent_id();
     // SAFETY: the registry lock is held (taken in `fork_prepare` before the fork); every entry
@@ -308,11 +303,6 @@ extern "C" fn fork_child() {
         unsafe { &*(side as *const Side) }.claim_reservation(parent, pid);
     }
     REGISTRY.unlock();
-}
-
-/// The current fork generation of this process (changes in each forked child).
-pub(crate) fn fork_generation() -> u64 {
-    FORK_GENERATION.load(Ordering::Relaxed)
 }
 
 /// This process's membership in one side: registered on creation, deregistered on drop.
@@ -345,7 +335,7 @@ impl Membership {
         REGISTRY.with(|v| v.push(side as usize));
         Membership {
             side,
-            generation: Cell::new(fork_generation()),
+            generation: Cell::new(proc::fork_generation()),
         }
     }
 
@@ -358,7 +348,7 @@ impl Membership {
     /// Called on each operation: in a forked child, fills in this process's start time once.
     #[inline]
     pub(crate) fn refresh_after_fork(&self) {
-        let generation = fork_generation();
+        let generation = proc::fork_generation();
         if generation != self.generation.get() {
             self.generation.set(generation);
             let pid = proc::pid();

@@ -35,6 +35,16 @@ impl Backing {
         }
     }
 
+    /// The region this process may touch now: for a POSIX object, the part the object still
+    /// backs (it may have been shrunk by a peer); System V segments and anonymous mappings
+    /// cannot shrink.
+    pub(super) fn live_region(&self) -> Option<Region<'_>> {
+        match self {
+            Backing::Posix(p) => Some(p.live_region()),
+            _ => self.region(),
+        }
+    }
+
     pub(super) fn set_cleanup(&mut self, c: Cleanup) {
         match self {
             Backing::Anon(_) => {}

@@ -9,7 +9,7 @@ use super::header::{
 };
 use super::spec::{Expect, SegmentSpec, check_expect, new_image};
 use super::{Key, Segment, anon, sysv};
-use crate::error::{Error, Result, Target};
+use crate::error::{Errno, Error, Result, Target};
 use crate::sys;
 use crate::sys::mman::{Region, Sharing, Width};
 use std::sync::atomic::Ordering;
@@ -166,6 +166,70 @@ fn init_timeout(region: Region<'_>, magic_seen: bool, target: &Target) -> Error 
     }
 }
 
+/// What became of an existing segment a creator ran into.
+enum Stale {
+    /// It was abandoned and is removed now (or vanished meanwhile): create again.
+    Reclaimed,
+    /// It stays; why, when a reason was found (`None` for POSIX objects, never reclaimed).
+    Kept(Option<String>),
+}
+
+/// Removes the System V segment with `key` if it was abandoned: nobody is attached, it was not
+/// persisted, and its creator (pid and start time in the header) is dead. That is what the
+/// creator's last handle would have done on drop; a process that ends with `_exit`, `exec` or
+/// a signal runs no drop, and System V segments outlive processes.
+///
+/// Racing with an opener that attaches right after our last check, that opener keeps a handle
+/// to the removed segment (its `info()` says `marked_for_removal`), as after any `remove()`.
+fn reclaim_abandoned(key: &Key) -> Stale {
+    let Some(k) = key.sysv_key().filter(|_| !key.is_private()) else {
+        return Stale::Kept(None);
+    };
+    let kept = |why: String| Stale::Kept(Some(why));
+    let attached = |n: u64| {
+        kept(match n {
+            1 => "1 process is still attached to it".to_owned(),
+            n => format!("{n} processes are still attached to it"),
+        })
+    };
+    let shmid = match sys::sysv::get(k, 0, sys::sysv::Create::No, 0) {
+        Ok(id) => id,
+        Err(Errno::ENOENT) => return Stale::Reclaimed,
+        Err(e) => return kept(format!("shmget failed with {e:?}")),
+    };
+    match sys::sysv::stat(shmid) {
+        Ok(st) if st.nattch > 0 => return attached(st.nattch),
+        Ok(_) => {}
+        Err(e) => return kept(format!("shmctl(IPC_STAT) failed with {e:?}")),
+    }
+    let mut seg = match Segment::open_sysv_id(shmid, true) {
+        Ok(seg) => seg,
+        Err(e) => return kept(format!("it could not be checked ({e})")),
+    };
+    // This checking handle decides nothing on its drop: what to remove is decided below.
+    seg.backing.set_cleanup(Cleanup::Never);
+    let h = seg.header();
+    if !h.remove_when_unused {
+        return kept("it was persisted (`persist()`); remove it with `shmchan rm`".into());
+    }
+    let pid = h.creator_pid;
+    if sys::proc::liveness(pid, h.creator_start_time) != sys::proc::Liveness::Dead {
+        return kept(format!("its creator (pid {pid}) still runs"));
+    }
+    // Still no one but our own read-only attachment.
+    match sys::sysv::stat(shmid) {
+        Ok(st) if st.nattch > 1 => return attached(st.nattch - 1),
+        Ok(_) => {}
+        Err(e) => return kept(format!("shmctl(IPC_STAT) failed with {e:?}")),
+    }
+    match sys::sysv::remove(shmid) {
+        Ok(()) | Err(Errno::EINVAL | Errno::EIDRM) => Stale::Reclaimed,
+        Err(e) => kept(format!(
+            "its creator (pid {pid}) died without removing it, but shmctl(IPC_RMID) failed with {e:?}: run `shmchan rm --stale` as its owner"
+        )),
+    }
+}
+
 impl Segment {
     /// Builds the header in a freshly created, zeroed backing and publishes it.
     fn finish_create(
@@ -225,7 +289,19 @@ impl Segment {
     ) -> Result<Segment> {
         let image = new_image(spec)?;
         let target = key.target();
-        let backing = Backing::create(&key, &image, spec.mode, &target)?;
+        let backing = match Backing::create(&key, &image, spec.mode, &target) {
+            Err(Error::Exists { call, target, .. }) => match reclaim_abandoned(&key) {
+                Stale::Reclaimed => Backing::create(&key, &image, spec.mode, &target)?,
+                Stale::Kept(why) => {
+                    return Err(Error::Exists {
+                        call,
+                        target,
+                        kept_because: why,
+                    });
+                }
+            },
+            other => other?,
+        };
         Self::finish_create(
             backing,
             &image,
@@ -295,7 +371,11 @@ impl Segment {
                         init,
                     );
                 }
-                Err(Error::Exists { .. }) => {}
+                Err(Error::Exists { .. }) => {
+                    if let Stale::Reclaimed = reclaim_abandoned(&key) {
+                        continue;
+                    }
+                }
                 Err(e) => return Err(e),
             }
             match Self::open(key, expect, false) {

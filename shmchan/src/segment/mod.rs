@@ -15,8 +15,8 @@
 //! let seg = Segment::anonymous(&spec, |payload: *mut u8| { /* write lock words, value */ })?;
 //! let seg = Segment::create(key, &spec, |p| ..)?;           // EEXIST -> Error::Exists
 //! // Opener: waits (≤ 1 s) while the creator initialises, then validates everything.
-//! let seg = Segment::open(key, &spec.expect(), read_only)?; // or Expect { .. } by hand
-//! let seg = Segment::open_or_create(key, &spec, &spec.expect(), |p| ..)?;
+//! let seg = Segment::open(key, &expect, read_only)?;       // expect: Expect { kind, .. }
+//! let seg = Segment::open_or_create(key, &spec, &expect, |p| ..)?;
 //! let p: *mut u8 = seg.payload_ptr();   // never turn it into &T / &mut T: other processes write
 //! let n = seg.payload_len();
 //! let h = seg.header();                 // creator pid/start time, capacity, lock path, layout...
@@ -25,7 +25,7 @@
 //! `init` runs before anyone can open the segment (state INITIALISING), so it may write the
 //! payload with plain stores. After `create` returns, every access must follow your lock
 //! protocol. A read-only segment ([`Segment::is_read_only`]) is mapped without `PROT_WRITE`:
-//! give such handles only `Segment::payload_const_ptr` (crate-private).
+//! read through such handles only.
 //!
 //! Cleanup: anonymous mappings are unmapped on drop. A keyed System V segment is
 //! removed by whichever handle detaches last, unless someone called [`Segment::persist`]. A POSIX
@@ -95,28 +95,23 @@ impl Segment {
     fn region(&self) -> Option<Region<'_>> {
         self.backing.region()
     }
+
+    /// [`region`](Self::region) cut to what still exists (a peer may shrink a POSIX object):
+    /// the library's own byte copies, `persist` and `remove` go through it, so they fail or do
+    /// less instead of dying of SIGBUS. Costs an `fstat` for POSIX objects.
+    fn live_region(&self) -> Option<Region<'_>> {
+        self.backing.live_region()
+    }
     /// The payload's address: 128-aligned, `payload_len` bytes. Never dereference it as `&T`:
-    /// other processes write this memory. On a read-only segment writing through it faults: use
-    /// [`payload_const_ptr`](Self::payload_const_ptr) there.
+    /// other processes write this memory. On a read-only segment ([`is_read_only`]) writing
+    /// through it faults: read only.
+    ///
+    /// [`is_read_only`]: Self::is_read_only
     pub(crate) fn payload_ptr(&self) -> *mut u8 {
         // The header was validated against the mapping size, so the offset is in bounds.
         self.region()
             .and_then(|r| r.ptr_at(self.header.payload_off as usize))
             .unwrap_or(std::ptr::null_mut())
-    }
-
-    /// The payload's address for reading.
-    // Interface for channels (merged separately).
-    #[allow(dead_code)]
-    pub(crate) fn payload_const_ptr(&self) -> *const u8 {
-        self.payload_ptr()
-    }
-
-    /// The payload's address for writing, `None` on a read-only segment.
-    // Interface for channels (merged separately).
-    #[allow(dead_code)]
-    pub(crate) fn payload_mut_ptr(&self) -> Option<*mut u8> {
-        (!self.read_only).then(|| self.payload_ptr())
     }
 
     /// The payload's length in bytes (the header's `payload_len`).
@@ -169,19 +164,20 @@ impl Segment {
         let split = (self.header.payload_off as usize)
             .saturating_sub(offset)
             .min(out.len());
+        let end = offset.saturating_add(out.len());
         let (head, payload) = out.split_at_mut(split);
-        self.region()
-            .and_then(|r| {
-                r.read_into(offset, head, Width::W4)?;
-                r.read_into(offset + split, payload, Width::W8)
-            })
-            .ok_or_else(|| Error::InvalidArgument {
-                what: format!(
-                    "bytes {offset}..{} are outside {}",
-                    offset.saturating_add(out.len()),
-                    self.target
-                ),
-            })
+        let live = self.live_region();
+        live.and_then(|r| {
+            r.read_into(offset, head, Width::W4)?;
+            r.read_into(offset + split, payload, Width::W8)
+        })
+        .ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "bytes {offset}..{end} are outside {}{}",
+                self.target,
+                self.shrunk_note(live)
+            ),
+        })
     }
 
     /// The segment's total mapped length.
@@ -225,6 +221,19 @@ impl Segment {
         self.key
     }
 
+    /// ", which was shrunk to N bytes by another process" when `live` is shorter than the
+    /// mapping.
+    fn shrunk_note(&self, live: Option<Region<'_>>) -> String {
+        match (live, self.region()) {
+            (Some(l), Some(r)) if l.len() < r.len() => format!(
+                ", whose object another process shrank to {} bytes (the mapping has {}); remove it and create it again",
+                l.len(),
+                r.len()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Keeps a keyed segment after its handles are gone: clears the header's remove-when-unused
     /// flag, so no handle (in any process) removes it on drop. Remove it later with
     /// [`remove`](Self::remove) or `shmchan rm`. No effect on anonymous segments.
@@ -240,7 +249,7 @@ impl Segment {
     /// # }
     /// ```
     pub fn persist(&mut self) {
-        let flags = self.region().and_then(|r| r.atomic_u32(OFF_FLAGS));
+        let flags = self.live_region().and_then(|r| r.atomic_u32(OFF_FLAGS));
         if let (Some(flags), false) = (flags, self.read_only) {
             flags.fetch_and(!FLAG_REMOVE_WHEN_UNUSED, Ordering::AcqRel);
         }
@@ -268,7 +277,8 @@ impl Segment {
     /// # Ok(()) }
     /// ```
     pub fn remove(mut self) -> Result<()> {
-        if let Some(r) = self.region().filter(|r| r.writable()) {
+        if let Some(r) = self.live_region().filter(|r| r.writable()) {
+            // Pages a peer truncated away hold nothing any more: wipe what is left.
             let off = self.header.payload_off as usize;
             let _ = r.wipe(off, r.len().saturating_sub(off));
             if let Some(s) = r.atomic_u32(OFF_STATE) {

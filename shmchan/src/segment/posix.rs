@@ -134,6 +134,15 @@ impl PosixBacking {
         self.mapping.region()
     }
 
+    /// The part of the mapping the object still backs: anyone who may write the object may
+    /// shrink it (`ftruncate`), and touching a mapped page past its end raises SIGBUS. Only as
+    /// good as the moment of the `fstat`: a peer may shrink it again right after.
+    pub(super) fn live_region(&self) -> Region<'_> {
+        let size = posix_shm::stat(self.fd.as_fd()).map_or(0, |st| st.size);
+        self.region()
+            .prefix(usize::try_from(size).unwrap_or(usize::MAX))
+    }
+
     pub(super) fn mapping(&self) -> &Mapping {
         &self.mapping
     }
@@ -178,11 +187,12 @@ impl Drop for PosixBacking {
         let unlink = match self.cleanup {
             Cleanup::Never => false,
             Cleanup::Always => true,
+            // A peer that shrank the object below the flags word took the flag with it: the
+            // creator unlinks, as it would have without `persist`.
             Cleanup::IfFlagged => self
-                .mapping
-                .region()
+                .live_region()
                 .atomic_u32(OFF_FLAGS)
-                .is_some_and(|f| f.load(Ordering::Acquire) & FLAG_REMOVE_WHEN_UNUSED != 0),
+                .is_none_or(|f| f.load(Ordering::Acquire) & FLAG_REMOVE_WHEN_UNUSED != 0),
         };
         if unlink {
             self.unlink_if_ours();

@@ -2,6 +2,12 @@
 //! through atomic words and atomic byte copies. What C programs do with a bare `int *` into
 //! shared memory (a counter shared with forked children, a message left for another process),
 //! without undefined behaviour.
+//!
+//! Byte copies reach each byte through the aligned 8-byte atomic word that holds it, so copies
+//! racing with each other or with [`Segment::atomic_u64`] words are defined. Racing them with an
+//! [`Segment::atomic_u32`] over the same bytes *in the same process* mixes access sizes, which
+//! Rust's memory model does not define: keep 32-bit words and byte copies on different bytes
+//! (other processes are not bound by it; the hardware makes every aligned access atomic).
 
 use super::{Expect, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::error::{Error, Result};
@@ -142,6 +148,10 @@ impl Segment {
         Some((self.region()?, self.header.payload_off as usize))
     }
 
+    fn live_payload_region(&self) -> Option<(sys::mman::Region<'_>, usize)> {
+        Some((self.live_region()?, self.header.payload_off as usize))
+    }
+
     fn word_off(&self, index: usize, size: usize) -> Option<usize> {
         let rel = index.checked_mul(size)?;
         let end = rel.checked_add(size)?;
@@ -216,10 +226,11 @@ impl Segment {
     fn payload_range_error(&self, offset: usize, len: usize) -> Error {
         Error::InvalidArgument {
             what: format!(
-                "payload bytes {offset}..{} are outside the {}-byte payload of {}",
+                "payload bytes {offset}..{} are outside the {}-byte payload of {}{}",
                 offset.saturating_add(len),
                 self.payload_len(),
-                self.target
+                self.target,
+                self.shrunk_note(self.live_region())
             ),
         }
     }
@@ -227,7 +238,8 @@ impl Segment {
     /// Copies `data` into the payload at `offset` with atomic stores (8-byte words where the
     /// range covers whole aligned words, so a concurrent [`read_bytes`](Self::read_bytes) is no
     /// data race). Publish it to readers with a `Release` store to an atomic word they load with
-    /// `Acquire`.
+    /// `Acquire`. Within one process, do not race it with an [`atomic_u32`](Self::atomic_u32)
+    /// over the same bytes: mixed-size racing atomics are undefined in Rust's memory model.
     ///
     /// # Errors
     ///
@@ -252,7 +264,7 @@ impl Segment {
             });
         }
         let end = offset.checked_add(data.len());
-        match (self.payload_region(), end) {
+        match (self.live_payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
                 .write_from(base + offset, data, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, data.len())),
@@ -278,7 +290,7 @@ impl Segment {
     /// ```
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<()> {
         let end = offset.checked_add(out.len());
-        match (self.payload_region(), end) {
+        match (self.live_payload_region(), end) {
             (Some((r, base)), Some(end)) if end <= self.payload_len() => r
                 .read_into(base + offset, out, Width::W8)
                 .ok_or_else(|| self.payload_range_error(offset, out.len())),

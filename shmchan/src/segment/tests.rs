@@ -97,7 +97,6 @@ fn sysv_create_then_open_validates_and_sees_init() {
     let a = Segment::create(key, &spec, |p| write_word(p, 7)).expect("create");
     let b = Segment::open(key, &spec.expect(), true).expect("open");
     assert!(b.is_read_only() && !a.is_read_only());
-    assert_eq!(b.payload_mut_ptr(), None);
     let h = b.header().clone();
     assert_eq!(h.capacity, 16);
     assert_eq!(
@@ -105,8 +104,7 @@ fn sysv_create_then_open_validates_and_sees_init() {
         Some(Path::new("/tmp/shmchan-test.lock"))
     );
     // SAFETY: the payload holds at least 8 bytes; nobody writes it concurrently.
-    let v =
-        unsafe { AtomicU64::from_ptr(b.payload_const_ptr() as *mut u64) }.load(Ordering::Acquire);
+    let v = unsafe { AtomicU64::from_ptr(b.payload_ptr().cast::<u64>()) }.load(Ordering::Acquire);
     assert_eq!(v, 7);
     assert_eq!(b.key(), Some(key));
 }

@@ -60,7 +60,7 @@ fn me() -> (u64, u32) {
         // (fork generation it was computed in, owner word, pid)
         static ME: Cell<(u64, u64, u32)> = const { Cell::new((u64::MAX, 0, 0)) };
     }
-    let generation = crate::sys::fcntl::fork_generation();
+    let generation = crate::sys::proc::fork_generation();
     ME.with(|me| {
         let (g, word, pid) = me.get();
         if g == generation && word != 0 {

@@ -102,7 +102,7 @@ static REGISTRY: Mutex<Vec<Weak<ProcessLocal>>> = Mutex::new(Vec::new());
 impl ProcessLocal {
     /// The registered state for `path` in this process, if one is live and usable for `writable`.
     fn find(path: &Path, writable: bool) -> Option<Arc<ProcessLocal>> {
-        let generation = fcntl::fork_generation();
+        let generation = crate::sys::proc::fork_generation();
         let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         reg.iter()
             .filter_map(Weak::upgrade)
@@ -112,7 +112,7 @@ impl ProcessLocal {
     /// Registers a state for a freshly opened descriptor of `path`.
     fn register(path: &Path, writable: bool, fd: OwnedFd) -> Arc<Self> {
         let local = Arc::new(ProcessLocal {
-            generation: fcntl::fork_generation(),
+            generation: crate::sys::proc::fork_generation(),
             path: path.to_owned(),
             writable,
             fd: ManuallyDrop::new(fd),
@@ -240,7 +240,7 @@ impl RecordLock {
 
     /// This process's part, reopening the file if we are a forked child.
     fn local(&self) -> Result<Arc<ProcessLocal>, Error> {
-        let generation = fcntl::fork_generation();
+        let generation = crate::sys::proc::fork_generation();
         let mut cur = self.local.lock().unwrap_or_else(|p| p.into_inner());
         if cur.generation != generation {
             // We are a forked child: `cur.fd` is the parent's open file description, whose OFD
@@ -354,7 +354,7 @@ impl Drop for RecordGuard {
     fn drop(&mut self) {
         // A guard carried into a forked child (fork inside a locked section) must not unlock:
         // with OFD locks the child's copy of the descriptor *is* the parent's lock.
-        if self.local.generation != fcntl::fork_generation() {
+        if self.local.generation != crate::sys::proc::fork_generation() {
             return;
         }
         let mut st = self.local.state();

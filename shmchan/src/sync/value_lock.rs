@@ -295,7 +295,7 @@ impl LockBackend for FcntlLock {
                 Ok(lock) => {
                     return Ok(FcntlLock {
                         lock,
-                        creator: Some(fcntl::fork_generation()),
+                        creator: Some(crate::sys::proc::fork_generation()),
                     });
                 }
                 // A leftover file with the same name (pid reuse): pick another name.
@@ -378,12 +378,12 @@ impl LockBackend for FcntlLock {
             // creating process removes the file; forked children reach it through the
             // descriptor they inherited, even once it is unlinked.
             None => {
-                if self.creator == Some(fcntl::fork_generation()) {
+                if self.creator == Some(crate::sys::proc::fork_generation()) {
                     self.remove_file();
                 }
             }
             Some(key) if key.is_private() => {
-                if self.creator == Some(fcntl::fork_generation()) {
+                if self.creator == Some(crate::sys::proc::fork_generation()) {
                     self.remove_file();
                 }
             }

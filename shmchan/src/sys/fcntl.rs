@@ -1,15 +1,13 @@
 //! fcntl record locks on a lock file: open/create/unlink the file, take and release
 //! whole-file-start locks on byte 0, open file description (OFD) locks where the kernel has them
-//! and classic per-process locks otherwise, and a fork counter so callers notice they run in a
-//! forked child.
+//! and classic per-process locks otherwise. Callers notice they run in a forked child through
+//! [`super::proc::fork_generation`].
 
 use super::Errno;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which record lock to set on byte 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,35 +121,6 @@ pub(crate) fn conflicting_holder(fd: &OwnedFd, kind: LockType) -> Option<u32> {
         None
     } else {
         Some(fl.l_pid as u32)
-    }
-}
-
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-static ATFORK: Once = Once::new();
-
-extern "C" fn bump_fork_generation() {
-    // Runs in the child right after fork, single-threaded: an atomic add is async-signal-safe.
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A number that changes in a child after every `fork` (a `pthread_atfork` child handler bumps
-/// it), so per-process state can be recreated cheaply without calling `getpid` on every lock.
-pub(crate) fn fork_generation() -> u64 {
-    ATFORK.call_once(|| {
-        // SAFETY: registering a child handler that only touches an atomic; the prepare and
-        // parent handlers are absent (None).
-        let r = unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
-        // pthread_atfork fails only with ENOMEM; callers then fall back to comparing pids.
-        if r != 0 {
-            FORK_GENERATION.store(u64::MAX, Ordering::Relaxed);
-        }
-    });
-    let g = FORK_GENERATION.load(Ordering::Relaxed);
-    if g == u64::MAX {
-        // Registration failed: use the pid, which differs in every child.
-        u64::from(super::proc::pid()) | (1 << 63)
-    } else {
-        g
     }
 }
 

@@ -158,6 +158,15 @@ impl<'a> Region<'a> {
         }
     }
 
+    /// The first `len` bytes of this region (all of it if it is shorter): the part of a mapped
+    /// file that still exists after the file shrank.
+    pub(crate) fn prefix(self, len: usize) -> Region<'a> {
+        Region {
+            len: self.len.min(len),
+            ..self
+        }
+    }
+
     /// The number of mapped bytes.
     pub(crate) fn len(&self) -> usize {
         self.len

@@ -1,5 +1,9 @@
 //! Process and thread identity and liveness, robust against pid reuse: an owner is identified by
-//! its id *and* its start time (`/proc/<pid>/stat` field 22, in clock ticks since boot).
+//! its id *and* its start time (`/proc/<pid>/stat` field 22, in clock ticks since boot); and
+//! the fork generation, which tells per-process state that it now runs in a forked child.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The calling process's id.
 pub(crate) fn pid() -> u32 {
@@ -102,6 +106,41 @@ pub(crate) fn at_fork(
     }
 }
 
+/// Bumped by the `pthread_atfork` child handler in every forked child; `u64::MAX` when the
+/// handler could not be registered.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static FORK_HANDLER: Once = Once::new();
+
+extern "C" fn bump_fork_generation() {
+    // Runs in the child right after fork, single-threaded: an atomic add is async-signal-safe.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that changes in a child after every `fork`, so per-process state (an fcntl lock
+/// file's descriptor, a thread's owner word, a channel end's holder entry) is recreated cheaply
+/// without calling `getpid` on every operation. The one fork detector of the crate: fcntl
+/// locks, owner locks and channels all compare against it.
+///
+/// A child handler registered on first use (`pthread_atfork`) bumps it; if registration fails
+/// (`ENOMEM`), the value is derived from the pid, which differs in every child too. Children
+/// made by raw `clone` or `vfork`-like spawns run no handler, but such children only `exec`.
+pub(crate) fn fork_generation() -> u64 {
+    FORK_HANDLER.call_once(|| {
+        // SAFETY: registering a child handler that only touches an atomic; the prepare and
+        // parent handlers are absent (None).
+        let r = unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
+        if r != 0 {
+            FORK_GENERATION.store(u64::MAX, Ordering::Relaxed);
+        }
+    });
+    let g = FORK_GENERATION.load(Ordering::Relaxed);
+    if g == u64::MAX {
+        u64::from(pid()) | (1 << 63)
+    } else {
+        g
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +168,27 @@ mod tests {
         let id = child.id();
         child.wait().expect("wait");
         assert_eq!(liveness(id, 0), Liveness::Dead);
+    }
+
+    #[test]
+    fn fork_generation_changes_in_a_forked_child_only() {
+        let before = fork_generation();
+        // SAFETY: the child only loads an atomic and calls `_exit`: async-signal-safe work, as
+        // required after fork in a multi-threaded process.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            let changed = fork_generation() != before;
+            // SAFETY: `_exit` ends the child without running the parent's destructors.
+            unsafe { libc::_exit(if changed { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a live int; `child` is our child.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status:#x}"
+        );
+        assert_eq!(fork_generation(), before, "the parent's generation moved");
     }
 }
