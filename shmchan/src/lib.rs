@@ -136,8 +136,8 @@
 //! ```
 //!
 //! Every system call failure becomes an [`Error`] whose message names the call, the errno and
-//! what to do (`Exists` suggests `open_or_create` or `shmchan rm`, `InvalidSize` quotes the
-//! kernel limit, `PermissionDenied` names the file or segment that refused). Keyed segments also
+//! what to do (`Exists`, for instance, suggests `open_or_create` or `shmchan rm`, and
+//! `InvalidSize` says which limit was hit and points to `shmchan limits`). Keyed segments also
 //! offer [`Segment::info`] (the kernel's attach count, creator and last pids, times, mode),
 //! [`Shared::set_mode`], [`Shared::remove`] (wipes the bytes, then removes) and [`limits`].
 //!
