@@ -8,7 +8,11 @@ use shmchan::format::header::RawHeader;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(raw) = RawHeader::decode(data) {
-        let _ = (raw.has_magic(), raw.claimed_header_len(), raw.remove_when_unused());
+        let _ = (
+            raw.has_magic(),
+            raw.claimed_header_len(),
+            raw.remove_when_unused(),
+        );
     }
     if let Ok(h) = DecodedHeader::parse(data) {
         // What a decoded header promises its users (the CLI sizes reads and buffers from it).

@@ -14,7 +14,11 @@ use shmchan::format::seqlock::{read_owner, read_snapshot};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(raw) = RawHeader::decode(data) {
-        let _ = (raw.has_magic(), raw.claimed_header_len(), raw.remove_when_unused());
+        let _ = (
+            raw.has_magic(),
+            raw.claimed_header_len(),
+            raw.remove_when_unused(),
+        );
     }
     let _ = header::read_raw(data);
     let Ok(h) = header::read(data) else {
