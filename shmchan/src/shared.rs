@@ -6,22 +6,20 @@
 //! [`try_write`](Shared::try_write), [`write_timeout`](Shared::write_timeout). The lock decides
 //! what happens underneath (see [`SeqLock`] and [`FcntlLock`]).
 
+mod in_place;
 mod inner;
 mod reader;
 mod restart;
+mod segment_ops;
 
 pub use reader::SharedReader;
 
 #[cfg(doc)]
 use crate::Error;
-use crate::segment::{Key, Segment, SegmentInfo};
-use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
-use crate::sync::record_lock::Wait;
+use crate::segment::{Key, Segment};
 use crate::sync::value_lock::LockBackend;
 use crate::{FcntlLock, Result, SeqLock, ShmSafe};
-use core::mem::ManuallyDrop;
-use inner::{Inner, read_guard, with_view, zeroed};
-use std::path::Path;
+use inner::{Inner, with_view, zeroed};
 use std::time::Duration;
 
 /// The lock of a [`Shared`] value: [`SeqLock`] or [`FcntlLock`]. Sealed: its methods are
@@ -91,7 +89,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn anonymous(value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, |spec, init| Segment::anonymous(spec, init))?;
+        let inner = Inner::create_with(value, false, |spec, init| Segment::anonymous(spec, init))?;
         Ok(Shared { inner })
     }
 
@@ -135,7 +133,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create_with(key: Key, value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, |spec, init| Segment::create(key, spec, init))?;
+        let inner = Inner::create_with(value, !key.is_private(), |spec, init| {
+            Segment::create(key, spec, init)
+        })?;
         Ok(Shared { inner })
     }
 
@@ -275,6 +275,56 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
         self.inner.read(Some(timeout))
     }
 
+    /// How many writes to the value have completed (in any process), a counter that only
+    /// grows: compare two calls to tell whether the value changed, or pass one to
+    /// [`wait_changed`](Self::wait_changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// let seen = s.version();
+    /// s.store(1);
+    /// assert_eq!(s.version(), seen + 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.inner.version()
+    }
+
+    /// Blocks until [`version`](Self::version) differs from `seen`, and returns the new
+    /// version; at most `timeout` (`None`: as long as it takes).
+    ///
+    /// The wait sleeps on a futex in the segment, woken by the writer (from any process) that
+    /// completes the next write; writers make that system call only when someone waits. Read
+    /// the value after it returns: `let v = s.version(); ...; s.wait_changed(v, None)?;
+    /// s.read()`. A change made between the two calls returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no write completed within `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
+    /// let seen = s.version();
+    /// std::thread::scope(|t| {
+    ///     t.spawn(|| s.store(5));
+    ///     let now = s.wait_changed(seen, Some(Duration::from_secs(10)))?;
+    ///     assert!(now > seen);
+    ///     Ok::<(), shmchan::Error>(())
+    /// })?;
+    /// assert_eq!(s.read(), 5);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
+        self.inner.wait_changed(seen, timeout)
+    }
+
     /// Updates the whole value exclusively: `f` gets a private copy of the latest value, and what
     /// it leaves there is published atomically (readers see the old or the new value, never a
     /// mix). Returns what `f` returns.
@@ -283,10 +333,16 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// write), the lock is taken over silently and the last complete value is used; use
     /// [`write_timeout`](Self::write_timeout) to be told. If `f` panics, nothing is published.
     ///
+    /// A `fork` inside `f` gives the child a copy of the write, not the lock: in the child,
+    /// nothing is published or released, and the write fails (a panic here,
+    /// [`Error::InvalidArgument`] from [`try_write`](Self::try_write) and
+    /// [`write_timeout`](Self::write_timeout)).
+    ///
     /// # Panics
     ///
     /// When called from inside another `write`/`update` of the same value on the same thread
-    /// (it would deadlock), and in the cases of [`read`](Self::read)'s panics.
+    /// (it would deadlock), in a child forked inside `f`, and in the cases of
+    /// [`read`](Self::read)'s panics.
     ///
     /// # Examples
     ///
@@ -313,7 +369,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// [`Error::WouldBlock`] when another live writer (or, for [`FcntlLock`], a reader) holds
     /// the lock ([`write_timeout`](Self::write_timeout) names the holder); [`Error::WriterDied`]
     /// when the holder was dead: the lock was recovered and `f` did **not** run (call again);
-    /// [`Error::InvalidArgument`] for a nested write.
+    /// [`Error::InvalidArgument`] for a nested write, and in a child forked inside `f`.
     ///
     /// # Examples
     ///
@@ -337,7 +393,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// [`Error::Timeout`] with the holder's pid (when known); [`Error::WriterDied`] `{ pid }`
     /// when the holder had died: the lock was recovered, the last complete value kept, and `f`
     /// did **not** run (call again); [`Error::Corrupted`] when the lock word held an impossible
-    /// value (it was reset); [`Error::InvalidArgument`] for a nested write.
+    /// value (it was reset) or was overwritten while `f` ran (nothing was published);
+    /// [`Error::InvalidArgument`] for a nested write, and in a child forked inside `f`.
     ///
     /// # Examples
     ///
@@ -421,225 +478,6 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
             unsafe { T::commit_view_mut(&view, value) };
             result
         })
-    }
-
-    /// The segment holding the value: its header, [`info`](Segment::info) and the other
-    /// segment operations.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
-    /// assert_eq!(s.segment().header().type_name, "u64");
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn segment(&self) -> &Segment {
-        &self.inner.seg
-    }
-
-    /// The key of a keyed segment, `None` for an anonymous one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(shmchan::Shared::<u64>::anonymous(0)?.key().is_none());
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn key(&self) -> Option<Key> {
-        self.inner.seg.key()
-    }
-
-    /// Kernel metadata of the segment (`IPC_STAT` / `fstat`): size, attach count, pids, times,
-    /// mode.
-    ///
-    /// # Errors
-    ///
-    /// As [`Segment::info`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let s = shmchan::Shared::<u64>::anonymous(0)?;
-    /// assert!(s.info()?.size >= 8);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn info(&self) -> Result<SegmentInfo> {
-        self.inner.seg.info()
-    }
-
-    /// Changes the segment's permission bits (`IPC_SET` / `fchmod`), e.g. `0o640`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Segment::set_mode`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmchan::{Key, Shared};
-    ///
-    /// let key = Key::name(&format!("/shmchan-doc-mode-{}", std::process::id()))?;
-    /// let s = Shared::<u64>::create(key)?;
-    /// s.set_mode(0o640)?;
-    /// assert_eq!(s.info()?.mode.map(|m| m & 0o777), Some(0o640));
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        self.inner.seg.set_mode(mode)
-    }
-
-    /// Locks the segment in memory (`SHM_LOCK`): no swapping.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::PermissionDenied`] without `CAP_IPC_LOCK`; as [`Segment::lock_in_memory`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let s = shmchan::Shared::<u64>::create(shmchan::Key::raw(0x5443))?;
-    /// s.lock_in_memory()?;
-    /// s.unlock_in_memory()?;
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn lock_in_memory(&self) -> Result<()> {
-        self.inner.seg.lock_in_memory()
-    }
-
-    /// Undoes [`lock_in_memory`](Self::lock_in_memory) (`SHM_UNLOCK`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Segment::unlock_in_memory`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let s = shmchan::Shared::<u64>::create(shmchan::Key::private())?;
-    /// match s.lock_in_memory() {
-    ///     Ok(()) => s.unlock_in_memory()?,
-    ///     // Without CAP_IPC_LOCK the kernel refuses, and the error says how to grant it.
-    ///     Err(e @ shmchan::Error::PermissionDenied { .. }) => assert!(e.to_string().contains("CAP_IPC_LOCK")),
-    ///     Err(e) => return Err(e),
-    /// }
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn unlock_in_memory(&self) -> Result<()> {
-        self.inner.seg.unlock_in_memory()
-    }
-
-    /// Keeps a keyed segment (and its lock file) after this handle and its creator are gone;
-    /// remove it later with [`remove`](Self::remove) or `shmchan rm`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmchan::{Key, Shared};
-    ///
-    /// let key = Key::name(&format!("/shmchan-doc-persist-{}", std::process::id()))?;
-    /// let mut s = Shared::<u64>::create_with(key, 7)?;
-    /// s.persist();
-    /// drop(s);
-    /// let s = Shared::<u64>::open(key)?; // still there
-    /// assert_eq!(s.read(), 7);
-    /// s.remove()?;
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn persist(&mut self) {
-        self.inner.seg.persist();
-    }
-
-    /// Wipes and removes the segment now (`IPC_RMID` / `shm_unlink`), and its lock file.
-    ///
-    /// # Errors
-    ///
-    /// As [`Segment::remove`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmchan::{Error, Key, Shared};
-    ///
-    /// let key = Key::name(&format!("/shmchan-doc-remove-{}", std::process::id()))?;
-    /// let s = Shared::<u64>::create(key)?;
-    /// s.remove()?;
-    /// assert!(matches!(Shared::<u64>::open(key), Err(Error::NotFound { .. })));
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn remove(self) -> Result<()> {
-        let Shared { mut inner } = self;
-        inner.removed = true;
-        // SAFETY: `removed` is set, so `Inner::drop` will not touch `seg` again.
-        let seg = unsafe { ManuallyDrop::take(&mut inner.seg) };
-        let result = seg.remove();
-        // Drops the lock, removing its lock file (the segment is gone).
-        drop(inner);
-        result
-    }
-
-    /// The fcntl lock file, for [`FcntlLock`] values.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shmchan::{FcntlLock, SeqLock, Shared};
-    ///
-    /// assert!(Shared::<u64, SeqLock>::anonymous(0)?.lock_path().is_none());
-    /// let f = Shared::<u64, FcntlLock>::anonymous(0)?;
-    /// assert!(f.lock_path().is_some_and(|p| p.exists()));
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn lock_path(&self) -> Option<&Path> {
-        self.inner.lock.lock_path()
-    }
-}
-
-impl<T: ShmSafe> Shared<T, FcntlLock> {
-    /// Takes the read lock and gives shared access to the value in place until the guard drops.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Os`] naming the failing `fcntl`;
-    /// [`Error::InvalidArgument`] when this thread already holds
-    /// the write lock of this value (through any handle of this process).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let s = shmchan::Shared::<[u64; 2], shmchan::FcntlLock>::anonymous([1, 2])?;
-    /// let g = s.lock_read()?;
-    /// assert_eq!(g[1], 2);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn lock_read(&self) -> Result<FcntlReadGuard<'_, T>> {
-        read_guard(&self.inner)
-    }
-
-    /// Takes the write lock and gives exclusive access to the value in place until the guard
-    /// drops.
-    ///
-    /// # Errors
-    ///
-    /// As [`lock_read`](Self::lock_read); [`Error::InvalidArgument`]
-    /// also when this thread holds a read guard of this value (an upgrade would wait for itself:
-    /// drop the read guard first).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let s = shmchan::Shared::<[u64; 2], shmchan::FcntlLock>::anonymous([1, 2])?;
-    /// {
-    ///     let mut g = s.lock_write()?;
-    ///     g[0] += 10;
-    /// }
-    /// assert_eq!(s.read(), [11, 2]);
-    /// # Ok::<(), shmchan::Error>(())
-    /// ```
-    pub fn lock_write(&self) -> Result<FcntlWriteGuard<'_, T>> {
-        let guard = self.inner.lock.lock_write(Wait::Forever)?;
-        // SAFETY: the payload holds an initialised `T`, mapped while `self` lives, writable
-        // (this is not a read-only handle), and `guard` holds the write lock.
-        Ok(unsafe { FcntlWriteGuard::new(self.inner.payload.cast(), guard) })
     }
 }
 

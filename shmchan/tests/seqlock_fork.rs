@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod shared_support;
-use shared_support::{Child, Handshake, serial};
+use shared_support::{Child, Handshake, exit_child, fork_here, serial, wait_pid};
 
 fn uniform(v: &[u64]) -> bool {
     v.iter().all(|&x| x == v[0])
@@ -239,4 +239,77 @@ fn forked_writers_and_threads_exclude_each_other() {
         assert_eq!(c.wait(), 0);
     }
     assert_eq!(s.read(), [5 * 2000; 2]);
+}
+
+/// A `fork` inside a write's closure: the child's copy of the write must neither publish its
+/// value nor release the parent's writer lock (else a second writer gets in while the parent
+/// still writes).
+#[test]
+fn child_forked_inside_write_neither_publishes_nor_releases_the_parents_lock() {
+    let _s = serial();
+    let s = Shared::<u64, SeqLock>::anonymous(1).unwrap();
+    let hs = Handshake::new();
+    let mut pid = -1;
+    let mut child_code = -1;
+    let r = s.write_timeout(Duration::from_secs(5), |v| {
+        *v = 2;
+        pid = fork_here();
+        if pid == 0 {
+            *v = 99; // the child's private copy: must never be published
+            return;
+        }
+        // The parent keeps the lock until the child has finished its checks.
+        hs.wait_for(1);
+        child_code = wait_pid(pid);
+        *v = 3;
+    });
+    if pid == 0 {
+        // The child, after its copy of `write_timeout` returned.
+        let ok = matches!(r, Err(Error::InvalidArgument { .. }))
+            && s.read() == 1
+            && matches!(s.try_write(|v| *v = 7), Err(Error::WouldBlock { .. }));
+        hs.set(1);
+        exit_child(i32::from(!ok));
+    }
+    r.expect("the parent's write");
+    assert_eq!(
+        child_code, 0,
+        "the child published or released the parent's lock"
+    );
+    assert_eq!(s.read(), 3);
+    s.try_write(|v| *v += 1)
+        .expect("the parent released its lock");
+    assert_eq!(s.read(), 4);
+}
+
+/// `remove()` wipes the lock words and the copies: never while another process's writer is in
+/// the middle of a write. It takes the writer lock first.
+#[test]
+fn remove_waits_for_a_writer_in_another_process() {
+    let _s = serial();
+    let s = Shared::<[u64; 4], SeqLock>::anonymous([7; 4]).unwrap();
+    let hs = Handshake::new();
+    let mut child = Child::spawn(|| {
+        s.write(|v| {
+            hs.set(1);
+            hs.wait_for(2);
+            *v = [8; 4];
+        });
+        0
+    });
+    hs.wait_for(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        let remover = sc.spawn(move || {
+            let r = s.remove();
+            let _ = done_tx.send(());
+            r
+        });
+        // Give a remove that does not wait the time to wipe; one that waits is still blocked.
+        let finished_early = done_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+        hs.set(2);
+        assert_eq!(child.wait(), 0);
+        assert!(!finished_early, "remove() did not wait for the writer");
+        remover.join().unwrap().expect("remove");
+    });
 }

@@ -149,7 +149,15 @@ fn open_or_create_uses_the_creators_lock_file() {
 
 #[test]
 fn fcntl_lock_file_is_private_recorded_and_removed_with_the_value() {
+    // Anonymous: the lock file has no name at all (nothing to leak, nothing to record).
     let s = Shared::<u64, FcntlLock>::anonymous(0).unwrap();
+    assert!(s.lock_path().is_none());
+    assert!(s.segment().header().lock_path.is_none());
+    s.store(1);
+    drop(s);
+
+    let key = posix_key("file");
+    let s = Shared::<u64, FcntlLock>::create(key).unwrap();
     let path = s.lock_path().unwrap().to_owned();
     assert_eq!(
         s.segment().header().lock_path.as_deref(),
@@ -179,13 +187,10 @@ fn fcntl_lock_file_is_private_recorded_and_removed_with_the_value() {
 
     // IPC_PRIVATE: shared by fork only, so handled like an anonymous value.
     let p = Shared::<u64, FcntlLock>::create(Key::private()).unwrap();
-    let path = p.lock_path().unwrap().to_owned();
-    assert!(path.exists());
+    assert!(p.lock_path().is_none());
+    p.store(2);
+    assert_eq!(p.read(), 2);
     drop(p);
-    assert!(
-        !path.exists(),
-        "the creator of an IPC_PRIVATE value removes its lock file"
-    );
 
     let key = posix_key("rm");
     let a = Shared::<u64, FcntlLock>::create(key).unwrap();

@@ -69,6 +69,16 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         let payload = NonNull::new(seg.payload_ptr()).ok_or_else(|| Error::Corrupted {
             what: "the segment has no payload mapping".into(),
         })?;
+        // Both locks rely on a 128-aligned payload (atomic words, and `T` itself for fcntl); the
+        // segment guarantees it, and a header that says otherwise must not reach them.
+        if payload.as_ptr() as usize % 128 != 0 {
+            return Err(Error::Corrupted {
+                what: format!(
+                    "the payload of the segment starts at {:p}, not 128-aligned",
+                    payload.as_ptr()
+                ),
+            });
+        }
         if seg.payload_len() < L::payload_len::<T>() {
             return Err(Error::Corrupted {
                 what: format!(
@@ -89,12 +99,15 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         })
     }
 
+    /// Creates a value through `make`; `named`: other processes will open it by key (so the
+    /// fcntl lock file needs a name they can open).
     pub(super) fn create_with(
         value: T,
+        named: bool,
         make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
     ) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock()?;
+        let mut lock = L::create_lock(named)?;
         let mut init = |p: *mut u8| {
             // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
             // of `payload_len::<T>()` bytes before anyone else can open it.
@@ -104,7 +117,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
             Ok(seg) => Self::new(seg, lock),
             Err(e) => {
                 // Creation failed: nobody else knows the lock file.
-                lock.segment_gone(None, true);
+                lock.discard();
                 Err(e)
             }
         }
@@ -119,7 +132,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
 
     pub(super) fn open_or_create(key: Key, value: T) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock()?;
+        let mut lock = L::create_lock(!key.is_private())?;
         let init = |p: *mut u8| {
             // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
             // open the segment.
@@ -129,7 +142,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         {
             Ok(seg) => seg,
             Err(e) => {
-                lock.segment_gone(None, true);
+                lock.discard();
                 return Err(e);
             }
         };
@@ -137,7 +150,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
             return Self::new(seg, lock);
         }
         // We opened a segment someone else created: use its lock file, drop ours.
-        lock.segment_gone(None, true);
+        lock.discard();
         let lock = L::open_lock(&seg)?;
         Self::new(seg, lock)
     }
@@ -154,6 +167,22 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         // SAFETY: the payload was initialised for `T` by this lock kind (the header's kind,
         // lock kind, fingerprint and payload length were checked) and stays mapped while `self`.
         unsafe { self.lock.read(self.payload, timeout) }
+    }
+
+    #[inline]
+    pub(super) fn version(&self) -> u64 {
+        // SAFETY: as in `read`.
+        unsafe { self.lock.version::<T>(self.payload) }
+    }
+
+    pub(super) fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
+        // A read-only mapping cannot announce its waiter to writers.
+        let announce = !self.seg.is_read_only();
+        // SAFETY: as in `read`; the mapping is writable when `announce`.
+        unsafe {
+            self.lock
+                .wait_changed::<T>(self.payload, seen, timeout, announce)
+        }
     }
 
     pub(super) fn write<R>(

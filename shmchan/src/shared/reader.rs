@@ -91,6 +91,50 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
         self.inner.read(Some(timeout))
     }
 
+    /// How many writes to the value have completed; see [`Shared::version`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// let w = shmchan::Shared::<u32>::create_with(key, 1)?;
+    /// let r = shmchan::Shared::<u32>::open_read_only(key)?;
+    /// let seen = r.version();
+    /// w.store(2);
+    /// assert_eq!(r.version(), seen + 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.inner.version()
+    }
+
+    /// Blocks until the version differs from `seen`; see [`Shared::wait_changed`].
+    ///
+    /// A read-only handle cannot write the segment, so it cannot ask writers to wake it: it
+    /// looks at the version again every millisecond (a [`Shared`] handle sleeps until woken).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when no write completed within `timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// let w = shmchan::Shared::<u32>::create_with(key, 1)?;
+    /// let r = shmchan::Shared::<u32>::open_read_only(key)?;
+    /// let seen = r.version();
+    /// assert!(r.wait_changed(seen, Some(Duration::from_millis(5))).is_err());
+    /// w.store(2);
+    /// assert_eq!(r.wait_changed(seen, None)?, seen + 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
+        self.inner.wait_changed(seen, timeout)
+    }
+
     /// Reads some fields of one consistent snapshot; see [`Shared::with_view`].
     ///
     /// # Panics

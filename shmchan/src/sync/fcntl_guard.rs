@@ -1,6 +1,7 @@
 //! Guards that give in-place access to an [`FcntlLock`](crate::FcntlLock)ed value while its
 //! record lock is held.
 
+use super::notify::VersionWords;
 use super::record_lock::RecordGuard;
 use crate::ShmSafe;
 use core::marker::PhantomData;
@@ -13,6 +14,11 @@ use core::ptr::NonNull;
 /// protocol takes the write lock before writing; a process that writes without it breaks that
 /// promise (as it would for any lock).
 ///
+/// # Panics
+///
+/// Dereferencing panics in a child forked while the guard was held: the lock is the parent's,
+/// and the child's copy of the guard neither grants access nor releases anything.
+///
 /// # Examples
 ///
 /// ```
@@ -23,7 +29,7 @@ use core::ptr::NonNull;
 /// ```
 pub struct FcntlReadGuard<'a, T: ShmSafe> {
     ptr: NonNull<T>,
-    _guard: RecordGuard,
+    guard: RecordGuard,
     _life: PhantomData<&'a T>,
     _not_send: PhantomData<*const ()>,
 }
@@ -31,6 +37,11 @@ pub struct FcntlReadGuard<'a, T: ShmSafe> {
 /// Exclusive access to an [`FcntlLock`](crate::FcntlLock)ed value while its write lock is held;
 /// derefs to `&mut T`. From [`Shared::lock_write`](crate::Shared::lock_write). See
 /// [`FcntlReadGuard`] for why the reference is sound.
+///
+/// # Panics
+///
+/// Dereferencing panics in a child forked while the guard was held (as for
+/// [`FcntlReadGuard`]): a child never gets `&mut T` without holding the lock itself.
 ///
 /// # Examples
 ///
@@ -44,14 +55,27 @@ pub struct FcntlReadGuard<'a, T: ShmSafe> {
 /// ```
 pub struct FcntlWriteGuard<'a, T: ShmSafe> {
     ptr: NonNull<T>,
-    _guard: RecordGuard,
+    /// Counts the write when the guard drops (the version readers wait on).
+    versions: &'a VersionWords,
+    guard: RecordGuard,
     _life: PhantomData<&'a mut T>,
     _not_send: PhantomData<*const ()>,
+}
+
+/// Refuses access through a guard copied into a forked child: the parent may release the lock
+/// (and a writer change the value) while the child holds the reference.
+#[track_caller]
+fn check_owner(guard: &RecordGuard) {
+    assert!(
+        guard.in_owner_process(),
+        "shmchan: an fcntl lock guard was used in a child forked while it was held; the lock belongs to the parent (take the lock again in the child)"
+    );
 }
 
 impl<T: ShmSafe> core::ops::Deref for FcntlReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        check_owner(&self.guard);
         // SAFETY: the payload holds an initialised `T`, stays mapped for `'a`, and the read lock
         // (held until the guard drops) keeps writers out.
         unsafe { self.ptr.as_ref() }
@@ -61,6 +85,7 @@ impl<T: ShmSafe> core::ops::Deref for FcntlReadGuard<'_, T> {
 impl<T: ShmSafe> core::ops::Deref for FcntlWriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        check_owner(&self.guard);
         // SAFETY: as for the read guard; the write lock excludes everyone else.
         unsafe { self.ptr.as_ref() }
     }
@@ -68,6 +93,7 @@ impl<T: ShmSafe> core::ops::Deref for FcntlWriteGuard<'_, T> {
 
 impl<T: ShmSafe> core::ops::DerefMut for FcntlWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        check_owner(&self.guard);
         // SAFETY: the write lock (held until the guard drops) excludes every other reader and
         // writer; `&mut self` makes this the only reference derived from the guard.
         unsafe { self.ptr.as_mut() }
@@ -84,26 +110,42 @@ impl<T: ShmSafe> FcntlReadGuard<'_, T> {
     pub(crate) unsafe fn new(ptr: NonNull<T>, guard: RecordGuard) -> Self {
         FcntlReadGuard {
             ptr,
-            _guard: guard,
+            guard,
             _life: PhantomData,
             _not_send: PhantomData,
         }
     }
 }
 
-impl<T: ShmSafe> FcntlWriteGuard<'_, T> {
+impl<'a, T: ShmSafe> FcntlWriteGuard<'a, T> {
     /// A guard over the value at `ptr`.
     ///
     /// # Safety
     ///
-    /// `ptr` points to an initialised, writable `T` that stays mapped for `'a`, and `guard`
-    /// holds the write lock that every reader and writer of that value takes.
-    pub(crate) unsafe fn new(ptr: NonNull<T>, guard: RecordGuard) -> Self {
+    /// `ptr` points to an initialised, writable `T` that stays mapped for `'a`, `versions` are
+    /// its version words, and `guard` holds the write lock that every reader and writer of that
+    /// value takes.
+    pub(crate) unsafe fn new(
+        ptr: NonNull<T>,
+        versions: &'a VersionWords,
+        guard: RecordGuard,
+    ) -> Self {
         FcntlWriteGuard {
             ptr,
-            _guard: guard,
+            versions,
+            guard,
             _life: PhantomData,
             _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> Drop for FcntlWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        // Still under the lock (the record guard is dropped after this): count the write and
+        // wake waiters. Not in a forked child's copy, which wrote nothing.
+        if self.guard.in_owner_process() {
+            self.versions.bump();
         }
     }
 }

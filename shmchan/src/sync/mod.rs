@@ -6,6 +6,8 @@
 //! recovery and the fcntl pitfalls.
 
 pub(crate) mod fcntl_guard;
+pub(crate) mod lock_file;
+pub(crate) mod notify;
 pub(crate) mod owner_lock;
 pub(crate) mod record_lock;
 pub(crate) mod seqlock;

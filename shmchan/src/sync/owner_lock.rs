@@ -13,7 +13,7 @@ use crate::Error;
 use crate::sys::futex;
 use crate::sys::proc::{self, Liveness};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 /// How long a waiter sleeps before looking at the owner's liveness again: bounds how long a dead
@@ -76,6 +76,96 @@ fn me() -> (u64, u32) {
     })
 }
 
+/// A held writer lock, released on drop. It remembers who took it (the owner word and the fork
+/// generation) so that a copy carried into a forked child (a `fork` inside a write) never
+/// releases the parent's lock, and so that a lock taken away meanwhile (a process overwrote the
+/// owner word) is not released on the new owner's behalf.
+pub(crate) struct OwnerGuard<'a> {
+    lock: &'a OwnerWord,
+    me: u64,
+    generation: u64,
+}
+
+impl OwnerGuard<'_> {
+    /// Whether the calling process took this lock (not a child forked while it was held).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        self.generation == crate::sys::proc::fork_generation()
+    }
+
+    /// Whether the lock is still held by the thread that took it, as far as the owner word
+    /// tells: `false` in a forked child, or once another process overwrote the word.
+    pub(crate) fn still_held(&self) -> bool {
+        self.in_owner_process() && self.lock.owner.load(Ordering::Relaxed) == self.me
+    }
+}
+
+impl OwnerGuard<'_> {
+    /// Forgets the lock without touching its words: for a holder that wiped and unmapped them
+    /// (removing the segment).
+    pub(crate) fn disarm(self) {
+        if self.in_owner_process() {
+            held::remove(self.lock, self.generation);
+        }
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for OwnerGuard<'_> {
+    fn drop(&mut self) {
+        if !self.in_owner_process() {
+            // A forked child's copy: the lock belongs to the parent's thread.
+            return;
+        }
+        held::remove(self.lock, self.generation);
+        self.lock.release(self.me);
+    }
+}
+
+/// The writer locks the calling thread holds (their addresses in this process), to tell a
+/// nested write from an owner word that another process forged with this thread's identity.
+mod held {
+    use super::{OwnerWord, RefCell};
+
+    thread_local! {
+        /// (fork generation, addresses): entries of another generation are a forked parent's.
+        static HELD: RefCell<(u64, Vec<usize>)> = const { RefCell::new((0, Vec::new())) };
+    }
+
+    fn with<R>(generation: u64, f: impl FnOnce(&mut Vec<usize>) -> R) -> R {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.0 != generation {
+                *h = (generation, Vec::new());
+            }
+            f(&mut h.1)
+        })
+    }
+
+    fn addr(lock: &OwnerWord) -> usize {
+        core::ptr::from_ref(lock) as usize
+    }
+
+    pub(super) fn add(lock: &OwnerWord, generation: u64) {
+        with(generation, |v| v.push(addr(lock)));
+    }
+
+    pub(super) fn remove(lock: &OwnerWord, generation: u64) {
+        with(generation, |v| {
+            if let Some(i) = v.iter().position(|&a| a == addr(lock)) {
+                v.swap_remove(i);
+            }
+        });
+    }
+
+    /// What this thread holds: `Some(true)` this lock, `Some(false)` only others (this one may
+    /// still be among them, mapped at another address), `None` none at all.
+    pub(super) fn holds(lock: &OwnerWord, generation: u64) -> Option<bool> {
+        with(generation, |v| {
+            (!v.is_empty()).then(|| v.contains(&addr(lock)))
+        })
+    }
+}
+
 /// Whether `/proc` answers for this process (it may be unmounted in a container or chroot).
 fn proc_is_readable() -> bool {
     static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -106,9 +196,38 @@ impl OwnerWord {
     /// - [`Error::Timeout`] naming the holder's pid when a live (possibly stopped) owner kept it
     ///   for the whole timeout; a stopped owner is never stolen from.
     /// - [`Error::InvalidArgument`] when the calling thread already holds it (a nested write).
-    pub(crate) fn acquire(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    ///
+    /// An owner word naming the calling thread while it holds no writer lock at all cannot come
+    /// from this process: another process wrote it. It is taken over as
+    /// [`Acquired::Corrupted`].
+    pub(crate) fn acquire(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Acquired, OwnerGuard<'_>), Error> {
+        let generation = crate::sys::proc::fork_generation();
         let (me, my_pid) = me();
-        let deadline = timeout.map(|d| Instant::now() + d);
+        let how = self.acquire_as(me, my_pid, generation, timeout)?;
+        held::add(self, generation);
+        Ok((
+            how,
+            OwnerGuard {
+                lock: self,
+                me,
+                generation,
+            },
+        ))
+    }
+
+    fn acquire_as(
+        &self,
+        me: u64,
+        my_pid: u32,
+        generation: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Acquired, Error> {
+        // A timeout too large to add to the clock waits as long as `None` (but still reports
+        // a takeover as `None` does not).
+        let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         let mut spins = 0;
         // Look at the owner in /proc when first blocked and after each sleep that timed out (a
         // live owner releases and wakes us; a dead one never does): not after every wake-up.
@@ -127,9 +246,30 @@ impl OwnerWord {
                 continue;
             }
             if cur == me {
-                return Err(Error::InvalidArgument {
-                    what: "nested write: this thread already holds the writer lock of this value (call write/update only outside another write's closure)".into(),
-                });
+                match held::holds(self, generation) {
+                    Some(true) => {
+                        return Err(Error::InvalidArgument {
+                            what: "nested write: this thread already holds the writer lock of this value (call write/update only outside another write's closure)".into(),
+                        });
+                    }
+                    Some(false) => {
+                        return Err(Error::InvalidArgument {
+                            what: "nested write: this thread holds another writer lock and the owner word of this value names this thread (the same value through a second handle, or a process overwrote the word); call write/update only outside another write's closure".into(),
+                        });
+                    }
+                    None => {
+                        // This thread holds no writer lock, yet the word names it: forged.
+                        if self
+                            .owner
+                            .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            self.record(me, my_pid);
+                            return Ok(Acquired::Corrupted { word: cur });
+                        }
+                        continue;
+                    }
+                }
             }
             if spins < SPINS && timeout != Some(Duration::ZERO) {
                 spins += 1;
@@ -165,9 +305,16 @@ impl OwnerWord {
         }
     }
 
-    /// Releases the lock held by the calling thread.
-    pub(crate) fn release(&self) {
-        self.owner.swap(0, Ordering::SeqCst);
+    /// Releases the lock if owner word `me` still holds it (a word another process wrote
+    /// meanwhile is left alone: it names someone else now).
+    fn release(&self, me: u64) {
+        if self
+            .owner
+            .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.wake.fetch_add(1, Ordering::Release);
             futex::wake(&self.wake, 1);
@@ -245,11 +392,12 @@ mod tests {
                 let (lock, inside) = (Arc::clone(&lock), Arc::clone(&inside));
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        assert_eq!(lock.acquire(None).unwrap(), Acquired::Clean);
+                        let (how, guard) = lock.acquire(None).unwrap();
+                        assert_eq!(how, Acquired::Clean);
                         assert!(!inside.swap(true, Ordering::Relaxed), "two owners at once");
                         std::thread::yield_now();
                         inside.store(false, Ordering::Relaxed);
-                        lock.release();
+                        drop(guard);
                     }
                 })
             })
@@ -262,12 +410,13 @@ mod tests {
     #[test]
     fn nested_acquire_is_an_error_not_a_deadlock() {
         let lock = OwnerWord::new();
-        lock.acquire(None).unwrap();
+        let guard = lock.acquire(None).unwrap();
         assert!(matches!(
             lock.acquire(Some(Duration::from_secs(5))),
             Err(Error::InvalidArgument { .. })
         ));
-        lock.release();
+        drop(guard);
+        assert_eq!(lock.owner.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -275,15 +424,14 @@ mod tests {
         let lock = OwnerWord::new();
         // A thread that takes the lock and exits without releasing it.
         std::thread::scope(|s| {
-            s.spawn(|| lock.acquire(None).unwrap());
+            s.spawn(|| core::mem::forget(lock.acquire(None).unwrap()));
         });
         let t = Instant::now();
         match lock.acquire(Some(Duration::from_secs(5))).unwrap() {
-            Acquired::TookOver { pid } => assert_eq!(pid, proc::pid()),
-            other => panic!("expected a takeover, got {other:?}"),
+            (Acquired::TookOver { pid }, _guard) => assert_eq!(pid, proc::pid()),
+            (other, _) => panic!("expected a takeover, got {other:?}"),
         }
         assert!(t.elapsed() < Duration::from_millis(100));
-        lock.release();
     }
 
     #[test]
@@ -294,20 +442,22 @@ mod tests {
         std::thread::scope(|s| {
             let lock = &lock;
             s.spawn(move || {
-                lock.acquire(None).unwrap();
+                let guard = lock.acquire(None).unwrap();
                 tx.send(()).unwrap();
                 done_rx.recv().unwrap();
-                lock.release();
+                drop(guard);
             });
             rx.recv().unwrap();
             match lock.acquire(Some(Duration::from_millis(30))) {
                 Err(Error::Timeout { holder_pid, .. }) => assert_eq!(holder_pid, Some(proc::pid())),
-                other => panic!("expected a timeout, got {other:?}"),
+                other => panic!("expected a timeout, got {:?}", other.map(|(how, _)| how)),
             }
             done_tx.send(()).unwrap();
         });
-        assert_eq!(lock.acquire(Some(Duration::ZERO)).unwrap(), Acquired::Clean);
-        lock.release();
+        assert_eq!(
+            lock.acquire(Some(Duration::ZERO)).unwrap().0,
+            Acquired::Clean
+        );
     }
 
     #[test]
@@ -315,9 +465,36 @@ mod tests {
         let lock = OwnerWord::new();
         lock.owner.store(0x1234, Ordering::Relaxed); // no thread id in the high half
         assert_eq!(
-            lock.acquire(Some(Duration::ZERO)).unwrap(),
+            lock.acquire(Some(Duration::ZERO)).unwrap().0,
             Acquired::Corrupted { word: 0x1234 }
         );
-        lock.release();
+    }
+
+    #[test]
+    fn owner_word_forged_with_this_threads_identity_is_corrupted_not_nested() {
+        let lock = OwnerWord::new();
+        // Another process wrote this thread's own tid and start time into the word.
+        lock.owner.store(me().0, Ordering::Relaxed);
+        let (how, guard) = lock.acquire(Some(Duration::ZERO)).unwrap();
+        assert_eq!(how, Acquired::Corrupted { word: me().0 });
+        // A real nested acquisition is still refused.
+        assert!(matches!(
+            lock.acquire(None),
+            Err(Error::InvalidArgument { .. })
+        ));
+        drop(guard);
+        assert_eq!(lock.owner.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn release_leaves_a_word_that_names_someone_else() {
+        let lock = OwnerWord::new();
+        let guard = lock.acquire(None).unwrap().1;
+        assert!(guard.still_held());
+        // Taken away meanwhile (a process overwrote the word).
+        lock.owner.store(0x7777_0000_0001, Ordering::Relaxed);
+        assert!(!guard.still_held());
+        drop(guard);
+        assert_eq!(lock.owner.load(Ordering::Relaxed), 0x7777_0000_0001);
     }
 }

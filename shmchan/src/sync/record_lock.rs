@@ -1,5 +1,6 @@
-//! fcntl record locks on an empty lock file (seed 000's technique), made safe to use from
-//! several threads and across `fork`.
+//! fcntl record locks on an empty lock file (the classic Unix technique: `F_WRLCK` on its
+//! first byte to write, `F_RDLCK` to read), made safe to use from several threads and across
+//! `fork`.
 //!
 //! Kernel record locks have three traps (`docs/locking.md` tells them in full):
 //! 1. classic POSIX locks belong to the *process*: threads of one process never exclude each
@@ -16,11 +17,13 @@
 //! takes the kernel read lock, the last one out releases it, a writer takes the kernel write lock
 //! alone.
 
+use super::lock_file;
 use crate::sys::Errno;
 use crate::sys::fcntl::{self, Flavour, LockType};
+use crate::sys::lockfile;
 use crate::{Error, Target};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -62,6 +65,15 @@ pub(crate) enum Wait {
     Until(Instant),
 }
 
+impl Wait {
+    /// Until `d` from now (forever if that instant is past what the clock can express).
+    pub(crate) fn after(d: Duration) -> Wait {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Wait::Forever, Wait::Until)
+    }
+}
+
 /// In-process state shared by the threads of one process.
 #[derive(Default)]
 struct LocalState {
@@ -84,7 +96,9 @@ struct LocalState {
 /// every handle of this process on the same lock file (see [`REGISTRY`]).
 struct ProcessLocal {
     generation: u64,
-    path: PathBuf,
+    /// The file's device and inode: how handles find each other (an unnamed lock file has no
+    /// path, and a path can be renamed).
+    id: (u64, u64),
     writable: bool,
     /// Closed on drop with OFD locks; kept open (leaked) with classic locks, where closing *any*
     /// descriptor of the file would drop every lock this process holds on it.
@@ -93,27 +107,28 @@ struct ProcessLocal {
     cv: Condvar,
 }
 
-/// The live [`ProcessLocal`]s of this process, one per lock file path and fork generation: all
+/// The live [`ProcessLocal`]s of this process, one per lock file and fork generation: all
 /// handles on a file share one descriptor and one thread state, so threads using different
 /// handles still exclude each other, and (for classic locks) no second descriptor exists whose
 /// closing would drop the process's locks.
 static REGISTRY: Mutex<Vec<Weak<ProcessLocal>>> = Mutex::new(Vec::new());
 
 impl ProcessLocal {
-    /// The registered state for `path` in this process, if one is live and usable for `writable`.
-    fn find(path: &Path, writable: bool) -> Option<Arc<ProcessLocal>> {
+    /// The registered state for file `id` in this process, if one is live and usable for
+    /// `writable`.
+    fn find(id: (u64, u64), writable: bool) -> Option<Arc<ProcessLocal>> {
         let generation = crate::sys::proc::fork_generation();
         let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         reg.iter()
             .filter_map(Weak::upgrade)
-            .find(|l| l.generation == generation && l.path == path && (l.writable || !writable))
+            .find(|l| l.generation == generation && l.id == id && (l.writable || !writable))
     }
 
-    /// Registers a state for a freshly opened descriptor of `path`.
-    fn register(path: &Path, writable: bool, fd: OwnedFd) -> Arc<Self> {
+    /// Registers a state for a freshly opened descriptor of file `id`.
+    fn register(id: (u64, u64), writable: bool, fd: OwnedFd) -> Arc<Self> {
         let local = Arc::new(ProcessLocal {
             generation: crate::sys::proc::fork_generation(),
-            path: path.to_owned(),
+            id,
             writable,
             fd: ManuallyDrop::new(fd),
             state: Mutex::new(LocalState::default()),
@@ -180,7 +195,11 @@ impl Drop for ProcessLocal {
 /// Nested locking on one thread is refused only against the write lock: a read lock taken while
 /// the same thread holds a read lock succeeds (readers share).
 pub(crate) struct RecordLock {
-    path: PathBuf,
+    /// The file's name; `None` for an unnamed file (anonymous values: it never had a name, or
+    /// lost it at once, so nothing is left behind however the process ends).
+    path: Option<PathBuf>,
+    /// Device and inode of the file this handle locks.
+    id: (u64, u64),
     writable: bool,
     local: Mutex<Arc<ProcessLocal>>,
 }
@@ -202,40 +221,89 @@ pub(crate) struct RecordGuard {
 }
 
 impl RecordLock {
-    /// Creates the lock file (must not exist, mode 0600) and opens it.
+    /// Creates a named lock file (must not exist, mode 0600) and opens it.
     pub(crate) fn create(path: &Path) -> Result<RecordLock, Error> {
         let fd = fcntl::open_lock_file(path, true, true).map_err(|e| open_error(path, e))?;
+        let id = lockfile::fstat(&fd).map_err(|e| open_error(path, e))?.id;
         Ok(Self::with_local(
-            path,
+            Some(path),
+            id,
             true,
-            ProcessLocal::register(path, true, fd),
+            ProcessLocal::register(id, true, fd),
         ))
     }
 
-    /// Opens an existing lock file; `writable: false` allows read locks only.
-    pub(crate) fn open(path: &Path, writable: bool) -> Result<RecordLock, Error> {
-        let local = match ProcessLocal::find(path, writable) {
-            Some(local) => local,
-            None => {
-                let fd = fcntl::open_lock_file(path, false, writable)
-                    .map_err(|e| open_error(path, e))?;
-                ProcessLocal::register(path, writable, fd)
-            }
-        };
-        Ok(Self::with_local(path, writable, local))
+    /// Creates a lock file without a name in `dir` (`O_TMPFILE`, or created and unlinked at
+    /// once): nothing to remove later, nothing leaked when the process exits without dropping.
+    /// Forked children reach it through their inherited descriptor.
+    pub(crate) fn create_unnamed(dir: &Path) -> Result<RecordLock, Error> {
+        let fallback = lock_file::new_lock_path();
+        let fd = lockfile::create_unnamed(dir, &fallback).map_err(|e| open_error(dir, e))?;
+        let id = lockfile::fstat(&fd).map_err(|e| open_error(dir, e))?.id;
+        Ok(Self::with_local(
+            None,
+            id,
+            true,
+            ProcessLocal::register(id, true, fd),
+        ))
     }
 
-    fn with_local(path: &Path, writable: bool, local: Arc<ProcessLocal>) -> RecordLock {
+    /// Opens the existing lock file a segment header names; `writable: false` allows read locks
+    /// only. The path is untrusted (see [`lock_file`]): it must be one of the library's lock
+    /// files, owned by `creator_uid`, or this fails with [`Error::Corrupted`] without having
+    /// opened anything that could block or follow a link.
+    pub(crate) fn open(path: &Path, writable: bool, creator_uid: u32) -> Result<RecordLock, Error> {
+        lock_file::check_path(path, creator_uid)?;
+        let before = lockfile::lstat(path).map_err(|e| open_error(path, e))?;
+        lock_file::check_stat(path, &before, creator_uid)?;
+        let local = match ProcessLocal::find(before.id, writable) {
+            Some(local) => local,
+            None => {
+                let fd =
+                    lockfile::open_untrusted(path, writable).map_err(|e| open_error(path, e))?;
+                let after = lockfile::fstat(&fd).map_err(|e| open_error(path, e))?;
+                lock_file::check_stat(path, &after, creator_uid)?;
+                if after.id != before.id {
+                    return Err(Error::Corrupted {
+                        what: format!(
+                            "the lock file {} was replaced while it was being opened; try again",
+                            path.display()
+                        ),
+                    });
+                }
+                ProcessLocal::register(after.id, writable, fd)
+            }
+        };
+        Ok(Self::with_local(Some(path), before.id, writable, local))
+    }
+
+    fn with_local(
+        path: Option<&Path>,
+        id: (u64, u64),
+        writable: bool,
+        local: Arc<ProcessLocal>,
+    ) -> RecordLock {
         RecordLock {
-            path: path.to_owned(),
+            path: path.map(Path::to_owned),
+            id,
             writable,
             local: Mutex::new(local),
         }
     }
 
-    /// The lock file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The lock file's path; `None` for an unnamed one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Unlinks the lock file's name, but only while it still names the very file this handle
+    /// locks (created by this process, or checked as a library lock file when opened): a name
+    /// that now points elsewhere is left alone. Already gone is fine.
+    pub(crate) fn unlink(&self) {
+        let Some(path) = &self.path else { return };
+        if lockfile::lstat(path).is_ok_and(|st| st.id == self.id && st.is_regular()) {
+            let _ = lockfile::unlink(path);
+        }
     }
 
     /// This process's part, reopening the file if we are a forked child.
@@ -244,17 +312,25 @@ impl RecordLock {
         let mut cur = self.local.lock().unwrap_or_else(|p| p.into_inner());
         if cur.generation != generation {
             // We are a forked child: `cur.fd` is the parent's open file description, whose OFD
-            // lock we would share. Open a description of our own: through /proc/self/fd, which
-            // reaches the same file even if its path was unlinked meanwhile, else by path.
-            // Another handle of this process may have done so already.
-            let local = match ProcessLocal::find(&self.path, self.writable) {
+            // lock we would share. Open a description of our own through /proc/self/fd, which
+            // reaches the same file even if it has no name (or a new one). Another handle of
+            // this process may have done so already.
+            let local = match ProcessLocal::find(self.id, self.writable) {
                 Some(local) => local,
                 None => {
-                    let proc_path = PathBuf::from(format!("/proc/self/fd/{}", cur.fd.as_raw_fd()));
-                    let fd = fcntl::open_lock_file(&proc_path, false, self.writable)
-                        .or_else(|_| fcntl::open_lock_file(&self.path, false, self.writable))
-                        .map_err(|e| open_error(&self.path, e))?;
-                    ProcessLocal::register(&self.path, self.writable, fd)
+                    let what = self.path.as_deref().unwrap_or(Path::new("/proc/self/fd"));
+                    let fd = lockfile::reopen(&cur.fd, self.writable)
+                        .map_err(|e| open_error(what, e))?;
+                    let id = lockfile::fstat(&fd).map_err(|e| open_error(what, e))?.id;
+                    if id != self.id {
+                        return Err(Error::Corrupted {
+                            what: format!(
+                                "reopening the lock file {} after fork reached another file",
+                                what.display()
+                            ),
+                        });
+                    }
+                    ProcessLocal::register(id, self.writable, fd)
                 }
             };
             // The parent's state is dropped here (its descriptor closed with OFD locks, where
@@ -347,6 +423,14 @@ impl RecordLock {
             write: true,
             thread: me,
         })
+    }
+}
+
+impl RecordGuard {
+    /// Whether the calling process took this lock (not a child forked while it was held, whose
+    /// copy of the guard holds nothing of its own).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        self.local.generation == crate::sys::proc::fork_generation()
     }
 }
 
@@ -444,94 +528,4 @@ fn open_error(path: &Path, (call, errno): (&'static str, Errno)) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicBool;
-
-    struct TempLock(RecordLock);
-    impl Drop for TempLock {
-        fn drop(&mut self) {
-            let _ = fcntl::unlink(self.0.path());
-        }
-    }
-
-    fn temp_lock(tag: &str) -> TempLock {
-        let p = std::env::temp_dir().join(format!(
-            "shmchan-record-unit-{tag}-{}",
-            crate::sys::proc::pid()
-        ));
-        TempLock(RecordLock::create(&p).expect("create lock file"))
-    }
-
-    #[test]
-    fn threads_exclude_each_other() {
-        let l = temp_lock("threads");
-        let inside = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..100 {
-                        let _g = l.0.lock_write(Wait::Forever).unwrap();
-                        assert!(!inside.swap(true, Ordering::Relaxed), "two writers");
-                        std::thread::yield_now();
-                        inside.store(false, Ordering::Relaxed);
-                    }
-                });
-            }
-        });
-    }
-
-    #[test]
-    fn readers_share_and_exclude_a_writer_until_the_last_leaves() {
-        let l = temp_lock("readers");
-        let other = RecordLock::open(l.0.path(), true).unwrap();
-        let try_write_elsewhere = || {
-            std::thread::scope(|s| s.spawn(|| other.lock_write(Wait::No).map(drop)).join()).unwrap()
-        };
-        let r1 = l.0.lock_read(Wait::No).unwrap();
-        let r2 = l.0.lock_read(Wait::No).unwrap();
-        // Another handle of this process shares the state: it can read but not write.
-        drop(other.lock_read(Wait::No).unwrap());
-        assert!(matches!(
-            try_write_elsewhere(),
-            Err(Error::WouldBlock { .. })
-        ));
-        // The reading thread itself may not upgrade.
-        assert!(matches!(
-            other.lock_write(Wait::No),
-            Err(Error::InvalidArgument { .. })
-        ));
-        drop(r1);
-        assert!(try_write_elsewhere().is_err(), "r2 still holds it");
-        drop(r2);
-        let w = other.lock_write(Wait::No).unwrap();
-        // Same thread: a nested lock, refused. Another thread: a bounded wait.
-        assert!(matches!(
-            l.0.lock_read(Wait::No),
-            Err(Error::InvalidArgument { .. })
-        ));
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(
-                    l.0.lock_read(Wait::Until(Instant::now() + Duration::from_millis(20))),
-                    Err(Error::Timeout { .. })
-                ));
-            });
-        });
-        drop(w);
-    }
-
-    #[test]
-    fn read_only_handle_cannot_write_lock() {
-        let l = temp_lock("ro");
-        let ro = RecordLock::open(l.0.path(), false).unwrap();
-        drop(ro.lock_read(Wait::No).unwrap());
-        assert!(matches!(
-            ro.lock_write(Wait::No),
-            Err(Error::Os {
-                errno: Errno::EBADF,
-                ..
-            })
-        ));
-    }
-}
+mod tests;

@@ -3,10 +3,16 @@
 //! Region layout (all offsets from a 128-aligned base):
 //!
 //! ```text
-//! 0    SeqControl: owner lock words (line 0), sequence counter (line 1)     256 bytes
+//! 0    SeqControl                                                          256 bytes
+//!        0    owner lock words (OwnerWord: owner u64, info u64, wake u32, waiters u32)
+//!        128  sequence counter u64
+//!        136  change notification (ChangeWords: changed u32, watchers u32)
 //! 256  copy 0: words_for::<T>() words, padded to 128 bytes
 //! ...  copy 1: same size
 //! ```
+//!
+//! These offsets are the ones named by the `OFF_*` constants below, the single place that
+//! states them (tools decoding a segment use them too).
 //!
 //! Readers load `seq` (Acquire), read copy `seq & 1` with relaxed atomic word loads, issue an
 //! Acquire fence and reload `seq` (Relaxed); they accept the copy when the two loads agree.
@@ -16,6 +22,7 @@
 //! readers a complete value and never makes them wait. `docs/locking.md` gives the full
 //! memory-ordering argument.
 
+use super::notify::ChangeWords;
 use super::owner_lock::OwnerWord;
 use super::words::{copy_words, load_words, load_words_into, store_words, words_for};
 use crate::ShmSafe;
@@ -33,11 +40,23 @@ pub(crate) struct SeqControl {
     owner: OwnerWord,
     _pad0: [AtomicU8; 128 - size_of::<OwnerWord>()],
     seq: AtomicU64,
-    _pad1: [AtomicU8; 120],
+    changes: ChangeWords,
+    _pad1: [AtomicU8; 128 - 8 - size_of::<ChangeWords>()],
 }
 
-const CONTROL_LEN: usize = size_of::<SeqControl>();
-const _: () = assert!(CONTROL_LEN == 256);
+/// Offset of the owner lock words in the region.
+pub(crate) const OFF_OWNER: usize = core::mem::offset_of!(SeqControl, owner);
+/// Offset of the sequence counter (on its own cache line: readers load it, the owner words
+/// are written by waiting writers).
+pub(crate) const OFF_SEQ: usize = core::mem::offset_of!(SeqControl, seq);
+/// Offset of the change notification words (next to the counter that they announce).
+pub(crate) const OFF_CHANGES: usize = core::mem::offset_of!(SeqControl, changes);
+/// Offset of copy 0; copy 1 follows at `OFF_COPIES + stride`, the stride being the value's size
+/// rounded up to 8 bytes, then to [`REGION_ALIGN`].
+pub(crate) const OFF_COPIES: usize = size_of::<SeqControl>();
+
+const CONTROL_LEN: usize = OFF_COPIES;
+const _: () = assert!(OFF_OWNER == 0 && OFF_SEQ == 128 && OFF_CHANGES == 136 && CONTROL_LEN == 256);
 
 /// A sequence lock for a `T` living in a region it does not own.
 pub(crate) struct RawSeqLock<T> {
@@ -109,6 +128,19 @@ impl<T: ShmSafe> RawSeqLock<T> {
     /// The writer lock word of this value.
     pub(crate) fn owner(&self) -> &OwnerWord {
         &self.control().owner
+    }
+
+    /// The change notification words of this value.
+    pub(crate) fn changes(&self) -> &ChangeWords {
+        &self.control().changes
+    }
+
+    /// How many writes completed: each write moves the sequence by two (odd while copy 0 is
+    /// written, even again once readers see the new value), and a write that died half-way is
+    /// completed by the next, so this halves it.
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.control().seq.load(Ordering::Acquire) >> 1
     }
 
     /// The current sequence number (even: no write in progress or copy 1 being written; odd:

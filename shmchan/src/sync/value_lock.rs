@@ -2,16 +2,16 @@
 //! the crate-internal [`LockBackend`] trait through which `Shared` drives either with the same
 //! methods.
 
-use super::owner_lock::{Acquired, OwnerWord};
+use super::lock_file;
+use super::notify::VersionWords;
+use super::owner_lock::Acquired;
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
 use super::words::words_for;
 use crate::segment::{Key, LockKind, Segment};
-use crate::sys::fcntl;
 use crate::{Error, Result, ShmSafe};
 use core::ptr::NonNull;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// What [`Shared`](crate::Shared) needs from a lock. Sealed: implemented by [`SeqLock`] and
@@ -23,8 +23,10 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
     /// Payload bytes for a `T`: lock words and data.
     fn payload_len<T: ShmSafe>() -> usize;
 
-    /// A lock for a segment about to be created (the fcntl lock file is created here).
-    fn create_lock() -> Result<Self>;
+    /// A lock for a segment about to be created (the fcntl lock file is created here: named
+    /// when `named`, i.e. other processes open the segment by key and the lock file by the path
+    /// in its header; else unnamed, reached only by forked children).
+    fn create_lock(named: bool) -> Result<Self>;
 
     /// The lock file to record in the header, if any.
     fn lock_path(&self) -> Option<&Path>;
@@ -77,6 +79,47 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R>;
 
+    /// Completed writes so far (see [`Shared::version`](crate::Shared::version)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read).
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64;
+
+    /// Waits until the version differs from `seen` (see
+    /// [`Shared::wait_changed`](crate::Shared::wait_changed)); `announce: false` for a handle
+    /// that cannot write the segment.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read), and the mapping is writable if `announce`.
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64>;
+
+    /// Runs `remove` (which wipes and removes the segment, unmapping the payload) while holding
+    /// the value exclusively: the writer lock, so no reader's `&T` and no writer overlaps the
+    /// wipe. Waits like [`write`](Self::write) with no timeout. The lock is not released
+    /// through the payload afterwards (it is unmapped, and the wipe cleared the lock words).
+    ///
+    /// # Safety
+    ///
+    /// As for [`write`](Self::write); after `remove` runs nothing may access `payload`.
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R>;
+
+    /// Called when the lock made by [`create_lock`](Self::create_lock) ends up used by no
+    /// segment (creation failed, or `open_or_create` opened someone else's): removes what
+    /// `create_lock` made.
+    fn discard(&mut self);
+
     /// Called after the handle's segment was dropped (`removed`: it was removed explicitly).
     fn segment_gone(&mut self, key: Option<Key>, removed: bool);
 }
@@ -103,9 +146,16 @@ pub struct SeqLock {
     _private: (),
 }
 
-/// An fcntl record lock (seed 000's technique): an empty lock file, `F_WRLCK` on its first byte
-/// to write, `F_RDLCK` to read; OFD locks where the kernel has them, opened per process, plus an
-/// in-process lock so threads exclude each other too.
+/// An fcntl record lock (the classic Unix technique): an empty lock file, `F_WRLCK` on its
+/// first byte to write, `F_RDLCK` to read; OFD locks where the kernel has them, opened per
+/// process, plus an in-process lock so threads exclude each other too.
+///
+/// A keyed value's lock file is created in `$XDG_RUNTIME_DIR` (or the temporary directory),
+/// mode 0600, and its path recorded in the segment header; an opener accepts only such a file
+/// (the library's name pattern and directory, regular, empty, owned by the segment's creator)
+/// and fails with [`Error::Corrupted`] for anything else. An anonymous value's lock file has no
+/// name: forked children reach it through the descriptor they inherit, and nothing is left
+/// behind however the process ends.
 ///
 /// Choose it when readers must see the value only between writes (every read blocks writers),
 /// when the value is large and written in place, or to interoperate with programs that use the
@@ -124,18 +174,9 @@ pub struct SeqLock {
 #[derive(Debug)]
 pub struct FcntlLock {
     lock: RecordLock,
-    /// The fork generation of the process that created the lock file (it removes it), or `None`.
+    /// The fork generation of the process that created the lock file (only it may discard an
+    /// unused one), or `None`.
     creator: Option<u64>,
-}
-
-/// Releases the owner lock when dropped (also when the writer's closure panics: the value is
-/// then left as it was, both copies complete).
-struct OwnerGuard<'a>(&'a OwnerWord);
-
-impl Drop for OwnerGuard<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
 }
 
 impl LockBackend for SeqLock {
@@ -145,7 +186,7 @@ impl LockBackend for SeqLock {
         RawSeqLock::<T>::region_len()
     }
 
-    fn create_lock() -> Result<Self> {
+    fn create_lock(_named: bool) -> Result<Self> {
         Ok(SeqLock { _private: () })
     }
 
@@ -172,7 +213,10 @@ impl LockBackend for SeqLock {
         let Some(timeout) = timeout else {
             return Ok(raw.read());
         };
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to the clock is as good as none.
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return Ok(raw.read());
+        };
         let mut attempts = 0u32;
         loop {
             if let Some(v) = raw.try_read() {
@@ -207,14 +251,15 @@ impl LockBackend for SeqLock {
     ) -> Result<R> {
         // SAFETY: an initialised, writable region for `T`, mapped during the call (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        let how = raw.owner().acquire(timeout).map_err(|e| match e {
+        // The guard releases the lock when dropped (also when `f` panics: the value is then left
+        // as it was, both copies complete), but never from a forked child's copy.
+        let (how, guard) = raw.owner().acquire(timeout).map_err(|e| match e {
             // `try_write`: same answer as the fcntl lock's non-blocking attempt.
             Error::Timeout { .. } if timeout == Some(Duration::ZERO) => Error::WouldBlock {
                 what: "taking the seqlock writer lock (another live writer holds it)",
             },
             e => e,
         })?;
-        let _guard = OwnerGuard(raw.owner());
         let report = timeout.is_some();
         match how {
             Acquired::Clean => {}
@@ -240,30 +285,106 @@ impl LockBackend for SeqLock {
         // SAFETY: we hold the owner lock and repaired after any takeover.
         let mut value = unsafe { raw.current() };
         let r = f(&mut value);
+        if !guard.in_owner_process() {
+            return Err(forked_inside("write"));
+        }
+        // The owner word changed under us: only another process writing it does that. Report it
+        // where the caller asked to be told; `write` (which must not panic over bytes another
+        // process wrote) publishes anyway: the copies are atomic words, so the worst outcome
+        // of a second writer is a wrong but valid value.
+        if report && !guard.still_held() {
+            return Err(Error::Corrupted {
+                what: "the seqlock writer lock was taken from this thread while it wrote (another process overwrote the owner word); nothing was published".into(),
+            });
+        }
         // SAFETY: as above; the region is writable (caller).
         unsafe { raw.publish(&value) };
+        raw.changes().notify();
+        drop(guard);
         Ok(r)
     }
+
+    #[inline]
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64 {
+        // SAFETY: an initialised region for `T`, mapped during the call (caller).
+        unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) }.version()
+    }
+
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64> {
+        // SAFETY: an initialised region for `T`, mapped during the call, writable if
+        // `announce` (caller).
+        let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
+        raw.changes()
+            .wait(|| raw.version(), seen, timeout, announce)
+    }
+
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R> {
+        // SAFETY: an initialised, writable region for `T`, mapped until `remove` runs (caller).
+        let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
+        let (_, guard) = raw.owner().acquire(None)?;
+        let r = remove();
+        // The owner word was wiped (and unmapped): release nothing through it.
+        guard.disarm();
+        Ok(r)
+    }
+
+    fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
 }
 
-/// A fresh lock file path: `$XDG_RUNTIME_DIR` (per-user, mode 0700, cleared at logout) when set,
-/// else the temporary directory.
-fn new_lock_path() -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    dir.join(format!(
-        "shmchan-{}-{n}-{nanos:08x}.lock",
-        crate::sys::proc::pid()
-    ))
+/// Where an fcntl-locked value's [`VersionWords`] start: right after the value's words.
+pub(crate) const fn fcntl_tail_offset<T>() -> usize {
+    words_for::<T>() * 8
+}
+
+/// The version words of an fcntl-locked value.
+///
+/// # Safety
+///
+/// `payload` is the payload of an fcntl-locked segment for `T` (at least
+/// `FcntlLock::payload_len::<T>()` bytes, 8-aligned), mapped while the reference is used; its
+/// words are only accessed atomically.
+pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords {
+    // SAFETY: in bounds and 8-aligned (the payload is 128-aligned and the offset a multiple of
+    // 8); `VersionWords` holds only atomics, so sharing it with other processes is sound.
+    unsafe {
+        &*payload
+            .as_ptr()
+            .add(fcntl_tail_offset::<T>())
+            .cast::<VersionWords>()
+    }
+}
+
+/// The error of a write whose process forked inside its closure, seen in the child: the lock
+/// belongs to the parent, so the child publishes nothing and releases nothing.
+pub(crate) fn forked_inside(what: &str) -> Error {
+    Error::InvalidArgument {
+        what: format!(
+            "this process was forked inside a {what} of this value: the lock belongs to the parent, so the child published nothing (take locks in the child itself, after fork)"
+        ),
+    }
+}
+
+/// The user who created a keyed segment (System V: the kernel's creator uid; POSIX: the owner
+/// of the object), whom its lock file must belong to.
+fn creator_uid(seg: &Segment) -> Result<u32> {
+    let info = seg.info()?;
+    info.creator_uid
+        .or(info.uid)
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "an fcntl lock file named in the header of a segment that has no owner (anonymous segments are shared by fork only)".into(),
+        })
 }
 
 impl FcntlLock {
@@ -276,8 +397,8 @@ impl FcntlLock {
     }
 
     fn remove_file(&self) {
-        // Already gone (removed by hand, or by another handle) is fine.
-        let _ = fcntl::unlink(self.lock.path());
+        // Only while the name still names the file this handle locks; already gone is fine.
+        self.lock.unlink();
     }
 }
 
@@ -285,13 +406,19 @@ impl LockBackend for FcntlLock {
     const KIND: LockKind = LockKind::Fcntl;
 
     fn payload_len<T: ShmSafe>() -> usize {
-        (words_for::<T>() * 8).max(8)
+        fcntl_tail_offset::<T>() + size_of::<VersionWords>()
     }
 
-    fn create_lock() -> Result<Self> {
+    fn create_lock(named: bool) -> Result<Self> {
+        if !named {
+            return Ok(FcntlLock {
+                lock: RecordLock::create_unnamed(&lock_file::lock_dir())?,
+                creator: Some(crate::sys::proc::fork_generation()),
+            });
+        }
         let mut tries = 0;
         loop {
-            match RecordLock::create(&new_lock_path()) {
+            match RecordLock::create(&lock_file::new_lock_path()) {
                 Ok(lock) => {
                     return Ok(FcntlLock {
                         lock,
@@ -306,7 +433,7 @@ impl LockBackend for FcntlLock {
     }
 
     fn lock_path(&self) -> Option<&Path> {
-        Some(self.lock.path())
+        self.lock.path()
     }
 
     unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T) {
@@ -327,7 +454,7 @@ impl LockBackend for FcntlLock {
                 what: "the header of an fcntl-locked segment names no lock file".into(),
             })?;
         Ok(FcntlLock {
-            lock: RecordLock::open(&path, !seg.is_read_only())?,
+            lock: RecordLock::open(&path, !seg.is_read_only(), creator_uid(seg)?)?,
             creator: None,
         })
     }
@@ -339,7 +466,7 @@ impl LockBackend for FcntlLock {
     ) -> Result<T> {
         let wait = match timeout {
             None => Wait::Forever,
-            Some(d) => Wait::Until(Instant::now() + d),
+            Some(d) => Wait::after(d),
         };
         let _guard = self.lock.lock_read(wait)?;
         // SAFETY: the payload holds an initialised `T` (caller), and every writer takes the
@@ -356,9 +483,9 @@ impl LockBackend for FcntlLock {
         let wait = match timeout {
             None => Wait::Forever,
             Some(Duration::ZERO) => Wait::No,
-            Some(d) => Wait::Until(Instant::now() + d),
+            Some(d) => Wait::after(d),
         };
-        let _guard = self.lock.lock_write(wait)?;
+        let guard = self.lock.lock_write(wait)?;
         let slot = payload.cast::<T>().as_ptr();
         // `f` works on a private copy, written back only when it returns: a panicking `f`
         // leaves the shared value as it was, as with the seqlock (`lock_write()` is the
@@ -367,29 +494,64 @@ impl LockBackend for FcntlLock {
         // writer that follows the protocol while `_guard` lives.
         let mut value = unsafe { slot.read() };
         let r = f(&mut value);
+        if !guard.in_owner_process() {
+            return Err(forked_inside("write"));
+        }
         // SAFETY: as above, and the mapping is writable (caller).
         unsafe { slot.write(value) };
+        // SAFETY: an initialised payload for `T` (caller).
+        unsafe { fcntl_tail::<T>(payload) }.bump();
+        drop(guard);
         Ok(r)
+    }
+
+    #[inline]
+    unsafe fn version<T: ShmSafe>(&self, payload: NonNull<u8>) -> u64 {
+        // SAFETY: an initialised payload for `T` (caller).
+        unsafe { fcntl_tail::<T>(payload) }.version()
+    }
+
+    unsafe fn wait_changed<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        seen: u64,
+        timeout: Option<Duration>,
+        announce: bool,
+    ) -> Result<u64> {
+        // SAFETY: an initialised payload for `T`, writable if `announce` (caller).
+        let tail = unsafe { fcntl_tail::<T>(payload) };
+        tail.changes()
+            .wait(|| tail.version(), seen, timeout, announce)
+    }
+
+    unsafe fn remove_exclusively<T: ShmSafe, R>(
+        &self,
+        _payload: NonNull<u8>,
+        remove: impl FnOnce() -> R,
+    ) -> Result<R> {
+        let guard = self.lock.lock_write(Wait::Forever)?;
+        let r = remove();
+        // The kernel lock lives in the lock file, not in the payload: release it normally.
+        drop(guard);
+        Ok(r)
+    }
+
+    fn discard(&mut self) {
+        if self.creator == Some(crate::sys::proc::fork_generation()) {
+            self.remove_file();
+        }
     }
 
     fn segment_gone(&mut self, key: Option<Key>, removed: bool) {
         match key {
-            // Anonymous or IPC_PRIVATE (shared by fork only, never opened by key): only the
-            // creating process removes the file; forked children reach it through the
-            // descriptor they inherited, even once it is unlinked.
-            None => {
-                if self.creator == Some(crate::sys::proc::fork_generation()) {
-                    self.remove_file();
-                }
-            }
-            Some(key) if key.is_private() => {
-                if self.creator == Some(crate::sys::proc::fork_generation()) {
-                    self.remove_file();
-                }
-            }
+            // Anonymous or IPC_PRIVATE (shared by fork only, never opened by key): the lock
+            // file has no name (`create_lock(false)`), nothing to remove.
+            None => {}
+            Some(key) if key.is_private() => {}
             Some(key) => {
                 // Keyed: the file goes with the segment. Whichever handle's drop removed the
-                // segment (the last to detach) finds it gone and removes the file too.
+                // segment (the last to detach) finds it gone and removes the file too, if the
+                // name still names the file it locked.
                 let gone = removed
                     || matches!(
                         Segment::open_any(key, true),

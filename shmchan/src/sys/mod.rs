@@ -7,6 +7,7 @@
 
 pub(crate) mod fcntl;
 pub(crate) mod futex;
+pub(crate) mod lockfile;
 pub(crate) mod mman;
 pub(crate) mod posix_shm;
 pub(crate) mod proc;

@@ -113,3 +113,31 @@ impl Handshake {
         self.0.atomic_u64(1).unwrap()
     }
 }
+
+/// A bare `fork` for tests that fork in the middle of something (inside a write's closure, while
+/// a guard is held): returns 0 in the child, which must end with [`exit_child`].
+pub fn fork_here() -> libc::pid_t {
+    // SAFETY: the caller keeps the child's work minimal and ends it with `exit_child`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    pid
+}
+
+/// Ends a child made by [`fork_here`] at once, without unwinding into the harness.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process without running atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+/// Waits for a child made by [`fork_here`]: its exit code, or 128 + signal.
+pub fn wait_pid(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}

@@ -1,0 +1,90 @@
+//! Unit tests of the record lock: threads, readers and writers, read-only handles.
+
+use super::*;
+use std::sync::atomic::AtomicBool;
+
+struct TempLock(RecordLock);
+impl Drop for TempLock {
+    fn drop(&mut self) {
+        self.0.unlink();
+    }
+}
+
+fn temp_lock(_tag: &str) -> TempLock {
+    TempLock(RecordLock::create(&lock_file::new_lock_path()).expect("create lock file"))
+}
+
+fn reopen(l: &TempLock, writable: bool) -> RecordLock {
+    RecordLock::open(l.0.path().unwrap(), writable, lockfile::euid()).unwrap()
+}
+
+#[test]
+fn threads_exclude_each_other() {
+    let l = temp_lock("threads");
+    let inside = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    let _g = l.0.lock_write(Wait::Forever).unwrap();
+                    assert!(!inside.swap(true, Ordering::Relaxed), "two writers");
+                    std::thread::yield_now();
+                    inside.store(false, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn readers_share_and_exclude_a_writer_until_the_last_leaves() {
+    let l = temp_lock("readers");
+    let other = reopen(&l, true);
+    let try_write_elsewhere =
+        || std::thread::scope(|s| s.spawn(|| other.lock_write(Wait::No).map(drop)).join()).unwrap();
+    let r1 = l.0.lock_read(Wait::No).unwrap();
+    let r2 = l.0.lock_read(Wait::No).unwrap();
+    // Another handle of this process shares the state: it can read but not write.
+    drop(other.lock_read(Wait::No).unwrap());
+    assert!(matches!(
+        try_write_elsewhere(),
+        Err(Error::WouldBlock { .. })
+    ));
+    // The reading thread itself may not upgrade.
+    assert!(matches!(
+        other.lock_write(Wait::No),
+        Err(Error::InvalidArgument { .. })
+    ));
+    drop(r1);
+    assert!(try_write_elsewhere().is_err(), "r2 still holds it");
+    drop(r2);
+    let w = other.lock_write(Wait::No).unwrap();
+    // Same thread: a nested lock, refused. Another thread: a bounded wait.
+    assert!(matches!(
+        l.0.lock_read(Wait::No),
+        Err(Error::InvalidArgument { .. })
+    ));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(matches!(
+                l.0.lock_read(Wait::Until(Instant::now() + Duration::from_millis(20))),
+                Err(Error::Timeout { .. })
+            ));
+        });
+    });
+    drop(w);
+}
+
+#[test]
+fn read_only_handle_cannot_write_lock() {
+    let l = temp_lock("ro");
+    let ro = reopen(&l, false);
+    drop(ro.lock_read(Wait::No).unwrap());
+    assert!(matches!(
+        ro.lock_write(Wait::No),
+        Err(Error::Os {
+            errno: crate::sys::Errno::EBADF,
+            ..
+        })
+    ));
+}
