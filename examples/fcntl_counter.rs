@@ -1,6 +1,7 @@
-//! Seed 000's file-lock technique: worker processes increment a shared counter under an fcntl
-//! record lock (`F_WRLCK` on the first byte of an empty lock file), the parent checks that the
-//! final count is exact.
+//! The classic file-lock technique for shared memory: the lock file holds no data, it only
+//! coordinates access. Worker processes increment a shared counter under an fcntl record lock
+//! (`F_WRLCK` on the first byte of an empty lock file), the parent checks that the final count
+//! is exact.
 //!
 //! ```sh
 //! cargo run --example fcntl_counter            # 4 workers x 2000 increments

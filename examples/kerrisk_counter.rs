@@ -1,4 +1,5 @@
-//! Seed 000: Michael Kerrisk's anonymous shared memory program, with shmchan.
+//! Michael Kerrisk's anonymous shared memory program (*The Linux Programming Interface*,
+//! ch. 49, `anon_mmap.c`), with shmchan.
 //!
 //! The parent maps an anonymous shared segment (`mmap(MAP_SHARED | MAP_ANONYMOUS, fd -1)`)
 //! *before* `fork`, sets a counter to 1; the child prints it and increments it; the parent waits

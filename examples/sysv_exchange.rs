@@ -1,4 +1,5 @@
-//! Seed 002: two instances of one program exchange messages through a System V segment.
+//! The classic System V shared memory exchange: two instances of one program swap messages
+//! through a segment (`shmget`/`shmat`/`shmdt`/`shmctl(IPC_RMID)`).
 //!
 //! The first instance creates a segment whose key comes from `ftok` on the program's own
 //! executable, writes a message, and waits for a second instance. The second instance (started
@@ -13,9 +14,10 @@
 //!
 //! Options: `--timeout SECS` (how long the first instance waits, default 120).
 //!
-//! Unlike the seed, the hand-over is synchronised: the message is published with a `Release`
-//! store of a state word that the reader loads with `Acquire`, and the waiting side sleeps on
-//! that word (a shared futex) instead of polling.
+//! The usual C version of this program leaves the hand-over unsynchronised (no semaphore); here
+//! it is synchronised: the message is published with a `Release` store of a state word that the
+//! reader loads with `Acquire`, and the waiting side sleeps on that word (a shared futex) instead
+//! of polling.
 
 use shmchan::{Error, Key, Segment};
 use std::sync::atomic::Ordering;
@@ -47,7 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse::<u64>())
         .transpose()?
         .map_or(Duration::from_secs(120), Duration::from_secs);
-    // The key is based on the program's executable, as in the seed.
+    // The key is based on the program's executable, as in the classic C program.
     let exe = std::env::current_exe()?;
     let key = Key::from_path(&exe, b'X')?;
 
