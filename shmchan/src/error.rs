@@ -224,6 +224,14 @@ pub enum Error {
         /// The `errno` value.
         errno: i32,
     },
+    /// A queue's holder table for this side is full: every entry belongs to a live handle (or
+    /// to a dead one whose claim is still being recovered).
+    TooManyHolders {
+        /// `"producer"` or `"consumer"`.
+        side: &'static str,
+        /// The table's size, chosen when the queue was created.
+        max: usize,
+    },
 }
 
 /// The symbolic name of an errno value, e.g. `"EEXIST"`.
@@ -454,6 +462,10 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument { what } => write!(f, "invalid argument: {what}"),
             Error::Os { call, errno } => with_errno(f, call, *errno),
+            Error::TooManyHolders { side, max } => write!(
+                f,
+                "the queue's {side} table is full ({max} live handles); drop unused handles (after fork, drop the ends a process does not use) or create the queue with more holders"
+            ),
         }
     }
 }

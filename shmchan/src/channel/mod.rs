@@ -34,7 +34,7 @@ mod memory;
 mod receiver;
 mod ring;
 mod sender;
-mod wait;
+pub(crate) mod wait;
 
 pub use error::{SendTimeoutError, TrySendError};
 pub use receiver::Receiver;

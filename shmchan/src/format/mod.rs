@@ -47,6 +47,7 @@
 pub mod header;
 pub mod layout;
 pub mod liveness;
+pub mod mpmc;
 pub mod ring;
 pub mod seqlock;
 mod source;

@@ -85,6 +85,8 @@ pub enum SegmentKind {
     Channel = 2,
     /// Untyped bytes accessed as atomic words and volatile copies (`Segment::create_raw`).
     Raw = 3,
+    /// A multi-producer multi-consumer queue of messages (`shmchan::mpmc`).
+    Mpmc = 4,
 }
 
 impl SegmentKind {
@@ -93,6 +95,7 @@ impl SegmentKind {
             1 => Some(SegmentKind::Value),
             2 => Some(SegmentKind::Channel),
             3 => Some(SegmentKind::Raw),
+            4 => Some(SegmentKind::Mpmc),
             _ => None,
         }
     }
