@@ -42,7 +42,10 @@ fn a_producer_killed_between_claim_and_publish_is_skipped_and_counted() {
     // A live producer (this process) publishes position 2; position 1 must not block it.
     tx.send(Msg::new(0, 0)).unwrap();
     let t0 = Instant::now();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Msg::new(0, 0));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Msg::new(0, 0)
+    );
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert_eq!((rx.recovered(), rx.lost()), (1, 0));
     assert_eq!(rx.try_recv().unwrap(), None);
@@ -108,7 +111,11 @@ fn a_stopped_producer_holding_a_claim_is_not_robbed() {
         .expect_err("nothing can be received while the claimer is stopped");
     match e {
         Error::Timeout { holder_pid, .. } => {
-            assert_eq!(holder_pid, Some(child.pid as u32), "the timeout names the claimer")
+            assert_eq!(
+                holder_pid,
+                Some(child.pid as u32),
+                "the timeout names the claimer"
+            )
         }
         other => panic!("expected a timeout, got {other}"),
     }
@@ -239,8 +246,13 @@ fn random_kills(seed: u64) {
     // holding the slot (then the queue counted it as lost), or after receiving it and before
     // recording it (at most one per killed consumer).
     let (recovered, lost) = (observer.recovered(), observer.lost());
-    eprintln!("seed {seed:#x}: {missing_confirmed} confirmed messages missing, lost {lost}, recovered {recovered}");
-    assert!(lost <= 2 && recovered <= 2, "lost {lost}, recovered {recovered}");
+    eprintln!(
+        "seed {seed:#x}: {missing_confirmed} confirmed messages missing, lost {lost}, recovered {recovered}"
+    );
+    assert!(
+        lost <= 2 && recovered <= 2,
+        "lost {lost}, recovered {recovered}"
+    );
     assert!(
         missing_confirmed <= lost + 2,
         "{missing_confirmed} confirmed messages missing, only {lost} counted lost"

@@ -69,10 +69,18 @@ fn exactly_once(producers: u64, consumers: u64, per: u64, cap: usize, strategy: 
     for mut c in children {
         assert_eq!(c.wait(), 0, "child {} failed", c.pid);
     }
-    let counts: Vec<u64> = hits.get().iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    let counts: Vec<u64> = hits
+        .get()
+        .iter()
+        .map(|h| h.load(Ordering::Relaxed))
+        .collect();
     let missing = counts.iter().filter(|&&c| c == 0).count();
     let duplicated = counts.iter().filter(|&&c| c > 1).count();
-    assert_eq!((missing, duplicated), (0, 0), "missing / duplicated messages");
+    assert_eq!(
+        (missing, duplicated),
+        (0, 0),
+        "missing / duplicated messages"
+    );
 }
 
 #[test]
@@ -119,7 +127,11 @@ fn keyed_queue_serves_senders_that_open_it_in_other_processes() {
     while got < 2_000 {
         let m = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert!(m.is_valid());
-        assert_eq!(m.seq, next[m.producer as usize], "order of producer {}", m.producer);
+        assert_eq!(
+            m.seq, next[m.producer as usize],
+            "order of producer {}",
+            m.producer
+        );
         next[m.producer as usize] += 1;
         got += 1;
     }
@@ -128,7 +140,11 @@ fn keyed_queue_serves_senders_that_open_it_in_other_processes() {
     }
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
     drop(rx);
-    assert_eq!(leftover_shm(&name[1..]), Vec::<String>::new(), "segment leaked");
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
 }
 
 #[test]

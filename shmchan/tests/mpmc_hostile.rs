@@ -45,7 +45,10 @@ fn opening_a_rewritten_header_is_a_typed_error() {
             matches!(mpmc::Sender::<u64>::open(key), Err(Error::Corrupted { .. })),
             "word {word} = {bad}"
         );
-        assert!(MpmcState::read(&seg, seg.header()).is_err(), "word {word} = {bad}");
+        assert!(
+            MpmcState::read(&seg, seg.header()).is_err(),
+            "word {word} = {bad}"
+        );
         w.store(good, Ordering::Relaxed);
     }
     assert!(mpmc::Sender::<u64>::open(key).is_ok());
@@ -54,7 +57,11 @@ fn opening_a_rewritten_header_is_a_typed_error() {
         Err(Error::KindMismatch { .. })
     ));
     drop((rx, seg));
-    assert_eq!(leftover_shm(&name[1..]), Vec::<String>::new(), "segment leaked");
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
 }
 
 #[test]
@@ -103,5 +110,9 @@ fn live_handles_survive_hostile_indices_and_garbage_tables() {
         }
     }
     drop((tx, rx, seg));
-    assert_eq!(leftover_shm(&name[1..]), Vec::<String>::new(), "segment leaked");
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
 }

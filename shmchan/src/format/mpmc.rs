@@ -64,7 +64,7 @@ pub const SLOT_VALUE_OFFSET: u64 = 8;
 pub struct MpmcMeta {
     /// [`MPMC_MAGIC`].
     pub magic: u64,
-    /// Slots (a power of two).
+    /// Slots (a power of two, at least 2).
     pub capacity: u64,
     /// Bytes per slot: 8 (`seq`) plus the message rounded up to 8 bytes.
     pub slot_size: u64,
@@ -308,7 +308,7 @@ fn read_table(src: &(impl ByteSource + ?Sized), at: u64, n: u64) -> Result<Vec<M
     let mut out = Vec::new();
     for i in 0..n {
         // In the payload: `read` checked `at + n * entry` against it.
-        let e = at + i * entry;
+        let e = at.saturating_add(i * entry);
         let owner = src.load_u64(e + offset_of!(HolderEntry, owner) as u64)?;
         if owner as u32 == 0 {
             continue;
@@ -373,7 +373,11 @@ impl MpmcState {
             )));
         }
         let cap = meta.capacity;
-        if !cap.is_power_of_two() || cap > MAX_CAPACITY || (h.capacity != 0 && cap != h.capacity) {
+        if cap < 2
+            || !cap.is_power_of_two()
+            || cap > MAX_CAPACITY
+            || (h.capacity != 0 && cap != h.capacity)
+        {
             return Err(corrupted(format!(
                 "impossible mpmc capacity {cap} (the header says {})",
                 h.capacity

@@ -92,7 +92,10 @@ impl Geometry {
                 "mpmc capacity 0: a queue needs at least one slot".into(),
             ));
         }
+        // At least 2: with one slot, a published message's sequence number (`p + 1`) would
+        // equal the next lap's "free" value (`p + capacity`).
         let capacity = (requested as u64)
+            .max(2)
             .checked_next_power_of_two()
             .filter(|&c| c <= MAX_CAPACITY)
             .ok_or_else(|| {

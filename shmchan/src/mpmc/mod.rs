@@ -99,8 +99,8 @@ use crate::{Result, ShmSafe};
 use layout::{DEFAULT_MAX_HOLDERS, Geometry};
 use memory::QueueMemory;
 
-/// Creates an anonymous queue of at least `capacity` messages (rounded up to a power of two),
-/// with room for 32 sender and 32 receiver handles.
+/// Creates an anonymous queue of at least `capacity` messages (rounded up to a power of two, and
+/// to at least 2), with room for 32 sender and 32 receiver handles.
 ///
 /// The queue lives in an anonymous shared mapping: create it **before** `fork`; every child
 /// forked afterwards holds copies of both ends (drop the ones it does not use). For unrelated

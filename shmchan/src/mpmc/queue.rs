@@ -116,7 +116,7 @@ pub(crate) struct Queue<T> {
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
-        Queue { ..*self }
+        *self
     }
 }
 
@@ -140,14 +140,11 @@ impl<T: ShmSafe> Queue<T> {
         // SAFETY: the caller guarantees `base` holds a header; the counters are atomics.
         let counters = unsafe { &(*header).counters.0 };
         let n = geometry.max_holders as usize;
-        // SAFETY (all three): the offsets lie within the mapped length (validated geometry).
-        let (producers, consumers, slots) = unsafe {
-            (
-                base.add(geometry.producers_offset as usize) as *const Entry,
-                base.add(geometry.consumers_offset as usize) as *const Entry,
-                base.add(geometry.slots_offset as usize),
-            )
-        };
+        // The offsets lie within the mapped length (validated geometry), so these stay in the
+        // mapping.
+        let producers = base.wrapping_add(geometry.producers_offset as usize) as *const Entry;
+        let consumers = base.wrapping_add(geometry.consumers_offset as usize) as *const Entry;
+        let slots = base.wrapping_add(geometry.slots_offset as usize);
         Queue {
             header,
             slots,
@@ -393,10 +390,10 @@ impl<T: ShmSafe> Queue<T> {
 
     /// Scans `entries` for holders whose intent is `intent`: `Ok(dead entries)` if there is
     /// at least one and all are dead, `Err(pid)` otherwise.
-    fn dead_claimers<'a>(
-        entries: &'a [Entry],
+    fn dead_claimers(
+        entries: &[Entry],
         intent: u64,
-    ) -> std::result::Result<Vec<&'a Entry>, Option<u32>> {
+    ) -> std::result::Result<Vec<&Entry>, Option<u32>> {
         let mut dead = Vec::new();
         for e in entries {
             if e.intent.load(Ordering::Acquire) != intent {

@@ -210,6 +210,65 @@ impl<T: ShmSafe> Receiver<T> {
         }
     }
 
+    /// Receives up to `max` messages into `out` (appended), blocking until at least one is
+    /// ready; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Receiver::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::mpmc::channel::<u8>(8)?;
+    /// tx.send_batch(&[1, 2, 3, 4])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(rx.recv_batch(&mut out, 3)?, 3);
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        let n = self.try_recv_batch(out, max)?;
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        out.push(self.recv()?);
+        Ok(1 + self.try_recv_batch(out, max - 1).unwrap_or(0))
+    }
+
+    /// Receives up to `max` ready messages into `out` (appended) without blocking; returns how
+    /// many (0 if the queue is empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the queue is empty and every sender is gone; otherwise as
+    /// for [`recv`](Receiver::recv) (an error after some messages were received is reported by
+    /// the next call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::mpmc::channel::<u8>(8)?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(rx.try_recv_batch(&mut out, 8)?, 0);
+    /// tx.send(9)?;
+    /// assert_eq!(rx.try_recv_batch(&mut out, 8)?, 1);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            match self.try_recv() {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => break,
+                Err(_) if n > 0 => break,
+                Err(e) => return Err(e),
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Test hook: receives like [`try_recv`](Receiver::try_recv), calling `claimed` after a
     /// message is claimed and before it is copied and its slot released. Not public API.
     #[doc(hidden)]

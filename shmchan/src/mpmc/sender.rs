@@ -85,9 +85,10 @@ impl<T: ShmSafe> Sender<T> {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let (tx, _rx) = shmchan::mpmc::channel::<u8>(1)?;
+    /// let (tx, _rx) = shmchan::mpmc::channel::<u8>(2)?;
     /// tx.send_timeout(1, Duration::from_millis(10)).unwrap();
-    /// assert!(tx.send_timeout(2, Duration::from_millis(10)).is_err());
+    /// tx.send_timeout(2, Duration::from_millis(10)).unwrap();
+    /// assert!(tx.send_timeout(3, Duration::from_millis(10)).is_err());
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
@@ -210,6 +211,55 @@ impl<T: ShmSafe> Sender<T> {
             }
             Recovery::NotStuck => Ok(false),
         }
+    }
+
+    /// Sends every message of `values` in order, blocking while the queue is full. Each
+    /// message is claimed separately, so other senders' messages may interleave.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Sender::send). On error, a prefix of `values` may have been sent; use
+    /// [`try_send_batch`](Sender::try_send_batch) to know how much.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::mpmc::channel::<u32>(64)?;
+    /// tx.send_batch(&[1, 2, 3])?;
+    /// let mut got = Vec::new();
+    /// rx.recv_batch(&mut got, 10)?;
+    /// assert_eq!(got, [1, 2, 3]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn send_batch(&self, values: &[T]) -> Result<()> {
+        values.iter().try_for_each(|v| self.send(*v))
+    }
+
+    /// Sends as many leading messages of `values` as fit now; returns how many (0 if the queue
+    /// is full).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if every receiver is gone before the first message was sent;
+    /// the other errors of [`send`](Sender::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shmchan::mpmc::channel::<u32>(2)?;
+    /// assert_eq!(tx.try_send_batch(&[1, 2, 3])?, 2);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn try_send_batch(&self, values: &[T]) -> Result<usize> {
+        for (n, v) in values.iter().enumerate() {
+            match self.try_send(*v) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => return Ok(n),
+                Err(_) if n > 0 => return Ok(n),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(values.len())
     }
 
     /// Test hook: sends `value` like [`try_send`](Sender::try_send), calling `claimed` after

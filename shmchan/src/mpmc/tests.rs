@@ -170,3 +170,17 @@ fn counters_start_at_zero_and_capacity_rounds_up() {
     assert_eq!(tx.peer_count(), 1);
     assert!(channel::<u16>(usize::MAX).is_err());
 }
+
+#[test]
+fn a_requested_capacity_of_one_holds_two_and_never_overwrites() {
+    // With a single slot, Vyukov's "published" and "free for the next lap" sequence numbers
+    // coincide: a second send would overwrite the first message.
+    let (tx, rx) = channel::<u8>(1).unwrap();
+    assert_eq!(tx.capacity(), 2);
+    tx.try_send(1).unwrap();
+    tx.try_send(2).unwrap();
+    assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert_eq!(rx.recv().unwrap(), 2);
+    assert_eq!(rx.try_recv().unwrap(), None);
+}
