@@ -207,3 +207,64 @@ fn a_child_that_never_used_its_copy_keeps_the_side_alive_after_the_parent_drops(
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
     assert_eq!(child.wait(), 0);
 }
+
+#[test]
+fn a_restarted_receiver_reopens_the_key_after_its_predecessor_was_killed() {
+    let _g = serial();
+    let name = format!("/shmchan-test-mpmc-restart-{}", std::process::id());
+    let key = Key::name(&name).unwrap();
+    // One entry per side: the successor can only get in by reusing the dead one's entry.
+    let tx = mpmc::Sender::<u64>::create_with_holders(key, 1024, 1).unwrap();
+    let worker = |expect: u64, done: &Signal| -> i32 {
+        let Ok(rx) = mpmc::Receiver::<u64>::open(key) else {
+            return 1;
+        };
+        if rx.recv_timeout(Duration::from_secs(30)).ok() != Some(expect) {
+            return 2;
+        }
+        done.notify();
+        loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        }
+    };
+    let done = Signal::new();
+    let Some(mut first) = fork() else {
+        child_main(|| {
+            drop(tx);
+            worker(1, &done)
+        })
+    };
+    tx.send(1).unwrap();
+    done.wait();
+    assert_eq!(first.kill(), 128 + libc::SIGKILL);
+    // Its holder entry is dead and idle: the restarted worker takes it over.
+    let Some(mut second) = fork() else {
+        child_main(|| {
+            drop(tx);
+            worker(2, &done)
+        })
+    };
+    tx.send_timeout(2, Duration::from_secs(30)).unwrap();
+    done.wait();
+    assert_eq!(tx.peer_count(), 1);
+    assert_eq!(second.kill(), 128 + libc::SIGKILL);
+    // A slow sender (one message a millisecond, far from filling the ring) learns of it too.
+    let t0 = Instant::now();
+    let e = (3..).try_for_each(|i| {
+        std::thread::sleep(Duration::from_millis(1)); // pacing, not synchronisation
+        tx.send(i)
+    });
+    assert!(matches!(e, Err(Error::Disconnected)), "{e:?}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(tx);
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
+}

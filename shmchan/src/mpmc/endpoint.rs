@@ -12,6 +12,9 @@ use super::queue::Queue;
 use crate::channel::{LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Result, ShmSafe};
 
+/// The most sends between two looks at the clock.
+const MAX_SENDS_PER_CLOCK: u32 = 256;
+
 /// Which table a handle registers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -33,7 +36,11 @@ pub(crate) struct Endpoint<T: ShmSafe> {
     stuck: Cell<Option<(u64, Instant)>>,
     /// The live holder that kept the stuck position, when known (for `Timeout` errors).
     pub(crate) stuck_holder: Cell<Option<u32>>,
-    pub(crate) ops: Cell<u32>,
+    /// Sends left before the sender looks at the clock, and how many it allows between two
+    /// looks (adapted to the sending rate: see [`Endpoint::clock_due`]).
+    countdown: Cell<u32>,
+    budget: Cell<u32>,
+    last_clock: Cell<Option<Instant>>,
     // Last: unmapped after the fields above, which point into it, are gone.
     memory: Arc<QueueMemory>,
 }
@@ -64,7 +71,9 @@ impl<T: ShmSafe> Endpoint<T> {
             peer_gone: Cell::new(false),
             stuck: Cell::new(None),
             stuck_holder: Cell::new(None),
-            ops: Cell::new(0),
+            countdown: Cell::new(0),
+            budget: Cell::new(1),
+            last_clock: Cell::new(None),
             memory,
         }
     }
@@ -97,24 +106,45 @@ impl<T: ShmSafe> Endpoint<T> {
         peer_table(&self.queue, self.role)
     }
 
+    /// On the send path: the time, if it is due to be looked at. A sender that sends fast
+    /// looks every [`MAX_SENDS_PER_CLOCK`] sends (microseconds apart, so a dead receiver is
+    /// still noticed within [`LIVENESS_INTERVAL`] while the ring has room); one that sends
+    /// rarely looks at every send (the clock read is cheap next to the pause between sends).
+    #[inline]
+    pub(crate) fn clock_due(&self) -> Option<Instant> {
+        let left = self.countdown.get();
+        if left > 1 {
+            self.countdown.set(left - 1);
+            return None;
+        }
+        let now = Instant::now();
+        let budget = match self.last_clock.replace(Some(now)) {
+            Some(prev) if now.duration_since(prev) < LIVENESS_INTERVAL / 16 => {
+                (self.budget.get() * 2).min(MAX_SENDS_PER_CLOCK)
+            }
+            _ => 1,
+        };
+        self.budget.set(budget);
+        self.countdown.set(budget);
+        Some(now)
+    }
+
     /// Whether the other side has been attached and has no live holder now. Scans the peer
-    /// table (reading `/proc`) only when a peer left since the last scan, when `periodic` and
-    /// [`LIVENESS_INTERVAL`] passed since the last scan, or when the last scan found it gone.
-    pub(crate) fn peer_disconnected(&self, periodic: bool) -> bool {
+    /// table (reading `/proc`) only when a peer left since the last scan, when the time `now`
+    /// is given and [`LIVENESS_INTERVAL`] passed since the last scan, or when the last scan
+    /// found it gone.
+    pub(crate) fn peer_disconnected(&self, now: Option<Instant>) -> bool {
         let peer = self.peer();
         if !peer.is_attached() {
             return false;
         }
         let departures = peer.departures();
         let mut due = departures != self.seen_departures.get() || self.peer_gone.get();
-        let mut now = None;
-        if !due && periodic {
-            let t = Instant::now();
-            now = Some(t);
+        if let (false, Some(t)) = (due, now) {
             due = self
                 .last_scan
                 .get()
-                .is_none_or(|last| t.duration_since(last) >= LIVENESS_INTERVAL);
+                .is_none_or(|last| t.saturating_duration_since(last) >= LIVENESS_INTERVAL);
         }
         if !due {
             return false;

@@ -182,6 +182,31 @@ impl Table {
         })
     }
 
+    /// Takes a free entry, or the entry of a dead holder with no pending claim, for `owner`
+    /// (a fork reservation); returns its index.
+    fn reserve(&self, owner: u64) -> Option<usize> {
+        let entries = self.entries();
+        let free = entries.iter().position(|e| {
+            e.owner
+                .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        let i = free.or_else(|| {
+            entries.iter().position(|e| {
+                let old = e.owner.load(Ordering::Acquire);
+                old != 0
+                    && e.intent.load(Ordering::Acquire) == 0
+                    && !owner_alive(old)
+                    && e.owner
+                        .compare_exchange(old, owner, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+            })
+        })?;
+        entries[i].intent.store(0, Ordering::Release);
+        entries[i].start_time.store(0, Ordering::Release);
+        Some(i)
+    }
+
     fn init(&self, e: &Entry, start: u64) {
         e.intent.store(0, Ordering::Release);
         e.start_time.store(start, Ordering::Release);
@@ -297,14 +322,8 @@ extern "C" fn fork_prepare() {
     let reservation = u64::from(parent | RESERVED) | (u64::from(now_ms32()) << 32);
     // SAFETY: the registry lock is held (just taken).
     for reg in unsafe { locked_regs() } {
-        let slot = reg.table.entries().iter().position(|e| {
-            e.owner
-                .compare_exchange(0, reservation, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        });
-        if let Some(i) = slot {
-            reg.table.entries()[i].intent.store(0, Ordering::Release);
-        }
+        // In the parent, before `fork`: reading `/proc` to reuse a dead entry is allowed here.
+        let slot = reg.table.reserve(reservation);
         reg.child_index
             .store(slot.unwrap_or(NONE), Ordering::Relaxed);
         reg.child_owner.store(reservation, Ordering::Relaxed);

@@ -192,7 +192,7 @@ impl<T: ShmSafe> Receiver<T> {
     #[cold]
     fn empty_slow_path(&self, me: &super::layout::Entry) -> Result<Option<T>> {
         let end = &self.end;
-        if !end.peer_disconnected(true) {
+        if !end.peer_disconnected(Some(Instant::now())) {
             return Ok(None);
         }
         // A sender may have published just before leaving: drain first.
@@ -388,7 +388,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.end.peer_disconnected(true)
+        self.end.peer_disconnected(Some(Instant::now()))
     }
 }
 

@@ -11,10 +11,6 @@ use crate::channel::wait::{self, WaitStrategy};
 use crate::channel::{SendTimeoutError, TrySendError};
 use crate::{Error, Result, ShmSafe};
 
-/// Sends made between two looks at the clock (to notice dead consumers while the queue has
-/// room).
-const SENDS_PER_CLOCK_CHECK: u32 = 256;
-
 /// A producing end of an mpmc queue. Any number of senders, in any processes, may send at once.
 ///
 /// Create one with [`channel`](super::channel()) (anonymous, before `fork`),
@@ -155,9 +151,7 @@ impl<T: ShmSafe> Sender<T> {
             Ok(me) => me,
             Err(e) => return Err(TrySendError::Failed(e)),
         };
-        let n = end.ops.get().wrapping_add(1);
-        end.ops.set(n);
-        if end.peer_disconnected(n % SENDS_PER_CLOCK_CHECK == 0) {
+        if end.peer_disconnected(end.clock_due()) {
             return Err(TrySendError::Disconnected(value));
         }
         let mut claimed = Some(claimed);
@@ -197,7 +191,7 @@ impl<T: ShmSafe> Sender<T> {
     fn full_slow_path(&self, pos: u64) -> Result<bool> {
         let end = &self.end;
         end.geometry.check_unchanged(end.queue.header())?;
-        if end.peer_disconnected(true) {
+        if end.peer_disconnected(Some(Instant::now())) {
             return Err(Error::Disconnected);
         }
         if !end.stuck_long_enough(pos) {
@@ -386,7 +380,7 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.end.peer_disconnected(true)
+        self.end.peer_disconnected(Some(Instant::now()))
     }
 }
 
