@@ -215,10 +215,11 @@ fn a_restarted_receiver_reopens_the_key_after_its_predecessor_was_killed() {
     let key = Key::name(&name).unwrap();
     // One entry per side: the successor can only get in by reusing the dead one's entry.
     let tx = mpmc::Sender::<u64>::create_with_holders(key, 1024, 1).unwrap();
-    let worker = |expect: u64, done: &Signal| -> i32 {
+    let worker = |expect: u64, opened: &Signal, done: &Signal| -> i32 {
         let Ok(rx) = mpmc::Receiver::<u64>::open(key) else {
             return 1;
         };
+        opened.notify();
         if rx.recv_timeout(Duration::from_secs(30)).ok() != Some(expect) {
             return 2;
         }
@@ -228,13 +229,14 @@ fn a_restarted_receiver_reopens_the_key_after_its_predecessor_was_killed() {
             unsafe { libc::pause() };
         }
     };
-    let done = Signal::new();
+    let (opened, done) = (Signal::new(), Signal::new());
     let Some(mut first) = fork() else {
         child_main(|| {
             drop(tx);
-            worker(1, &done)
+            worker(1, &opened, &done)
         })
     };
+    opened.wait();
     tx.send(1).unwrap();
     done.wait();
     assert_eq!(first.kill(), 128 + libc::SIGKILL);
@@ -242,9 +244,12 @@ fn a_restarted_receiver_reopens_the_key_after_its_predecessor_was_killed() {
     let Some(mut second) = fork() else {
         child_main(|| {
             drop(tx);
-            worker(2, &done)
+            worker(2, &opened, &done)
         })
     };
+    // Between the death and the reopening the queue had no receiver (a send would have been
+    // `Disconnected`); now it has one again.
+    opened.wait();
     tx.send_timeout(2, Duration::from_secs(30)).unwrap();
     done.wait();
     assert_eq!(tx.peer_count(), 1);
@@ -257,7 +262,8 @@ fn a_restarted_receiver_reopens_the_key_after_its_predecessor_was_killed() {
     });
     assert!(matches!(e, Err(Error::Disconnected)), "{e:?}");
     assert!(
-        t0.elapsed() < Duration::from_millis(500),
+        // Within a few liveness intervals (looking every 256 sends would take > 256 ms).
+        t0.elapsed() < Duration::from_millis(150),
         "{:?}",
         t0.elapsed()
     );
