@@ -53,7 +53,10 @@
 //!
 //! After `fork`, the child holds copies of the parent's handles (as with file descriptors) and
 //! is registered for each of them before `fork` returns, so the parent may drop its copies at
-//! once. Each side's table has room for 32 handles unless the creator chose otherwise
+//! once. (A child that `exec`s another program without dropping them first stays counted as a
+//! holder until it exits: drop the handles before `exec`, or spawn with `posix_spawn`, which
+//! `std::process::Command` normally uses.) Each side's table has room for 32 handles unless the
+//! creator chose otherwise
 //! ([`channel_with_holders`], [`Receiver::create_with_holders`]); a handle that finds its table
 //! full fails with [`Error::TooManyHolders`](crate::Error::TooManyHolders).
 //!
