@@ -249,6 +249,14 @@ pub enum Error {
         /// The process that uses it.
         pid: u32,
     },
+    /// A queue's holder table for this side is full: every entry belongs to a live handle (or
+    /// to a dead one whose claim is still being recovered).
+    TooManyHolders {
+        /// `"producer"` or `"consumer"`.
+        side: &'static str,
+        /// The table's size, chosen when the queue was created.
+        max: usize,
+    },
 }
 
 /// The symbolic name of an errno value, e.g. `"EEXIST"`.
@@ -354,6 +362,7 @@ impl Error {
             Error::InvalidArgument { .. } => "InvalidArgument",
             Error::Os { .. } => "Os",
             Error::InUse { .. } => "InUse",
+            Error::TooManyHolders { .. } => "TooManyHolders",
         }
     }
 }
@@ -527,6 +536,10 @@ impl fmt::Display for Error {
             Error::InUse { what, pid } => write!(
                 f,
                 "{what} is in use by process {pid}; a channel has one sender and one receiver, each used by one process: drop the other handle (e.g. the copy inherited across fork) or wait until that process exits"
+            ),
+            Error::TooManyHolders { side, max } => write!(
+                f,
+                "the queue's {side} table is full ({max} live handles); drop unused handles (after fork, drop the ends a process does not use) or create the queue with more holders"
             ),
         }
     }

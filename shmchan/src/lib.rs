@@ -250,6 +250,7 @@ extern crate self as shmchan;
 
 pub mod channel;
 pub mod format;
+pub mod mpmc;
 #[doc(hidden)]
 pub use sys::tool;
 mod error;

@@ -35,7 +35,7 @@ mod receiver;
 mod ring;
 mod role;
 mod sender;
-mod wait;
+pub(crate) mod wait;
 
 pub use error::{SendTimeoutError, TrySendError};
 pub use receiver::Receiver;

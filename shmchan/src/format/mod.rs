@@ -48,6 +48,7 @@ pub(crate) mod decoded;
 pub mod header;
 pub mod layout;
 pub mod liveness;
+pub mod mpmc;
 pub mod ring;
 pub mod seqlock;
 mod source;

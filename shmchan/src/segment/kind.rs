@@ -20,6 +20,8 @@ pub enum SegmentKind {
     Channel = 2,
     /// Untyped bytes accessed as atomic words and atomic byte copies (`Segment::create_raw`).
     Raw = 3,
+    /// A multi-producer multi-consumer queue (`shmchan::mpmc`).
+    Mpmc = 4,
 }
 
 impl TryFrom<u32> for SegmentKind {
@@ -45,6 +47,7 @@ impl TryFrom<u32> for SegmentKind {
             1 => Ok(SegmentKind::Value),
             2 => Ok(SegmentKind::Channel),
             3 => Ok(SegmentKind::Raw),
+            4 => Ok(SegmentKind::Mpmc),
             _ => Err(unknown("kind", v)),
         }
     }
