@@ -257,7 +257,7 @@ fn a_sender_with_room_notices_a_killed_receiver_within_the_liveness_interval() {
     let took = t0.elapsed();
     assert!(matches!(err, Error::Disconnected), "{err}");
     assert!(
-        took < 5 * LIVENESS_INTERVAL,
+        took < 10 * LIVENESS_INTERVAL,
         "noticed after {took:?} and {sent} messages into the void"
     );
 }

@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::sync::{Barrier, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmchan::channel::TrySendError;
 use shmchan::{Error, Key, Receiver, Sender};
@@ -371,4 +371,72 @@ fn a_keyed_end_held_only_by_an_exec_ed_child_can_be_reopened() {
     let tx = reopened.unwrap();
     tx.send(4).unwrap();
     assert_eq!(rx.recv().unwrap(), 4);
+}
+
+#[test]
+fn two_processes_racing_to_use_one_unused_sender_never_both_write() {
+    let _g = serial();
+    for round in 0..20 {
+        let (tx, rx) = shmchan::channel::<[u64; 4]>(64).unwrap();
+        let go = Pipe::new();
+        // Both start sending at the same instant (the monotonic clock is system-wide): only
+        // to make the race likely; the claims below do not depend on it.
+        let start = Instant::now() + Duration::from_millis(5);
+        let spin_until_start = || {
+            while Instant::now() < start {
+                std::hint::spin_loop();
+            }
+        };
+        // Neither process has used `tx`: whichever sends first takes the role.
+        let Some(child) = fork() else {
+            child_main(|| {
+                go.recv();
+                spin_until_start();
+                let mut sent = 0u64;
+                for i in 0..200u64 {
+                    match tx.try_send([1, i, !i, 1]) {
+                        Ok(()) => sent += 1,
+                        Err(TrySendError::Failed(Error::InUse { .. })) => break,
+                        Err(_) => {}
+                    }
+                }
+                drop(rx);
+                // Exit code: whether this process wrote (the parent checks it against what
+                // arrived).
+                (sent > 0) as i32
+            })
+        };
+        go.send(1);
+        spin_until_start();
+        let mut sent = 0u64;
+        for i in 0..200u64 {
+            match tx.try_send([2, i, !i, 2]) {
+                Ok(()) => sent += 1,
+                Err(TrySendError::Failed(Error::InUse { .. })) => break,
+                Err(_) => {}
+            }
+        }
+        let child_wrote = wait(child) == 1;
+        assert!(
+            (sent > 0) != child_wrote,
+            "round {round}: parent wrote {sent}, child wrote: {child_wrote}"
+        );
+        let writer = if child_wrote { 1 } else { 2 };
+        let mut got = Vec::new();
+        while let Ok(n) = rx.try_recv_batch(&mut got, 64) {
+            if n == 0 {
+                break;
+            }
+        }
+        assert!(!got.is_empty(), "round {round}: nothing arrived");
+        for (k, m) in got.iter().enumerate() {
+            assert_eq!(
+                m[0], writer,
+                "round {round}: a message from the other process"
+            );
+            assert_eq!(m[3], writer, "round {round}: torn message {m:?}");
+            assert_eq!(m[2], !m[1], "round {round}: torn message {m:?}");
+            assert_eq!(m[1], k as u64, "round {round}: lost or duplicated message");
+        }
+    }
 }

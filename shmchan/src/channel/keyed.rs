@@ -57,7 +57,16 @@ fn claim_end(memory: &RingMemory, key: &Key, end: End) -> Result<(u32, u32)> {
     let side = end.side(memory.ring_header());
     let probe = memory.probe();
     let in_use = |pid| Error::InUse {
-        what: format!("the {} end of the channel {key}", end.name()),
+        what: if pid == std::process::id() {
+            // A second handle here, or one this process held before it `exec`ed (same pid and
+            // start time, so it cannot be told apart from a live one).
+            format!(
+                "the {} end of the channel {key} (held by this very process)",
+                end.name()
+            )
+        } else {
+            format!("the {} end of the channel {key}", end.name())
+        },
         pid,
     };
     if let Some(&pid) = side.live_holders(&probe).first() {

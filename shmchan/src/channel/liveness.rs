@@ -495,6 +495,9 @@ extern "C" fn fork_child() {
     let pid = proc::pid();
     let parent = std::os::unix::process::parent_id();
     let start = procfs::own_start_time_no_alloc().unwrap_or(0);
+    if start != 0 {
+        OWN_START.store(pid, start);
+    }
     // SAFETY: the registry lock is held (taken in `fork_prepare` before the fork); every entry
     // points to a `Side` inside a mapping that a live handle keeps mapped, and the child
     // inherited those mappings.
@@ -584,8 +587,42 @@ pub(crate) fn own_identity() -> (u32, u32) {
 /// The calling process's pid, start time, and the start time's low 32 bits.
 pub(crate) fn own_identity_full() -> (u32, u64, u32) {
     let pid = proc::pid();
-    let start = proc::process_start_time(pid).unwrap_or(0);
+    let start = match OWN_START.load(Ordering::Acquire) {
+        (p, start) if p == pid => start,
+        _ => {
+            let start = proc::process_start_time(pid).unwrap_or(0);
+            OWN_START.store(pid, start);
+            start
+        }
+    };
     (pid, start, start as u32)
+}
+
+/// This process's start time, cached for [`own_identity_full`] (and refilled in a forked
+/// child by the fork handler, without allocating).
+static OWN_START: OwnStart = OwnStart {
+    pid: AtomicU32::new(0),
+    start: AtomicU64::new(0),
+};
+
+struct OwnStart {
+    pid: AtomicU32,
+    start: AtomicU64,
+}
+
+impl OwnStart {
+    /// `(pid, start)`; `start` belongs to `pid` (stored before it, read after it).
+    fn load(&self, order: Ordering) -> (u32, u64) {
+        let pid = self.pid.load(order);
+        (pid, self.start.load(Ordering::Relaxed))
+    }
+
+    fn store(&self, pid: u32, start: u64) {
+        // Invalidate first so that no reader pairs the old pid with the new time.
+        self.pid.store(0, Ordering::Relaxed);
+        self.start.store(start, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Release);
+    }
 }
 
 #[cfg(test)]

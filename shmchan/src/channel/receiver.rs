@@ -82,7 +82,9 @@ impl<T: ShmSafe> Receiver<T> {
             role: Cell::new(generation),
             identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
-            last_peer_check: Cell::new(None),
+            // The peer was current when we attached: the first liveness check (`/proc` reads)
+            // is due one interval later, not on the first operation.
+            last_peer_check: Cell::new(Some(Instant::now())),
             memory,
         })
     }
@@ -94,7 +96,7 @@ impl<T: ShmSafe> Receiver<T> {
     fn claim_role(&self) -> Result<()> {
         let word = &self.header().receiver.0.role;
         let id = word.claim_here(
-            &self.memory.probe(),
+            || self.memory.probe(),
             || format!("the receiving end of this {} channel", T::LAYOUT.type_name),
             || self.ring.resync(),
         )?;

@@ -64,7 +64,8 @@ impl RoleWord {
         }
     }
 
-    /// Claims the role for the calling process (see [`Self::claim`]), then runs `resync` (the
+    /// Claims the role for the calling process (see [`Self::claim`]; `probe` tells whether a
+    /// recorded claimant still holds the ring), then runs `resync` (the
     /// handle takes the ring's indices); gives the role back if that fails. Returns the
     /// identity claimed under.
     ///
@@ -73,12 +74,13 @@ impl RoleWord {
     /// [`Error::InUse`] naming `what()` if a live process holds the role; `resync`'s error.
     pub(crate) fn claim_here(
         &self,
-        probe: &Probe,
+        probe: impl Fn() -> Probe,
         what: impl FnOnce() -> String,
         resync: impl FnOnce() -> Result<()>,
     ) -> Result<(u32, u32)> {
         let (pid, start_low32) = liveness::own_identity();
-        self.claim(pid, start_low32, |p, s| probe.process_holds_low32(p, s))
+        // `probe` (a `/proc/self/maps` read the first time) only if someone else holds it.
+        self.claim(pid, start_low32, |p, s| probe().process_holds_low32(p, s))
             .map_err(|holder| Error::InUse {
                 what: what(),
                 pid: holder,

@@ -86,7 +86,9 @@ impl<T: ShmSafe> Sender<T> {
             role: Cell::new(generation),
             identity: Cell::new(identity),
             strategy: Cell::new(WaitStrategy::default()),
-            last_peer_check: Cell::new(None),
+            // The peer was current when we attached: the first liveness check (`/proc` reads)
+            // is due one interval later, not on the first operation.
+            last_peer_check: Cell::new(Some(Instant::now())),
             pacer: ClockPacer::new(),
             memory,
         })
@@ -99,7 +101,7 @@ impl<T: ShmSafe> Sender<T> {
     fn claim_role(&self) -> Result<()> {
         let word = &self.header().sender.0.role;
         let id = word.claim_here(
-            &self.memory.probe(),
+            || self.memory.probe(),
             || format!("the sending end of this {} channel", T::LAYOUT.type_name),
             || self.ring.resync(),
         )?;
