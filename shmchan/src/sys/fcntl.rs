@@ -138,6 +138,7 @@ extern "C" fn bump_fork_generation() {
 
 /// A number that changes in a child after every `fork` (a `pthread_atfork` child handler bumps
 /// it), so per-process state can be recreated cheaply without calling `getpid` on every lock.
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     ATFORK.call_once(|| {
         // SAFETY: registering a child handler that only touches an atomic; the prepare and
