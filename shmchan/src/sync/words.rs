@@ -36,7 +36,7 @@ unsafe fn atomic_at<'a>(p: *const u64) -> &'a AtomicU64 {
 /// `src` must be 8-aligned and valid for reads of `words_for::<T>() * 8` bytes for the duration
 /// of the call, and every access to those bytes by anyone else during the call must be atomic
 /// (through [`store_words`] or other `AtomicU64` operations).
-#[inline]
+#[cfg(test)]
 pub(crate) unsafe fn load_words<T: ShmSafe>(src: *const u64) -> T {
     let mut out = MaybeUninit::<T>::uninit();
     // SAFETY: forwarded contract for `src`; `out` is ours.
@@ -116,6 +116,33 @@ pub(crate) unsafe fn copy_words(src: *const u64, dst: *mut u64, n: usize) {
         let (s, d) = unsafe { (atomic_at(src.add(i)), atomic_at(dst.add(i))) };
         d.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
     }
+}
+
+/// Values up to this size are copied on the stack; larger ones into a heap buffer (a 64 MiB
+/// value would overflow any thread's stack).
+const STACK_COPY_MAX: usize = 16 * 1024;
+
+/// Runs `f` on a scratch slot for a `T`: on the stack for small types, on the heap for large
+/// ones, so that no caller ever puts a large `T` on its stack.
+#[inline]
+pub(crate) fn with_scratch<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    if size_of::<T>() <= STACK_COPY_MAX {
+        on_stack(f)
+    } else {
+        on_heap(f)
+    }
+}
+
+// Two functions, not two branches: a stack slot for a large `T` in a branch that is never taken
+// would still be part of the frame in unoptimised builds.
+#[inline]
+fn on_stack<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    f(&mut MaybeUninit::uninit())
+}
+
+#[inline(never)]
+fn on_heap<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    f(&mut Box::<T>::new_uninit())
 }
 
 #[cfg(test)]
