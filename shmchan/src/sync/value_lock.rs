@@ -3,12 +3,11 @@
 //! methods.
 
 use super::lock_file;
-use super::notify::VersionWords;
+use super::notify::{VersionWords, fcntl_tail, fcntl_tail_offset};
 use super::owner_lock::Acquired;
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
 use super::words::with_scratch;
-use super::words::words_for;
 use crate::segment::{Key, LockKind, Segment};
 use crate::sys::fcntl;
 use crate::{Error, Result, ShmSafe};
@@ -370,29 +369,6 @@ impl LockBackend for SeqLock {
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
-}
-
-/// Where an fcntl-locked value's [`VersionWords`] start: right after the value's words.
-pub(crate) const fn fcntl_tail_offset<T>() -> usize {
-    words_for::<T>() * 8
-}
-
-/// The version words of an fcntl-locked value.
-///
-/// # Safety
-///
-/// `payload` is the payload of an fcntl-locked segment for `T` (at least
-/// `FcntlLock::payload_len::<T>()` bytes, 8-aligned), mapped while the reference is used; its
-/// words are only accessed atomically.
-pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords {
-    // SAFETY: in bounds and 8-aligned (the payload is 128-aligned and the offset a multiple of
-    // 8); `VersionWords` holds only atomics, so sharing it with other processes is sound.
-    unsafe {
-        &*payload
-            .as_ptr()
-            .add(fcntl_tail_offset::<T>())
-            .cast::<VersionWords>()
-    }
 }
 
 /// The error of a write whose process forked inside its closure, seen in the child: the lock
