@@ -19,7 +19,7 @@ use crate::Error;
 use crate::segment::{Key, Segment};
 use crate::sync::value_lock::LockBackend;
 use crate::{FcntlLock, Result, SeqLock, ShmSafe};
-use inner::{Inner, with_view, zeroed};
+use inner::{Inner, with_view};
 use std::time::Duration;
 
 /// The lock of a [`Shared`] value: [`SeqLock`] or [`FcntlLock`]. Sealed: its methods are
@@ -89,12 +89,19 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn anonymous(value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, false, |spec, init| Segment::anonymous(spec, init))?;
+        let inner = Inner::create_with(Some(&value), false, |spec, init| {
+            Segment::anonymous(spec, init)
+        })?;
         Ok(Shared { inner })
     }
 
     /// Creates a keyed shared value holding all-zero bytes (a valid `T`: every bit pattern of a
     /// [`ShmSafe`] type is). Fails if the key is taken.
+    ///
+    /// The value is zeroed in place: no `T` is built on the stack, so values far larger than a
+    /// thread's stack are fine (write them with [`write`](Self::write), which copies a large
+    /// value through the heap, read them with [`read_boxed`](Self::read_boxed) or
+    /// [`read_into`](Self::read_into)).
     ///
     /// # Errors
     ///
@@ -113,7 +120,10 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create(key: Key) -> Result<Self> {
-        Self::create_with(key, zeroed())
+        let inner = Inner::create_with(None, !key.is_private(), |spec, init| {
+            Segment::create(key, spec, init)
+        })?;
+        Ok(Shared { inner })
     }
 
     /// Creates a keyed shared value holding `value`.
@@ -133,7 +143,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create_with(key: Key, value: T) -> Result<Self> {
-        let inner = Inner::create_with(value, !key.is_private(), |spec, init| {
+        let inner = Inner::create_with(Some(&value), !key.is_private(), |spec, init| {
             Segment::create(key, spec, init)
         })?;
         Ok(Shared { inner })
@@ -186,7 +196,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// ```
     pub fn open_or_create(key: Key) -> Result<Self> {
         Ok(Shared {
-            inner: Inner::open_or_create(key, zeroed())?,
+            inner: Inner::open_or_create(key, None)?,
         })
     }
 
@@ -234,6 +244,45 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     #[inline]
     pub fn read(&self) -> T {
         self.inner.read_or_panic()
+    }
+
+    /// A consistent snapshot in a new heap allocation: for values too large for the stack
+    /// (the copy never passes through it).
+    ///
+    /// # Panics
+    ///
+    /// As [`read`](Self::read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u64; 4096]>::anonymous([3; 4096])?;
+    /// let b: Box<[u64; 4096]> = s.read_boxed();
+    /// assert_eq!(b[4095], 3);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read_boxed(&self) -> Box<T> {
+        self.inner.read_boxed()
+    }
+
+    /// A consistent snapshot written over `out` (reuse one buffer for many reads of a large
+    /// value).
+    ///
+    /// # Panics
+    ///
+    /// As [`read`](Self::read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = shmchan::Shared::<[u32; 8]>::anonymous([1; 8])?;
+    /// let mut buf = Box::new([0u32; 8]);
+    /// s.read_into(&mut buf);
+    /// assert_eq!(*buf, [1; 8]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read_into(&self, out: &mut T) {
+        self.inner.read_over(out);
     }
 
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.

@@ -5,8 +5,8 @@ use super::inner::read_guard;
 #[cfg(doc)]
 use crate::Error;
 use crate::sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
+use crate::sync::notify::fcntl_tail;
 use crate::sync::record_lock::Wait;
-use crate::sync::value_lock::fcntl_tail;
 use crate::{FcntlLock, Result, ShmSafe};
 
 impl<T: ShmSafe> Shared<T, FcntlLock> {

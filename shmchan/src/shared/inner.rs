@@ -102,7 +102,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
     /// Creates a value through `make`; `named`: other processes will open it by key (so the
     /// fcntl lock file needs a name they can open).
     pub(super) fn create_with(
-        value: T,
+        value: Option<&T>,
         named: bool,
         make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
     ) -> Result<Self> {
@@ -111,7 +111,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         let mut init = |p: *mut u8| {
             // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
             // of `payload_len::<T>()` bytes before anyone else can open it.
-            unsafe { L::init(p, &value) }
+            unsafe { L::init(p, value) }
         };
         match make(&spec::<T, L>(&lock), &mut init) {
             Ok(seg) => Self::new(seg, lock),
@@ -130,13 +130,13 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         Self::new(seg, lock)
     }
 
-    pub(super) fn open_or_create(key: Key, value: T) -> Result<Self> {
+    pub(super) fn open_or_create(key: Key, value: Option<&T>) -> Result<Self> {
         check_type::<T>()?;
         let mut lock = L::create_lock(!key.is_private())?;
         let init = |p: *mut u8| {
             // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
             // open the segment.
-            unsafe { L::init(p, &value) }
+            unsafe { L::init(p, value) }
         };
         let seg = match Segment::open_or_create(key, &spec::<T, L>(&lock), &expect::<T, L>(), init)
         {
@@ -161,6 +161,29 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
     pub(super) fn read_or_panic(&self) -> T {
         // SAFETY: as in `read`.
         unsafe { self.lock.read_or_panic(self.payload) }
+    }
+
+    /// A snapshot into `out`, panicking on the lock's failure as [`read_or_panic`] does.
+    pub(super) fn read_into_or_panic(&self, out: &mut core::mem::MaybeUninit<T>) {
+        // SAFETY: as in `read`.
+        unsafe { self.lock.read_into(self.payload, out, None) }
+            .unwrap_or_else(|e| panic!("shmchan: read failed: {e}"));
+    }
+
+    /// A snapshot in a new heap allocation (a large `T` never touches the stack).
+    pub(super) fn read_boxed(&self) -> Box<T> {
+        let mut b = Box::<T>::new_uninit();
+        self.read_into_or_panic(&mut b);
+        // SAFETY: `read_into` wrote every byte, and any bit pattern is a `T` (`ShmSafe`).
+        unsafe { b.assume_init() }
+    }
+
+    /// A snapshot written over `out`.
+    pub(super) fn read_over(&self, out: &mut T) {
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout; every byte is overwritten with a valid `T`
+        // (any bit pattern is one), so `*out` stays valid.
+        let out = unsafe { &mut *core::ptr::from_mut(out).cast::<core::mem::MaybeUninit<T>>() };
+        self.read_into_or_panic(out);
     }
 
     pub(super) fn read(&self, timeout: Option<Duration>) -> Result<T> {
@@ -204,12 +227,6 @@ impl<T: ShmSafe, L: Lock> Drop for Inner<T, L> {
         }
         self.lock.segment_gone(key, self.removed);
     }
-}
-
-pub(super) fn zeroed<T: ShmSafe>() -> T {
-    // SAFETY: `ShmSafe` types have no padding and every bit pattern is a valid value, so all
-    // zero bytes are a valid `T`.
-    unsafe { core::mem::zeroed() }
 }
 
 pub(super) fn with_view<T: ShmSafe, R>(value: &T, f: impl FnOnce(T::View<'_>) -> R) -> R {

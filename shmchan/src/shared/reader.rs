@@ -51,6 +51,46 @@ impl<T: ShmSafe, L: Lock> SharedReader<T, L> {
         self.inner.read_or_panic()
     }
 
+    /// A consistent snapshot in a new heap allocation; see [`Shared::read_boxed`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Shared::read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// let _w = shmchan::Shared::<[u64; 4096]>::create(key)?;
+    /// let r = shmchan::Shared::<[u64; 4096]>::open_read_only(key)?;
+    /// assert_eq!(r.read_boxed()[7], 0);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read_boxed(&self) -> Box<T> {
+        self.inner.read_boxed()
+    }
+
+    /// A consistent snapshot written over `out`; see [`Shared::read_into`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Shared::read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let key = shmchan::Key::name(&format!("/shmchan-doc-r{}-{}", line!(), std::process::id()))?;
+    /// let _w = shmchan::Shared::<[u16; 3]>::create_with(key, [1, 2, 3])?;
+    /// let r = shmchan::Shared::<[u16; 3]>::open_read_only(key)?;
+    /// let mut out = [0; 3];
+    /// r.read_into(&mut out);
+    /// assert_eq!(out, [1, 2, 3]);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn read_into(&self, out: &mut T) {
+        self.inner.read_over(out);
+    }
+
     /// Like [`read`](Self::read), returning the lock's failure instead of panicking.
     ///
     /// # Errors

@@ -16,8 +16,10 @@
 //! sleeps through a write. Every wait has a timeout slice, so hostile values in these words cost
 //! a spurious wake-up or a late one, never a hang past the caller's timeout.
 
+use super::words::words_for;
 use crate::Error;
 use crate::sys::futex;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -131,6 +133,29 @@ impl VersionWords {
     /// The notification words.
     pub(crate) fn changes(&self) -> &ChangeWords {
         &self.changes
+    }
+}
+
+/// Where an fcntl-locked value's [`VersionWords`] start: right after the value's words.
+pub(crate) const fn fcntl_tail_offset<T>() -> usize {
+    words_for::<T>() * 8
+}
+
+/// The version words of an fcntl-locked value.
+///
+/// # Safety
+///
+/// `payload` is the payload of an fcntl-locked segment for `T` (at least
+/// `FcntlLock::payload_len::<T>()` bytes, 8-aligned), mapped while the reference is used; its
+/// words are only accessed atomically.
+pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords {
+    // SAFETY: in bounds and 8-aligned (the payload is 128-aligned and the offset a multiple of
+    // 8); `VersionWords` holds only atomics, so sharing it with other processes is sound.
+    unsafe {
+        &*payload
+            .as_ptr()
+            .add(fcntl_tail_offset::<T>())
+            .cast::<VersionWords>()
     }
 }
 

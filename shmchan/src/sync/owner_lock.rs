@@ -13,7 +13,7 @@ use crate::Error;
 use crate::sys::futex;
 use crate::sys::proc::{self, Liveness};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// How long a waiter sleeps before looking at the owner's liveness again: bounds how long a dead
@@ -54,26 +54,31 @@ pub(crate) enum Acquired {
     },
 }
 
-/// The calling thread's identity: `(owner word, pid)`.
-fn me() -> (u64, u32) {
-    thread_local! {
-        // (fork generation it was computed in, owner word, pid)
-        static ME: Cell<(u64, u64, u32)> = const { Cell::new((u64::MAX, 0, 0)) };
+thread_local! {
+    /// (fork generation it was computed in, owner word, pid)
+    static ME: Cell<(u64, u64, u32)> = const { Cell::new((u64::MAX, 0, 0)) };
+}
+
+/// The calling thread's identity in fork generation `generation`: `(owner word, pid)`.
+#[inline]
+fn me(generation: u64) -> (u64, u32) {
+    let (g, word, pid) = ME.get();
+    if g == generation && word != 0 {
+        return (word, pid);
     }
-    let generation = crate::sys::proc::fork_generation();
-    ME.with(|me| {
-        let (g, word, pid) = me.get();
-        if g == generation && word != 0 {
-            return (word, pid);
-        }
-        // First use on this thread, or a forked child (new TID, copied thread-locals).
-        let tid = proc::tid();
-        let start = proc::thread_start_time(tid).unwrap_or(0) as u32;
-        let word = (u64::from(tid) << 32) | u64::from(start);
-        let pid = proc::pid();
-        me.set((generation, word, pid));
-        (word, pid)
-    })
+    me_slow(generation)
+}
+
+/// First use on this thread, or a forked child (new TID, copied thread-locals): read `/proc`.
+#[cold]
+#[inline(never)]
+fn me_slow(generation: u64) -> (u64, u32) {
+    let tid = proc::tid();
+    let start = proc::thread_start_time(tid).unwrap_or(0) as u32;
+    let word = (u64::from(tid) << 32) | u64::from(start);
+    let pid = proc::pid();
+    ME.set((generation, word, pid));
+    (word, pid)
 }
 
 /// A held writer lock, released on drop. It remembers who took it (the owner word and the fork
@@ -88,6 +93,7 @@ pub(crate) struct OwnerGuard<'a> {
 
 impl OwnerGuard<'_> {
     /// Whether the calling process took this lock (not a child forked while it was held).
+    #[inline]
     pub(crate) fn in_owner_process(&self) -> bool {
         self.generation == crate::sys::proc::fork_generation()
     }
@@ -104,65 +110,55 @@ impl OwnerGuard<'_> {
     /// (removing the segment).
     pub(crate) fn disarm(self) {
         if self.in_owner_process() {
-            held::remove(self.lock, self.generation);
+            held::remove(self.generation);
         }
         core::mem::forget(self);
     }
 }
 
 impl Drop for OwnerGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.in_owner_process() {
             // A forked child's copy: the lock belongs to the parent's thread.
             return;
         }
-        held::remove(self.lock, self.generation);
+        held::remove(self.generation);
         self.lock.release(self.me);
     }
 }
 
-/// The writer locks the calling thread holds (their addresses in this process), to tell a
-/// nested write from an owner word that another process forged with this thread's identity.
+/// How many writer locks the calling thread holds, to tell a nested write from an owner word
+/// that another process forged with this thread's identity: a thread that holds none cannot be
+/// the owner. (Addresses would not tell more: one value can be mapped at two addresses in one
+/// process, through two handles.)
 mod held {
-    use super::{OwnerWord, RefCell};
+    use super::Cell;
 
     thread_local! {
-        /// (fork generation, addresses): entries of another generation are a forked parent's.
-        static HELD: RefCell<(u64, Vec<usize>)> = const { RefCell::new((0, Vec::new())) };
+        /// (fork generation, count): a count of another generation is a forked parent's.
+        static HELD: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
     }
 
-    fn with<R>(generation: u64, f: impl FnOnce(&mut Vec<usize>) -> R) -> R {
-        HELD.with(|h| {
-            let mut h = h.borrow_mut();
-            if h.0 != generation {
-                *h = (generation, Vec::new());
-            }
-            f(&mut h.1)
-        })
+    #[inline]
+    fn count(generation: u64) -> u32 {
+        let (g, n) = HELD.get();
+        if g == generation { n } else { 0 }
     }
 
-    fn addr(lock: &OwnerWord) -> usize {
-        core::ptr::from_ref(lock) as usize
+    #[inline]
+    pub(super) fn add(generation: u64) {
+        HELD.set((generation, count(generation).saturating_add(1)));
     }
 
-    pub(super) fn add(lock: &OwnerWord, generation: u64) {
-        with(generation, |v| v.push(addr(lock)));
+    #[inline]
+    pub(super) fn remove(generation: u64) {
+        HELD.set((generation, count(generation).saturating_sub(1)));
     }
 
-    pub(super) fn remove(lock: &OwnerWord, generation: u64) {
-        with(generation, |v| {
-            if let Some(i) = v.iter().position(|&a| a == addr(lock)) {
-                v.swap_remove(i);
-            }
-        });
-    }
-
-    /// What this thread holds: `Some(true)` this lock, `Some(false)` only others (this one may
-    /// still be among them, mapped at another address), `None` none at all.
-    pub(super) fn holds(lock: &OwnerWord, generation: u64) -> Option<bool> {
-        with(generation, |v| {
-            (!v.is_empty()).then(|| v.contains(&addr(lock)))
-        })
+    /// Whether this thread holds any writer lock.
+    pub(super) fn any(generation: u64) -> bool {
+        count(generation) != 0
     }
 }
 
@@ -200,14 +196,25 @@ impl OwnerWord {
     /// An owner word naming the calling thread while it holds no writer lock at all cannot come
     /// from this process: another process wrote it. It is taken over as
     /// [`Acquired::Corrupted`].
+    #[inline]
     pub(crate) fn acquire(
         &self,
         timeout: Option<Duration>,
     ) -> Result<(Acquired, OwnerGuard<'_>), Error> {
         let generation = crate::sys::proc::fork_generation();
-        let (me, my_pid) = me();
-        let how = self.acquire_as(me, my_pid, generation, timeout)?;
-        held::add(self, generation);
+        let (me, my_pid) = me(generation);
+        // Fast path (a free lock) inline; everything else out of line.
+        let how = if self
+            .owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.record(me, my_pid);
+            Acquired::Clean
+        } else {
+            self.acquire_as(me, my_pid, generation, timeout)?
+        };
+        held::add(generation);
         Ok((
             how,
             OwnerGuard {
@@ -218,6 +225,7 @@ impl OwnerWord {
         ))
     }
 
+    #[inline(never)]
     fn acquire_as(
         &self,
         me: u64,
@@ -246,30 +254,21 @@ impl OwnerWord {
                 continue;
             }
             if cur == me {
-                match held::holds(self, generation) {
-                    Some(true) => {
-                        return Err(Error::InvalidArgument {
-                            what: "nested write: this thread already holds the writer lock of this value (call write/update only outside another write's closure)".into(),
-                        });
-                    }
-                    Some(false) => {
-                        return Err(Error::InvalidArgument {
-                            what: "nested write: this thread holds another writer lock and the owner word of this value names this thread (the same value through a second handle, or a process overwrote the word); call write/update only outside another write's closure".into(),
-                        });
-                    }
-                    None => {
-                        // This thread holds no writer lock, yet the word names it: forged.
-                        if self
-                            .owner
-                            .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
-                            .is_ok()
-                        {
-                            self.record(me, my_pid);
-                            return Ok(Acquired::Corrupted { word: cur });
-                        }
-                        continue;
-                    }
+                if held::any(generation) {
+                    return Err(Error::InvalidArgument {
+                        what: "nested write: this thread already holds the writer lock of this value (call write/update only outside another write's closure)".into(),
+                    });
                 }
+                // This thread holds no writer lock, yet the word names it: forged.
+                if self
+                    .owner
+                    .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record(me, my_pid);
+                    return Ok(Acquired::Corrupted { word: cur });
+                }
+                continue;
             }
             if spins < SPINS && timeout != Some(Duration::ZERO) {
                 spins += 1;
@@ -307,6 +306,7 @@ impl OwnerWord {
 
     /// Releases the lock if owner word `me` still holds it (a word another process wrote
     /// meanwhile is left alone: it names someone else now).
+    #[inline]
     fn release(&self, me: u64) {
         if self
             .owner
@@ -321,6 +321,7 @@ impl OwnerWord {
         }
     }
 
+    #[inline]
     fn record(&self, me: u64, pid: u32) {
         self.info
             .store((u64::from(pid) << 32) | (me >> 32), Ordering::Relaxed);
@@ -474,9 +475,15 @@ mod tests {
     fn owner_word_forged_with_this_threads_identity_is_corrupted_not_nested() {
         let lock = OwnerWord::new();
         // Another process wrote this thread's own tid and start time into the word.
-        lock.owner.store(me().0, Ordering::Relaxed);
+        lock.owner
+            .store(me(crate::sys::proc::fork_generation()).0, Ordering::Relaxed);
         let (how, guard) = lock.acquire(Some(Duration::ZERO)).unwrap();
-        assert_eq!(how, Acquired::Corrupted { word: me().0 });
+        assert_eq!(
+            how,
+            Acquired::Corrupted {
+                word: me(crate::sys::proc::fork_generation()).0
+            }
+        );
         // A real nested acquisition is still refused.
         assert!(matches!(
             lock.acquire(None),

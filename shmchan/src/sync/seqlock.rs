@@ -24,7 +24,7 @@
 
 use super::notify::ChangeWords;
 use super::owner_lock::OwnerWord;
-use super::words::{copy_words, load_words, load_words_into, store_words, words_for};
+use super::words::{copy_words, load_words_into, store_words, words_for};
 use crate::ShmSafe;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -84,10 +84,12 @@ impl<T: ShmSafe> RawSeqLock<T> {
     ///
     /// `base` must be `REGION_ALIGN`-aligned, valid for writes of [`region_len`](Self::region_len)
     /// bytes, and not yet visible to any other thread or process (it is being created).
-    pub(crate) unsafe fn init(base: *mut u8, value: &T) {
+    /// `None` leaves both copies all-zero bytes (a valid `T`), never building a `T`.
+    pub(crate) unsafe fn init(base: *mut u8, value: Option<&T>) {
         // SAFETY: in bounds and exclusively ours (caller); zero bytes are a free lock and
         // sequence 0 (all-zero atomics), and zeroed padding in the copies.
         unsafe { base.write_bytes(0, Self::region_len()) };
+        let Some(value) = value else { return };
         // SAFETY: constructing over the region we just initialised, with the same contract.
         let lock = unsafe { Self::from_raw(base) };
         // SAFETY: both copies are in bounds, 8-aligned, and nobody else accesses them yet.
@@ -150,20 +152,10 @@ impl<T: ShmSafe> RawSeqLock<T> {
         self.control().seq.load(Ordering::Relaxed)
     }
 
-    /// One read attempt: `Some` with a consistent snapshot, `None` when a write moved the
-    /// sequence during the copy.
-    #[inline]
-    pub(crate) fn try_read(&self) -> Option<T> {
-        let mut out = MaybeUninit::uninit();
-        // SAFETY: on `true` every byte of `out` was written and any bit pattern is a `T`.
-        self.try_read_into(&mut out)
-            .then(|| unsafe { out.assume_init() })
-    }
-
     /// One read attempt into `out`; `true` when the copy is a consistent snapshot. Every byte of
     /// `out` is written either way (possibly with a torn mix on `false`).
     #[inline]
-    fn try_read_into(&self, out: &mut MaybeUninit<T>) -> bool {
+    pub(crate) fn try_read_into(&self, out: &mut MaybeUninit<T>) -> bool {
         let seq = &self.control().seq;
         let s1 = seq.load(Ordering::Acquire);
         // SAFETY: the copy is in bounds and 8-aligned; all concurrent accesses are atomic.
@@ -201,12 +193,27 @@ impl<T: ShmSafe> RawSeqLock<T> {
     ///
     /// The caller holds the owner lock (no concurrent writer) and has repaired the region after
     /// a takeover ([`repair`](Self::repair)).
+    #[cfg(test)]
     pub(crate) unsafe fn current(&self) -> T {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: forwarded.
+        unsafe { self.current_into(&mut out) };
+        // SAFETY: every byte was written, and any bit pattern is a `T`.
+        unsafe { out.assume_init() }
+    }
+
+    /// [`current`](Self::current) into `out` (no copy of the value on the stack); every byte
+    /// of `out` is written.
+    ///
+    /// # Safety
+    ///
+    /// As for [`current`](Self::current).
+    pub(crate) unsafe fn current_into(&self, out: &mut MaybeUninit<T>) {
         let s = self.control().seq.load(Ordering::Relaxed);
         // Even: copy 0 holds the last complete value. Odd: a writer died while writing copy 0,
         // and copy 1 holds the last complete value.
         // SAFETY: in bounds, aligned, only atomic accesses by others.
-        unsafe { load_words::<T>(self.copy((s & 1) as usize)) }
+        unsafe { load_words_into::<T>(self.copy((s & 1) as usize), out) }
     }
 
     /// Publishes `value`: the latch write protocol.
@@ -298,7 +305,7 @@ mod tests {
             let ptr = unsafe { alloc_zeroed(layout) };
             assert!(!ptr.is_null());
             // SAFETY: freshly allocated, aligned, region_len bytes, not shared yet.
-            unsafe { RawSeqLock::<T>::init(ptr, &value) };
+            unsafe { RawSeqLock::<T>::init(ptr, Some(&value)) };
             HeapRegion {
                 ptr,
                 layout,

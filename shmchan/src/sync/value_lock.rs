@@ -3,13 +3,14 @@
 //! methods.
 
 use super::lock_file;
-use super::notify::VersionWords;
+use super::notify::{VersionWords, fcntl_tail, fcntl_tail_offset};
 use super::owner_lock::Acquired;
 use super::record_lock::{RecordGuard, RecordLock, Wait};
 use super::seqlock::RawSeqLock;
-use super::words::words_for;
+use super::words::with_scratch;
 use crate::segment::{Key, LockKind, Segment};
 use crate::{Error, Result, ShmSafe};
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,20 +37,44 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
     /// # Safety
     ///
     /// `payload` is 128-aligned, `payload_len::<T>()` bytes, writable and not yet visible to
-    /// anyone else.
-    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T);
+    /// anyone else. `value: None` makes the value all-zero bytes without building a `T` (a
+    /// large value is never put on the stack).
+    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: Option<&T>);
 
     /// The lock of an opened segment (the fcntl lock file named in its header).
     fn open_lock(seg: &Segment) -> Result<Self>;
 
-    /// A consistent snapshot, trying for at most `timeout` (`None`: as long as it takes).
+    /// A consistent snapshot into `out` (every byte written), trying for at most `timeout`
+    /// (`None`: as long as it takes).
     ///
     /// # Safety
     ///
     /// `payload` is the payload of a segment initialised by [`init`](Self::init) for the same
     /// `T`, mapped for as long as the call runs.
-    unsafe fn read<T: ShmSafe>(&self, payload: NonNull<u8>, timeout: Option<Duration>)
-    -> Result<T>;
+    unsafe fn read_into<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        out: &mut MaybeUninit<T>,
+        timeout: Option<Duration>,
+    ) -> Result<()>;
+
+    /// A consistent snapshot, trying for at most `timeout` (`None`: as long as it takes).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_into`](Self::read_into).
+    #[inline]
+    unsafe fn read<T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: forwarded.
+        unsafe { self.read_into(payload, &mut out, timeout) }?;
+        // SAFETY: `read_into` wrote every byte, and any bit pattern is a `T` (`ShmSafe`).
+        Ok(unsafe { out.assume_init() })
+    }
 
     /// A consistent snapshot, panicking where [`read`](Self::read) would fail: the hot path of
     /// `Shared::read`, overridden where it cannot fail.
@@ -194,7 +219,7 @@ impl LockBackend for SeqLock {
         None
     }
 
-    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T) {
+    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: Option<&T>) {
         // SAFETY: forwarded: aligned, region_len bytes, writable, not yet shared.
         unsafe { RawSeqLock::init(payload, value) }
     }
@@ -203,28 +228,21 @@ impl LockBackend for SeqLock {
         Ok(SeqLock { _private: () })
     }
 
-    unsafe fn read<T: ShmSafe>(
+    unsafe fn read_into<T: ShmSafe>(
         &self,
         payload: NonNull<u8>,
+        out: &mut MaybeUninit<T>,
         timeout: Option<Duration>,
-    ) -> Result<T> {
+    ) -> Result<()> {
         // SAFETY: an initialised region for `T`, mapped during the call (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        let Some(timeout) = timeout else {
-            return Ok(raw.read());
-        };
         // A timeout too large to add to the clock is as good as none.
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
-            return Ok(raw.read());
-        };
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut attempts = 0u32;
-        loop {
-            if let Some(v) = raw.try_read() {
-                return Ok(v);
-            }
+        while !raw.try_read_into(out) {
             attempts = attempts.wrapping_add(1);
             if attempts % 64 == 0 {
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Error::Timeout {
                         what: format!(
                             "a consistent snapshot: the sequence changed during each of {attempts} reads (a writer writing without pause, or a process scribbling on the lock words)"
@@ -233,8 +251,11 @@ impl LockBackend for SeqLock {
                     });
                 }
                 std::thread::yield_now();
+            } else {
+                core::hint::spin_loop();
             }
         }
+        Ok(())
     }
 
     #[inline]
@@ -282,23 +303,29 @@ impl LockBackend for SeqLock {
                 }
             }
         }
-        // SAFETY: we hold the owner lock and repaired after any takeover.
-        let mut value = unsafe { raw.current() };
-        let r = f(&mut value);
-        if !guard.in_owner_process() {
-            return Err(forked_inside("write"));
-        }
-        // The owner word changed under us: only another process writing it does that. Report it
-        // where the caller asked to be told; `write` (which must not panic over bytes another
-        // process wrote) publishes anyway: the copies are atomic words, so the worst outcome
-        // of a second writer is a wrong but valid value.
-        if report && !guard.still_held() {
-            return Err(Error::Corrupted {
-                what: "the seqlock writer lock was taken from this thread while it wrote (another process overwrote the owner word); nothing was published".into(),
-            });
-        }
-        // SAFETY: as above; the region is writable (caller).
-        unsafe { raw.publish(&value) };
+        // A large `T` is copied into a heap buffer, never onto the stack.
+        let r = with_scratch::<T, _>(|slot| {
+            // SAFETY: we hold the owner lock and repaired after any takeover.
+            unsafe { raw.current_into(slot) };
+            // SAFETY: `current_into` wrote every byte; any bit pattern is a `T`.
+            let value = unsafe { slot.assume_init_mut() };
+            let r = f(value);
+            if !guard.in_owner_process() {
+                return Err(forked_inside("write"));
+            }
+            // The owner word changed under us: only another process writing it does that.
+            // Report it where the caller asked to be told; `write` (which must not panic over
+            // bytes another process wrote) publishes anyway: the copies are atomic words, so
+            // the worst outcome of a second writer is a wrong but valid value.
+            if report && !guard.still_held() {
+                return Err(Error::Corrupted {
+                    what: "the seqlock writer lock was taken from this thread while it wrote (another process overwrote the owner word); nothing was published".into(),
+                });
+            }
+            // SAFETY: as above; the region is writable (caller).
+            unsafe { raw.publish(value) };
+            Ok(r)
+        })?;
         raw.changes().notify();
         drop(guard);
         Ok(r)
@@ -341,29 +368,6 @@ impl LockBackend for SeqLock {
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
-}
-
-/// Where an fcntl-locked value's [`VersionWords`] start: right after the value's words.
-pub(crate) const fn fcntl_tail_offset<T>() -> usize {
-    words_for::<T>() * 8
-}
-
-/// The version words of an fcntl-locked value.
-///
-/// # Safety
-///
-/// `payload` is the payload of an fcntl-locked segment for `T` (at least
-/// `FcntlLock::payload_len::<T>()` bytes, 8-aligned), mapped while the reference is used; its
-/// words are only accessed atomically.
-pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords {
-    // SAFETY: in bounds and 8-aligned (the payload is 128-aligned and the offset a multiple of
-    // 8); `VersionWords` holds only atomics, so sharing it with other processes is sound.
-    unsafe {
-        &*payload
-            .as_ptr()
-            .add(fcntl_tail_offset::<T>())
-            .cast::<VersionWords>()
-    }
 }
 
 /// The error of a write whose process forked inside its closure, seen in the child: the lock
@@ -436,12 +440,14 @@ impl LockBackend for FcntlLock {
         self.lock.path()
     }
 
-    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: &T) {
+    unsafe fn init<T: ShmSafe>(payload: *mut u8, value: Option<&T>) {
         // SAFETY: the payload is 128-aligned and `Shared` refuses types aligned to more than 128
         // (`check_type`), so it is aligned for `T`; payload_len bytes, writable, not yet shared.
         unsafe {
             payload.write_bytes(0, Self::payload_len::<T>());
-            payload.cast::<T>().write(*value);
+            if let Some(value) = value {
+                core::ptr::copy_nonoverlapping(value, payload.cast::<T>(), 1);
+            }
         }
     }
 
@@ -459,19 +465,23 @@ impl LockBackend for FcntlLock {
         })
     }
 
-    unsafe fn read<T: ShmSafe>(
+    unsafe fn read_into<T: ShmSafe>(
         &self,
         payload: NonNull<u8>,
+        out: &mut MaybeUninit<T>,
         timeout: Option<Duration>,
-    ) -> Result<T> {
+    ) -> Result<()> {
         let wait = match timeout {
             None => Wait::Forever,
             Some(d) => Wait::after(d),
         };
         let _guard = self.lock.lock_read(wait)?;
         // SAFETY: the payload holds an initialised `T` (caller), and every writer takes the
-        // write lock we now exclude, so nothing writes these bytes during the read.
-        Ok(unsafe { payload.cast::<T>().as_ptr().read() })
+        // write lock we now exclude, so nothing writes these bytes during the copy.
+        unsafe {
+            core::ptr::copy_nonoverlapping(payload.cast::<T>().as_ptr(), out.as_mut_ptr(), 1)
+        };
+        Ok(())
     }
 
     unsafe fn write<T: ShmSafe, R>(
@@ -490,15 +500,21 @@ impl LockBackend for FcntlLock {
         // `f` works on a private copy, written back only when it returns: a panicking `f`
         // leaves the shared value as it was, as with the seqlock (`lock_write()` is the
         // in-place alternative).
-        // SAFETY: an initialised `T` (caller); the write lock excludes every other reader and
-        // writer that follows the protocol while `_guard` lives.
-        let mut value = unsafe { slot.read() };
-        let r = f(&mut value);
-        if !guard.in_owner_process() {
-            return Err(forked_inside("write"));
-        }
-        // SAFETY: as above, and the mapping is writable (caller).
-        unsafe { slot.write(value) };
+        // A large `T` is copied into a heap buffer, never onto the stack.
+        let r = with_scratch::<T, _>(|copy| {
+            // SAFETY: an initialised `T` (caller); the write lock excludes every other reader
+            // and writer that follows the protocol while `guard` lives.
+            unsafe { core::ptr::copy_nonoverlapping(slot, copy.as_mut_ptr(), 1) };
+            // SAFETY: every byte was just written; any bit pattern is a `T`.
+            let value = unsafe { copy.assume_init_mut() };
+            let r = f(value);
+            if !guard.in_owner_process() {
+                return Err(forked_inside("write"));
+            }
+            // SAFETY: as above, and the mapping is writable (caller).
+            unsafe { core::ptr::copy_nonoverlapping(value, slot, 1) };
+            Ok(r)
+        })?;
         // SAFETY: an initialised payload for `T` (caller).
         unsafe { fcntl_tail::<T>(payload) }.bump();
         drop(guard);

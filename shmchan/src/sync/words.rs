@@ -347,6 +347,33 @@ pub(crate) unsafe fn zero_bytes(base: *mut u8, window: usize, off: usize, len: u
     }
 }
 
+/// Values up to this size are copied on the stack; larger ones into a heap buffer (a 64 MiB
+/// value would overflow any thread's stack).
+const STACK_COPY_MAX: usize = 16 * 1024;
+
+/// Runs `f` on a scratch slot for a `T`: on the stack for small types, on the heap for large
+/// ones, so that no caller ever puts a large `T` on its stack.
+#[inline]
+pub(crate) fn with_scratch<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    if size_of::<T>() <= STACK_COPY_MAX {
+        on_stack(f)
+    } else {
+        on_heap(f)
+    }
+}
+
+// Two functions, not two branches: a stack slot for a large `T` in a branch that is never taken
+// would still be part of the frame in unoptimised builds.
+#[inline]
+fn on_stack<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    f(&mut MaybeUninit::uninit())
+}
+
+#[inline(never)]
+fn on_heap<T, R>(f: impl FnOnce(&mut MaybeUninit<T>) -> R) -> R {
+    f(&mut Box::<T>::new_uninit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
