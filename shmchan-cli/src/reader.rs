@@ -33,7 +33,7 @@ pub struct ReadValue {
 const READ_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Reads the stored value of a `value` segment.
-pub fn read_value(seg: &dyn ByteSource, h: &Header) -> Result<ReadValue, String> {
+pub fn read_value(seg: &dyn ByteSource, h: &Header, creator_uid: u32) -> Result<ReadValue, String> {
     let ty = h.layout.as_ref().ok_or_else(|| {
         h.layout_error
             .clone()
@@ -67,7 +67,7 @@ pub fn read_value(seg: &dyn ByteSource, h: &Header) -> Result<ReadValue, String>
                 .lock_path
                 .as_deref()
                 .ok_or("fcntl-locked segment without a lock file path")?;
-            let bytes = shmchan::tool::with_read_lock(path, READ_DEADLINE, || {
+            let bytes = shmchan::tool::with_read_lock(path, creator_uid, READ_DEADLINE, || {
                 seg.read_vec(base, d.type_size)
                     .map_err(|e| format!("reading the value: {e}"))
             })??;

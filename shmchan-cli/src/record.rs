@@ -66,6 +66,9 @@ pub struct Record {
     pub attached: u64,
     /// Owner uid.
     pub uid: u32,
+    /// The creator's uid (System V: the kernel's `cuid`; POSIX: the owner), whom an fcntl
+    /// value's lock file must belong to.
+    pub creator_uid: u32,
     /// Permission bits.
     pub mode: u32,
     /// `IPC_RMID` already called, waiting for the last detach.
@@ -114,6 +117,7 @@ impl Record {
             size: e.size,
             attached: e.nattch,
             uid: e.uid,
+            creator_uid: e.cuid,
             mode: e.perms & 0o777,
             removed: e.marked_for_removal(),
             locked: e.perms & procfs::SHM_LOCKED != 0,
@@ -138,6 +142,7 @@ impl Record {
             size: e.size,
             attached: mappers.get(&e.ino).copied().unwrap_or(0),
             uid: e.uid,
+            creator_uid: e.uid,
             mode: e.mode & 0o777,
             removed: false,
             locked: false,

@@ -202,7 +202,7 @@ fn build(r: &Record) -> Report {
             }
         }
     } else {
-        match reader::read_value(bytes, h) {
+        match reader::read_value(bytes, h, r.creator_uid) {
             Ok(v) => {
                 if let Some(w) = &v.writer {
                     head.push(format!("  writer    {w}"));

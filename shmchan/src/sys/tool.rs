@@ -10,13 +10,11 @@ use crate::format::ByteSource;
 use crate::format::header::FIXED_LEN;
 use crate::format::{check_range, outside};
 use crate::sync::words::Width;
-use crate::sys::fcntl::{self, Flavour, LockType};
 use crate::sys::sysv;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Where POSIX shared memory objects live (what glibc's `shm_open` opens).
 pub const POSIX_DIR: &str = "/dev/shm";
@@ -367,70 +365,44 @@ pub fn page_size() -> u64 {
     crate::sys::posix_shm::page_size()
 }
 
-/// Runs `f` while holding a shared (read) record lock on byte 0 of the lock file `path`, the
-/// protocol of `FcntlLock`: writers hold `F_WRLCK` on that byte, so no write is in progress
-/// while `f` runs. Waits at most `deadline` for a writer. Uses an open file description lock,
-/// falling back to a classic one where the kernel has none; either conflicts with writers'.
+/// Runs `f` while holding a shared (read) record lock on the lock file `path` of an
+/// `FcntlLock` value, exactly as the library's readers do: writers hold the write lock, so no
+/// write is in progress while `f` runs. Waits at most `deadline` for a writer.
 ///
-/// The path comes from a header another process wrote: a symbolic link, device, FIFO or socket
-/// is refused without being opened for more than a non-blocking read-only look.
+/// The path comes from a header another process wrote, so it is accepted only if it is one of
+/// the library's own lock files: in its directories, named like one, a regular empty file
+/// owned by `creator_uid` (the segment's creator), opened without following links or blocking.
 ///
 /// # Errors
 ///
-/// A message naming the call and the errno, or the writer that kept the lock too long.
+/// A message saying why the lock file was refused, which call failed with which errno, or that
+/// a writer kept the lock for longer than `deadline`.
 ///
 /// # Examples
 ///
 /// ```
-/// let r = shmchan::tool::with_read_lock("/nonexistent/x.lock", std::time::Duration::ZERO, || 1);
+/// let r = shmchan::tool::with_read_lock("/tmp/not-a-lock", 0, std::time::Duration::ZERO, || 1);
 /// assert!(r.is_err());
 /// ```
 pub fn with_read_lock<R>(
     path: &str,
+    creator_uid: u32,
     deadline: Duration,
     f: impl FnOnce() -> R,
 ) -> Result<R, String> {
-    let describe = |call: &str, e: &io::Error| format!("{call} failed: {} ({e})", errno_name(e));
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(_) => return Err(format!("lock file {path} is not a regular file")),
-        Err(e) => return Err(describe(&format!("stat(lock file {path})"), &e)),
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| describe(&format!("open(lock file {path})"), &e))?;
-    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
-        return Err(format!("lock file {path} is not a regular file"));
-    }
-    let fd = OwnedFd::from(file);
-    let start = Instant::now();
-    let mut flavour = Flavour::Ofd;
-    loop {
-        match fcntl::set_lock(&fd, LockType::Read, false, flavour) {
-            Ok(()) => break,
-            Err((_, e))
-                if os(e).raw_os_error() == Some(libc::EINVAL) && flavour == Flavour::Ofd =>
-            {
-                flavour = Flavour::Classic;
-            }
-            Err((_, e)) if matches!(os(e).raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
-                if start.elapsed() > deadline {
-                    return Err(format!(
-                        "a writer has held the lock on {path} for over {deadline:?}: try again, or find it with `fuser {path}`"
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((call, e)) => {
-                return Err(describe(&format!("{call} (F_RDLCK on {path})"), &os(e)));
-            }
-        }
-    }
+    use crate::sync::record_lock::{RecordLock, Wait};
+    let lock = RecordLock::open(std::path::Path::new(path), false, creator_uid)
+        .map_err(|e| e.to_string())?;
+    let guard = lock
+        .lock_read(Wait::after(deadline))
+        .map_err(|e| match e {
+            crate::Error::WouldBlock { .. } | crate::Error::Timeout { .. } => format!(
+                "a writer has held the lock on {path} for over {deadline:?}: try again, or find it with `fuser {path}`"
+            ),
+            other => other.to_string(),
+        })?;
     let r = f();
-    // Closing the descriptor releases the lock too; unlock explicitly to be prompt.
-    let _ = fcntl::set_lock(&fd, LockType::Unlock, false, flavour);
+    drop(guard);
     Ok(r)
 }
 
