@@ -3,17 +3,27 @@
 //! waits.
 //!
 //! Two 32-bit words in shared memory: `changed`, the futex word a writer bumps after a write when
-//! someone waits, and `watchers`, how many waiters announced themselves. The handshake is the
-//! classic store/load pair with a sequentially consistent fence on each side:
+//! someone waits, and `watchers`, how many waiters announced themselves. The handshake is a
+//! store/load pair that must not be reordered on either side:
 //!
-//! - writer: publishes (a Release store of the version), `fence(SeqCst)`, loads `watchers`; if
-//!   it is not zero, bumps `changed` and `FUTEX_WAKE`s;
-//! - waiter: reads `changed`, increments `watchers` (SeqCst), loads the version (SeqCst); if it
-//!   still equals `seen`, `FUTEX_WAIT`s on `changed` expecting the value it read.
+//! - writer: publishes (a Release store of the version), *orders*, loads `watchers`; if it is
+//!   not zero, bumps `changed` and `FUTEX_WAKE`s;
+//! - waiter: reads `changed`, increments `watchers`, *orders*, loads the version; if it still
+//!   equals `seen`, `FUTEX_WAIT`s on `changed` expecting the value it read.
 //!
 //! Either the writer's `watchers` load sees the increment (and the bump makes the futex wait
 //! return at once, or wakes it), or the waiter's version load sees the write. So a waiter never
-//! sleeps through a write. Every wait has a timeout slice, so hostile values in these words cost
+//! sleeps through a write.
+//!
+//! How each side *orders* depends on the lock. The fcntl path uses a `SeqCst` fence on both
+//! sides ([`ChangeWords::notify`]). The seqlock path must not add a fence to every write (it
+//! would cost a fifth of a small `store()`), and needs none: its writer releases the owner word
+//! with a read-modify-write *before* loading `watchers` ([`ChangeWords::notify_after_release`]),
+//! and a waiter performs a read-modify-write on that same owner word (one that changes nothing)
+//! after announcing itself. Read-modify-writes of one location are totally ordered: if the
+//! waiter's comes later, the writer's release synchronises with it and the waiter sees the new
+//! version; if it comes earlier, it synchronises with the writer's (acquire-release) release,
+//! and the writer sees the announcement. Every wait has a timeout slice, so hostile values in these words cost
 //! a spurious wake-up or a late one, never a hang past the caller's timeout.
 
 use super::words::words_for;
@@ -47,6 +57,14 @@ impl ChangeWords {
     #[inline]
     pub(crate) fn notify(&self) {
         fence(Ordering::SeqCst);
+        self.notify_after_release();
+    }
+
+    /// [`notify`](Self::notify) without the fence, for a writer that has just released a lock
+    /// word with an acquire-release read-modify-write which every announced waiter also
+    /// read-modify-writes (see the module docs): a plain load when nobody waits.
+    #[inline]
+    pub(crate) fn notify_after_release(&self) {
         if self.watchers.load(Ordering::Relaxed) != 0 {
             self.changed.fetch_add(1, Ordering::Release);
             futex::wake(&self.changed, u32::MAX);
@@ -56,6 +74,8 @@ impl ChangeWords {
     /// Waits until `version()` differs from `seen` and returns it; at most `timeout` (`None`:
     /// forever). `announce: false` for a handle that cannot write the words (a read-only
     /// mapping): it cannot ask writers to wake it, so it looks again every millisecond.
+    /// `order` runs between the announcement and the version check: the waiter's half of the
+    /// ordering the writer's notify relies on (see the module docs).
     ///
     /// # Errors
     ///
@@ -66,6 +86,7 @@ impl ChangeWords {
         seen: u64,
         timeout: Option<Duration>,
         announce: bool,
+        order: impl Fn(),
     ) -> Result<u64, Error> {
         let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
         loop {
@@ -90,8 +111,8 @@ impl ChangeWords {
             if announce {
                 self.watchers.fetch_add(1, Ordering::SeqCst);
             }
-            // SeqCst: ordered after the announcement (see the module comment).
-            fence(Ordering::SeqCst);
+            // Ordered after the announcement (see the module comment).
+            order();
             if version() == seen {
                 futex::wait(&self.changed, expected, Some(slice));
             }
@@ -162,6 +183,10 @@ pub(crate) unsafe fn fcntl_tail<'a, T>(payload: NonNull<u8>) -> &'a VersionWords
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seqcst() {
+        fence(Ordering::SeqCst);
+    }
     use core::sync::atomic::AtomicU64;
 
     #[test]
@@ -173,10 +198,10 @@ mod tests {
         let version = AtomicU64::new(0);
         let get = || version.load(Ordering::SeqCst);
         assert!(matches!(
-            words.wait(get, 0, Some(Duration::from_millis(5)), true),
+            words.wait(get, 0, Some(Duration::from_millis(5)), true, seqcst),
             Err(Error::Timeout { .. })
         ));
-        assert_eq!(words.wait(get, 7, None, true).unwrap(), 0);
+        assert_eq!(words.wait(get, 7, None, true, seqcst).unwrap(), 0);
         std::thread::scope(|s| {
             s.spawn(|| {
                 // Writes until the waiter has seen one (no sleep as synchronisation: the waiter
@@ -190,7 +215,7 @@ mod tests {
             let t = Instant::now();
             assert_eq!(
                 words
-                    .wait(get, 0, Some(Duration::from_secs(10)), true)
+                    .wait(get, 0, Some(Duration::from_secs(10)), true, seqcst)
                     .unwrap(),
                 1
             );

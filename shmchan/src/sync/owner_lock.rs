@@ -304,6 +304,15 @@ impl OwnerWord {
         }
     }
 
+    /// A read-modify-write of the owner word that changes nothing: it is ordered with every
+    /// acquisition and release of the lock (read-modify-writes of one location are totally
+    /// ordered), which is what lets a writer skip a fence before checking for change waiters
+    /// (see `notify.rs`).
+    #[inline]
+    pub(crate) fn sync_with_release(&self) {
+        self.owner.fetch_add(0, Ordering::SeqCst);
+    }
+
     /// Releases the lock if owner word `me` still holds it (a word another process wrote
     /// meanwhile is left alone: it names someone else now).
     #[inline]

@@ -326,8 +326,10 @@ impl LockBackend for SeqLock {
             unsafe { raw.publish(value) };
             Ok(r)
         })?;
-        raw.changes().notify();
+        // Release first: the release's read-modify-write of the owner word is what orders the
+        // publication before the watchers check (see `notify.rs`), so no fence is needed.
         drop(guard);
+        raw.changes().notify_after_release();
         Ok(r)
     }
 
@@ -347,8 +349,13 @@ impl LockBackend for SeqLock {
         // SAFETY: an initialised region for `T`, mapped during the call, writable if
         // `announce` (caller).
         let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
-        raw.changes()
-            .wait(|| raw.version(), seen, timeout, announce)
+        raw.changes().wait(
+            || raw.version(),
+            seen,
+            timeout,
+            announce,
+            || raw.owner().sync_with_release(),
+        )
     }
 
     unsafe fn remove_exclusively<T: ShmSafe, R>(
@@ -536,8 +543,13 @@ impl LockBackend for FcntlLock {
     ) -> Result<u64> {
         // SAFETY: an initialised payload for `T`, writable if `announce` (caller).
         let tail = unsafe { fcntl_tail::<T>(payload) };
-        tail.changes()
-            .wait(|| tail.version(), seen, timeout, announce)
+        tail.changes().wait(
+            || tail.version(),
+            seen,
+            timeout,
+            announce,
+            || core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst),
+        )
     }
 
     unsafe fn remove_exclusively<T: ShmSafe, R>(
