@@ -120,6 +120,7 @@ impl Header {
             Some(SegmentKind::Value) => "value".to_owned(),
             Some(SegmentKind::Channel) => "channel".to_owned(),
             Some(SegmentKind::Raw) => "raw".to_owned(),
+            Some(SegmentKind::Mpmc) => "mpmc queue".to_owned(),
             _ => format!("kind {}", self.kind),
         }
     }

@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 use shmchan::LockKind;
 use shmchan::format::ByteSource;
 use shmchan::format::liveness::{Liveness, SideState};
+use shmchan::format::mpmc::{MpmcHolder, MpmcState};
 use shmchan::format::ring::RingState;
 use shmchan::format::seqlock::{self, WriterLock};
 
@@ -222,4 +223,78 @@ fn side(s: &SideState) -> (String, Json) {
         "untracked": s.untracked,
     });
     (text, j)
+}
+
+/// An mpmc queue's state: JSON and text lines (capacity, indices, recovery counters, and each
+/// side's holders with what they hold).
+pub fn mpmc_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<String>), String> {
+    let d = h.decoded.as_deref().ok_or("the header is not valid")?;
+    let st = MpmcState::read(seg, d).map_err(|e| e.to_string())?;
+    let cap = st.meta.capacity;
+    let holders = |v: &[MpmcHolder]| -> (String, Json) {
+        let text: Vec<String> = v
+            .iter()
+            .map(|x| {
+                format!(
+                    "pid {} ({}{})",
+                    x.pid,
+                    x.liveness().as_str(),
+                    x.holding
+                        .map_or(String::new(), |m| format!(", holding #{m}"))
+                )
+            })
+            .collect();
+        let j: Vec<Json> = v
+            .iter()
+            .map(|x| {
+                json!({
+                    "pid": x.pid,
+                    "liveness": x.liveness().as_str(),
+                    "holding": x.holding,
+                    "reservation": x.reservation,
+                })
+            })
+            .collect();
+        (
+            if text.is_empty() {
+                "none".to_owned()
+            } else {
+                text.join(", ")
+            },
+            Json::Array(j),
+        )
+    };
+    let (ptext, pjson) = holders(&st.producers);
+    let (ctext, cjson) = holders(&st.consumers);
+    let lines = vec![
+        format!(
+            "mpmc      capacity {cap} x {} bytes, head {}, tail {}, {}",
+            st.meta.slot_size,
+            st.head,
+            st.tail,
+            match st.queued {
+                Some(q) => format!("{q} queued ({}% full)", q * 100 / cap.max(1)),
+                None => "IMPOSSIBLE indices: corrupted".to_owned(),
+            }
+        ),
+        format!(
+            "  recovered {} slot(s) of producers that died before publishing; lost {} message(s) whose consumer died holding them",
+            st.recovered, st.lost
+        ),
+        format!("  producers {ptext}"),
+        format!("  consumers {ctext}"),
+    ];
+    let j = json!({
+        "capacity": cap,
+        "slot_size": st.meta.slot_size,
+        "head": st.head,
+        "tail": st.tail,
+        "queued": st.queued,
+        "indices_valid": st.queued.is_some(),
+        "recovered": st.recovered,
+        "lost": st.lost,
+        "producers": pjson,
+        "consumers": cjson,
+    });
+    Ok((j, lines))
 }

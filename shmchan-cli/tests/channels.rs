@@ -102,3 +102,52 @@ fn inspect_and_ls_show_fill_level_and_peers() {
     assert_eq!(v["channel"]["receiver"]["state"], "closed", "{v}");
     assert_eq!(v["channel"]["sender"]["state"], "connected", "{v}");
 }
+
+#[test]
+fn ls_and_inspect_decode_an_mpmc_queue() {
+    let _s = serial();
+    let key = test_key(53);
+    let arg = format!("0x{:08x}", key as u32);
+    let rx = shmchan::mpmc::Receiver::<Msg>::create(Key::raw(key), 8).expect("create the queue");
+    let tx = shmchan::mpmc::Sender::<Msg>::open(Key::raw(key)).expect("open a producer");
+    for id in 0..2 {
+        tx.send(Msg { id, value: 1.5 }).expect("send");
+    }
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["shmchan"]["kind"], "mpmc queue", "{v}");
+    let q = &v["channel"];
+    assert_eq!(
+        (q["capacity"].as_u64(), q["queued"].as_u64()),
+        (Some(8), Some(2)),
+        "{v}"
+    );
+    assert_eq!(
+        (q["recovered"].as_u64(), q["lost"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let me = std::process::id() as u64;
+    assert!(
+        holder_pids(&serde_json::json!({"holders": q["producers"]}))
+            .contains(&(me, "alive".into())),
+        "{q}"
+    );
+    assert!(
+        holder_pids(&serde_json::json!({"holders": q["consumers"]}))
+            .contains(&(me, "alive".into())),
+        "{q}"
+    );
+    let text = ok(&["inspect", &arg]);
+    assert!(text.contains("mpmc      capacity 8"), "{text}");
+    assert!(text.contains("recovered 0 slot(s)"), "{text}");
+    let row = ls_row_sysv(
+        shmchan::Segment::open_any(Key::raw(key), true)
+            .expect("open")
+            .info()
+            .expect("info")
+            .shmid
+            .expect("shmid"),
+    )
+    .expect("listed");
+    assert_eq!(row["shmchan"]["kind"], "mpmc queue");
+    drop((tx, rx));
+}

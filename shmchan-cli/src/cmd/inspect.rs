@@ -190,8 +190,13 @@ fn build(r: &Record) -> Report {
                 unreadable = Some(e.to_string());
             }
         }
-    } else if h.segment_kind() == Some(SegmentKind::Channel) {
-        match reader::channel_state(bytes, h) {
+    } else if let Some(kind @ (SegmentKind::Channel | SegmentKind::Mpmc)) = h.segment_kind() {
+        let state = if kind == SegmentKind::Channel {
+            reader::channel_state(bytes, h)
+        } else {
+            reader::mpmc_state(bytes, h)
+        };
+        match state {
             Ok((j, lines)) => {
                 json["channel"] = j;
                 tail.extend(lines);

@@ -14,6 +14,7 @@
 //! | ring header | start of a channel's payload | [`ring::RingHeader`], decoded by [`ring::RingState::read`] |
 //! | slots | after the ring header | [`ring::RingState::peek`] |
 //! | liveness table | one per channel end, in the ring header | [`liveness::SideRecord`], decoded to [`liveness::SideState`] |
+//! | mpmc queue header, holder tables, slots | start of an mpmc queue's payload | [`mpmc::MpmcHeader`], decoded by [`mpmc::MpmcState::read`] |
 //!
 //! # Trust
 //!
