@@ -1,6 +1,7 @@
 //! Attaching to a segment whose bytes are the fuzz input: the input becomes a POSIX shared
 //! memory object (header, seqlock or ring, payload, all as another process might have left
-//! them), then every way of opening it is tried, and each handle is used a little. Any input
+//! them), then every way of opening it is tried (value, read-only value, both ends of an spsc
+//! channel and of an mpmc queue, raw segment), and each handle is used a little. Any input
 //! gives `Ok` or `Err`, never a panic, a crash or a wait longer than the bound asked for.
 //!
 //! Only `SeqLock` values are opened: an `FcntlLock` opener would act on the lock-file path the
@@ -85,5 +86,19 @@ fn exercise(key: Key) {
             });
         }
         let _ = tx.len_hint();
+    }
+    if let Ok(rx) = shmchan::mpmc::Receiver::<Tick>::open(key) {
+        for _ in 0..3 {
+            let _ = rx.try_recv();
+        }
+        let _ = rx.recv_timeout(SHORT);
+    }
+    if let Ok(tx) = shmchan::mpmc::Sender::<Tick>::open(key) {
+        for seq in 0..3 {
+            let _ = tx.try_send(Tick {
+                seq,
+                ..Tick::default()
+            });
+        }
     }
 }
