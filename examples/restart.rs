@@ -79,8 +79,11 @@ fn publish(name: &str, ticks: u32, hang: bool) -> Result<(), Box<dyn std::error:
         });
         std::thread::sleep(Duration::from_millis(50));
     }
-    while hang {
-        std::thread::park();
+    if hang {
+        // Until killed: a crashed publisher never drops its handle.
+        loop {
+            std::thread::park();
+        }
     }
     Ok(())
 }
