@@ -270,7 +270,7 @@ pub use error::{Errno, Error, Result, Target};
 pub use segment::{
     DecodedHeader, Key, Limits, LockKind, Segment, SegmentInfo, SegmentKind, limits,
 };
-pub use shared::{Lock, Shared, SharedReader};
+pub use shared::{Lock, Shared, SharedOptions, SharedReader};
 pub use shm_safe::{ARRAY_FIELD, Field, Layout, PrimKind, ShmSafe, TypeDesc, fingerprint};
 
 /// Derives [`ShmSafe`] for a `#[repr(C)]` or `#[repr(transparent)]` struct, checking at compile

@@ -8,11 +8,17 @@
 
 mod in_place;
 mod inner;
+mod options;
 mod reader;
 mod restart;
 mod segment_ops;
 
+pub use options::SharedOptions;
 pub use reader::SharedReader;
+
+/// The permission bits of a new keyed value and its lock file unless [`SharedOptions::mode`]
+/// says otherwise: its owner only.
+pub(crate) const DEFAULT_MODE: u32 = 0o600;
 
 #[cfg(doc)]
 use crate::Error;
@@ -89,7 +95,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn anonymous(value: T) -> Result<Self> {
-        let inner = Inner::create_with(Some(&value), false, |spec, init| {
+        let inner = Inner::create_with(Some(&value), false, DEFAULT_MODE, |spec, init| {
             Segment::anonymous(spec, init)
         })?;
         Ok(Shared { inner })
@@ -120,7 +126,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create(key: Key) -> Result<Self> {
-        let inner = Inner::create_with(None, !key.is_private(), |spec, init| {
+        let inner = Inner::create_with(None, !key.is_private(), DEFAULT_MODE, |spec, init| {
             Segment::create(key, spec, init)
         })?;
         Ok(Shared { inner })
@@ -143,9 +149,12 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn create_with(key: Key, value: T) -> Result<Self> {
-        let inner = Inner::create_with(Some(&value), !key.is_private(), |spec, init| {
-            Segment::create(key, spec, init)
-        })?;
+        let inner = Inner::create_with(
+            Some(&value),
+            !key.is_private(),
+            DEFAULT_MODE,
+            |spec, init| Segment::create(key, spec, init),
+        )?;
         Ok(Shared { inner })
     }
 
@@ -196,7 +205,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// ```
     pub fn open_or_create(key: Key) -> Result<Self> {
         Ok(Shared {
-            inner: Inner::open_or_create(key, None)?,
+            inner: Inner::open_or_create(key, None, DEFAULT_MODE)?,
         })
     }
 

@@ -29,7 +29,7 @@ unsafe impl<T: ShmSafe, L: Lock> Send for Inner<T, L> {}
 // SAFETY: as above.
 unsafe impl<T: ShmSafe, L: Lock> Sync for Inner<T, L> {}
 
-fn spec<T: ShmSafe, L: Lock>(lock: &L) -> SegmentSpec<'_> {
+fn spec<T: ShmSafe, L: Lock>(lock: &L, mode: u32) -> SegmentSpec<'_> {
     let mut spec = SegmentSpec::new(
         SegmentKind::Value,
         L::KIND,
@@ -38,6 +38,7 @@ fn spec<T: ShmSafe, L: Lock>(lock: &L) -> SegmentSpec<'_> {
         L::payload_len::<T>(),
     );
     spec.lock_path = lock.lock_path();
+    spec.mode = mode;
     spec
 }
 
@@ -104,16 +105,17 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
     pub(super) fn create_with(
         value: Option<&T>,
         named: bool,
+        mode: u32,
         make: impl FnOnce(&SegmentSpec<'_>, &mut dyn FnMut(*mut u8)) -> Result<Segment>,
     ) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock(named)?;
+        let mut lock = L::create_lock(named, mode)?;
         let mut init = |p: *mut u8| {
             // SAFETY: the segment calls `init` once on its fresh, 128-aligned, writable payload
             // of `payload_len::<T>()` bytes before anyone else can open it.
             unsafe { L::init(p, value) }
         };
-        match make(&spec::<T, L>(&lock), &mut init) {
+        match make(&spec::<T, L>(&lock, mode), &mut init) {
             Ok(seg) => Self::new(seg, lock),
             Err(e) => {
                 // Creation failed: nobody else knows the lock file.
@@ -130,22 +132,23 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         Self::new(seg, lock)
     }
 
-    pub(super) fn open_or_create(key: Key, value: Option<&T>) -> Result<Self> {
+    pub(super) fn open_or_create(key: Key, value: Option<&T>, mode: u32) -> Result<Self> {
         check_type::<T>()?;
-        let mut lock = L::create_lock(!key.is_private())?;
+        let mut lock = L::create_lock(!key.is_private(), mode)?;
         let init = |p: *mut u8| {
             // SAFETY: called once on the fresh, aligned, writable payload before anyone else can
             // open the segment.
             unsafe { L::init(p, value) }
         };
-        let seg = match Segment::open_or_create(key, &spec::<T, L>(&lock), &expect::<T, L>(), init)
-        {
-            Ok(seg) => seg,
-            Err(e) => {
-                lock.discard();
-                return Err(e);
-            }
-        };
+        let seg =
+            match Segment::open_or_create(key, &spec::<T, L>(&lock, mode), &expect::<T, L>(), init)
+            {
+                Ok(seg) => seg,
+                Err(e) => {
+                    lock.discard();
+                    return Err(e);
+                }
+            };
         if seg.header().lock_path.as_deref() == lock.lock_path() {
             return Self::new(seg, lock);
         }

@@ -59,7 +59,8 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// As [`Segment::set_mode`].
+    /// As [`Segment::set_mode`]; for [`FcntlLock`](crate::FcntlLock), `fchmod` of its lock
+    /// file too (which gets the same mode; the segment's mode is changed first).
     ///
     /// # Examples
     ///
@@ -73,7 +74,9 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn set_mode(&self, mode: u32) -> Result<()> {
-        self.inner.seg.set_mode(mode)
+        self.inner.seg.set_mode(mode)?;
+        // The lock file must let in whoever the segment lets in.
+        self.inner.lock.set_mode(mode)
     }
 
     /// Locks the segment in memory (`SHM_LOCK`): no swapping.

@@ -32,12 +32,28 @@ pub(crate) fn lock_dir() -> PathBuf {
 
 /// A fresh lock file path in [`lock_dir`], following the name pattern openers accept.
 pub(crate) fn new_lock_path() -> PathBuf {
+    new_lock_path_in(&lock_dir())
+}
+
+/// Where the lock file of a value with permission bits `mode` goes: [`lock_dir`] when only its
+/// owner may use it, the shared temporary directory when the mode lets others in (a per-user
+/// runtime directory is closed to them).
+pub(crate) fn lock_dir_for(mode: u32) -> PathBuf {
+    if mode & 0o077 == 0 {
+        lock_dir()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// A fresh lock file path in `dir`, following the name pattern openers accept.
+pub(crate) fn new_lock_path_in(dir: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    lock_dir().join(format!(
+    dir.join(format!(
         "shmchan-{}-{n}-{nanos:08x}.lock",
         crate::sys::proc::pid()
     ))

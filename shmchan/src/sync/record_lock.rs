@@ -222,8 +222,8 @@ pub(crate) struct RecordGuard {
 
 impl RecordLock {
     /// Creates a named lock file (must not exist, mode 0600) and opens it.
-    pub(crate) fn create(path: &Path) -> Result<RecordLock, Error> {
-        let fd = fcntl::open_lock_file(path, true, true).map_err(|e| open_error(path, e))?;
+    pub(crate) fn create(path: &Path, mode: u32) -> Result<RecordLock, Error> {
+        let fd = fcntl::open_lock_file(path, true, true, mode).map_err(|e| open_error(path, e))?;
         let id = lockfile::fstat(&fd).map_err(|e| open_error(path, e))?.id;
         Ok(Self::with_local(
             Some(path),
@@ -231,6 +231,17 @@ impl RecordLock {
             true,
             ProcessLocal::register(id, true, fd),
         ))
+    }
+
+    /// Changes the lock file's permission bits (`fchmod`), so other users the segment lets in
+    /// can open it too.
+    pub(crate) fn set_mode(&self, mode: u32) -> Result<(), Error> {
+        let local = self.local()?;
+        let path = self
+            .path
+            .as_deref()
+            .unwrap_or(Path::new("(unnamed lock file)"));
+        fcntl::set_mode(&local.fd, mode).map_err(|e| open_error(path, e))
     }
 
     /// Creates a lock file without a name in `dir` (`O_TMPFILE`, or created and unlinked at

@@ -27,7 +27,10 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
     /// A lock for a segment about to be created (the fcntl lock file is created here: named
     /// when `named`, i.e. other processes open the segment by key and the lock file by the path
     /// in its header; else unnamed, reached only by forked children).
-    fn create_lock(named: bool) -> Result<Self>;
+    fn create_lock(named: bool, mode: u32) -> Result<Self>;
+
+    /// Gives the lock's file (if any) permission bits `mode`, as the segment's.
+    fn set_mode(&self, mode: u32) -> Result<()>;
 
     /// The lock file to record in the header, if any.
     fn lock_path(&self) -> Option<&Path>;
@@ -211,8 +214,12 @@ impl LockBackend for SeqLock {
         RawSeqLock::<T>::region_len()
     }
 
-    fn create_lock(_named: bool) -> Result<Self> {
+    fn create_lock(_named: bool, _mode: u32) -> Result<Self> {
         Ok(SeqLock { _private: () })
+    }
+
+    fn set_mode(&self, _mode: u32) -> Result<()> {
+        Ok(())
     }
 
     fn lock_path(&self) -> Option<&Path> {
@@ -420,7 +427,14 @@ impl LockBackend for FcntlLock {
         fcntl_tail_offset::<T>() + size_of::<VersionWords>()
     }
 
-    fn create_lock(named: bool) -> Result<Self> {
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        match self.lock.path() {
+            Some(_) => self.lock.set_mode(mode),
+            None => Ok(()),
+        }
+    }
+
+    fn create_lock(named: bool, mode: u32) -> Result<Self> {
         if !named {
             return Ok(FcntlLock {
                 lock: RecordLock::create_unnamed(&lock_file::lock_dir())?,
@@ -429,7 +443,8 @@ impl LockBackend for FcntlLock {
         }
         let mut tries = 0;
         loop {
-            match RecordLock::create(&lock_file::new_lock_path()) {
+            let path = lock_file::new_lock_path_in(&lock_file::lock_dir_for(mode));
+            match RecordLock::create(&path, mode) {
                 Ok(lock) => {
                     return Ok(FcntlLock {
                         lock,

@@ -33,12 +33,14 @@ pub(crate) enum Flavour {
 
 /// `open(2)` a lock file read-write (or read-only), `O_CLOEXEC | O_NOFOLLOW`.
 ///
-/// With `create`, the file must not exist yet (`O_CREAT | O_EXCL`, mode 0600): a lock file that
-/// someone else prepared could be a symlink or shared with strangers.
+/// With `create`, the file must not exist yet (`O_CREAT | O_EXCL`): a lock file that someone
+/// else prepared could be a symlink or shared with strangers. It gets exactly `mode` (the
+/// umask is undone with `fchmod`).
 pub(crate) fn open_lock_file(
     path: &Path,
     create: bool,
     writable: bool,
+    mode: u32,
 ) -> Result<OwnedFd, (&'static str, Errno)> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| ("open", Errno::EINVAL))?;
     let mut flags = libc::O_CLOEXEC | libc::O_NOFOLLOW;
@@ -52,10 +54,23 @@ pub(crate) fn open_lock_file(
     }
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the mode argument is
     // read only with O_CREAT and is a plain integer.
-    let fd = Errno::result(unsafe { libc::open(c.as_ptr(), flags, 0o600 as libc::c_uint) })
-        .map_err(|e| ("open", e))?;
+    let fd =
+        Errno::result(unsafe { libc::open(c.as_ptr(), flags, (mode & 0o777) as libc::c_uint) })
+            .map_err(|e| ("open", e))?;
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if create {
+        set_mode(&fd, mode)?;
+    }
+    Ok(fd)
+}
+
+/// `fchmod(fd, mode & 0o777)`.
+pub(crate) fn set_mode(fd: &OwnedFd, mode: u32) -> Result<(), (&'static str, Errno)> {
+    // SAFETY: plain integers; `fd` is open (borrowed for the call).
+    Errno::result(unsafe { libc::fchmod(fd.as_raw_fd(), (mode & 0o777) as libc::mode_t) })
+        .map(drop)
+        .map_err(|e| ("fchmod", e))
 }
 
 /// `unlink(2)`.
@@ -138,8 +153,8 @@ mod tests {
     #[test]
     fn two_ofd_opens_in_one_process_conflict() {
         let p = temp_path("ofd");
-        let a = open_lock_file(&p, true, true).expect("create");
-        let b = open_lock_file(&p, false, true).expect("open");
+        let a = open_lock_file(&p, true, true, 0o600).expect("create");
+        let b = open_lock_file(&p, false, true, 0).expect("open");
         set_lock(&a, LockType::Write, true, Flavour::Ofd).expect("lock a");
         let e = set_lock(&b, LockType::Read, false, Flavour::Ofd).unwrap_err();
         assert!(e.1 == Errno::EAGAIN || e.1 == Errno::EACCES, "{e:?}");
@@ -152,8 +167,11 @@ mod tests {
     #[test]
     fn create_refuses_an_existing_file() {
         let p = temp_path("excl");
-        let _a = open_lock_file(&p, true, true).expect("create");
-        assert_eq!(open_lock_file(&p, true, true).unwrap_err().1, Errno::EEXIST);
+        let _a = open_lock_file(&p, true, true, 0o600).expect("create");
+        assert_eq!(
+            open_lock_file(&p, true, true, 0o600).unwrap_err().1,
+            Errno::EEXIST
+        );
         unlink(&p).expect("unlink");
     }
 }

@@ -11,7 +11,7 @@ impl Drop for TempLock {
 }
 
 fn temp_lock(_tag: &str) -> TempLock {
-    TempLock(RecordLock::create(&lock_file::new_lock_path()).expect("create lock file"))
+    TempLock(RecordLock::create(&lock_file::new_lock_path(), 0o600).expect("create lock file"))
 }
 
 fn reopen(l: &TempLock, writable: bool) -> RecordLock {
