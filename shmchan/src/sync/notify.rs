@@ -110,9 +110,10 @@ impl ChangeWords {
             let expected = self.changed.load(Ordering::Acquire);
             if announce {
                 self.watchers.fetch_add(1, Ordering::SeqCst);
+                // Ordered after the announcement (see the module comment). A handle that
+                // cannot announce polls instead, and may not write the words `order` touches.
+                order();
             }
-            // Ordered after the announcement (see the module comment).
-            order();
             if version() == seen {
                 futex::wait(&self.changed, expected, Some(slice));
             }
