@@ -3,7 +3,7 @@
 //!
 //! # For the engineers building on it (`Shared`, channels, the CLI)
 //!
-//! A [`Segment`] owns one mapping: `[header | payload]`. The header (see [`header`]) records
+//! A [`Segment`] owns one mapping: `[header | payload]`. The header (see [`crate::format::header`]) records
 //! what the payload holds; the payload is yours, starts 128-aligned and is `payload_len` bytes.
 //!
 //! ```ignore
