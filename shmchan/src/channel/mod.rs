@@ -30,6 +30,7 @@ mod error;
 mod keyed;
 pub(crate) mod layout;
 pub(crate) mod liveness;
+mod membership;
 mod memory;
 mod receiver;
 mod ring;

@@ -6,6 +6,7 @@
 //! recovery and the fcntl pitfalls.
 
 pub(crate) mod fcntl_guard;
+mod fcntl_value;
 pub(crate) mod lock_file;
 pub(crate) mod notify;
 pub(crate) mod owner_lock;
