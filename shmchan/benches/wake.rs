@@ -31,9 +31,12 @@ fn shared_round_trip() -> Duration {
     let pong =
         Shared::<u64, SeqLock>::create(Key::name(&format!("/shmchan-bench-pong-{tag}")).unwrap())
             .unwrap();
+    // Both versions are taken before the fork: a child reading `ping` after the parent's first
+    // store would wait for a second one that never comes.
+    let (seen_ping, mut seen) = (ping.version(), pong.version());
     let pid = fork();
     if pid == 0 {
-        let mut seen = ping.version();
+        let mut seen = seen_ping;
         for i in 1..=ROUNDS {
             seen = ping.wait_changed(seen, None).unwrap();
             pong.store(i);
@@ -41,7 +44,6 @@ fn shared_round_trip() -> Duration {
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    let mut seen = pong.version();
     let start = Instant::now();
     for i in 1..=ROUNDS {
         ping.store(i);
