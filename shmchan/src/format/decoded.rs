@@ -15,25 +15,6 @@ pub(crate) const STATE_UNINIT: u32 = 0;
 pub(crate) const STATE_INITIALISING: u32 = 1;
 pub(crate) const STATE_READY: u32 = 2;
 pub(crate) const STATE_POISONED: u32 = 3;
-const OFF_MAGIC: usize = off::MAGIC;
-const OFF_VERSION: usize = off::VERSION;
-const OFF_KIND: usize = off::KIND;
-const OFF_LOCK_KIND: usize = off::LOCK_KIND;
-const OFF_STATE: usize = off::STATE;
-const OFF_CREATOR_PID: usize = off::CREATOR_PID;
-const OFF_FLAGS: usize = off::FLAGS;
-const OFF_CREATOR_START: usize = off::CREATOR_START;
-const OFF_FINGERPRINT: usize = off::FINGERPRINT;
-const OFF_TYPE_SIZE: usize = off::TYPE_SIZE;
-const OFF_TYPE_ALIGN: usize = off::TYPE_ALIGN;
-const OFF_PAYLOAD_OFF: usize = off::PAYLOAD_OFF;
-const OFF_PAYLOAD_LEN: usize = off::PAYLOAD_LEN;
-const OFF_TOTAL_LEN: usize = off::TOTAL_LEN;
-const OFF_LAYOUT: usize = off::LAYOUT;
-const OFF_TYPE_NAME: usize = off::TYPE_NAME;
-const OFF_LOCK_PATH: usize = off::LOCK_PATH;
-const OFF_CAPACITY: usize = off::CAPACITY;
-const OFF_CHECKSUM: usize = off::CHECKSUM;
 use super::header::FLAG_REMOVE_WHEN_UNUSED;
 
 // Callers check the length first (`bytes.len() >= FIXED_LEN` or the span checks): these never
@@ -140,9 +121,9 @@ pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, &x) in bytes.iter().enumerate() {
         let skip = i < 8
-            || (OFF_STATE..OFF_STATE + 4).contains(&i)
-            || (OFF_FLAGS..OFF_FLAGS + 4).contains(&i)
-            || (OFF_CHECKSUM..OFF_CHECKSUM + 8).contains(&i);
+            || (off::STATE..off::STATE + 4).contains(&i)
+            || (off::FLAGS..off::FLAGS + 4).contains(&i)
+            || (off::CHECKSUM..off::CHECKSUM + 8).contains(&i);
         h ^= if skip { 0 } else { u64::from(x) };
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -195,20 +176,20 @@ impl DecodedHeader {
                 bytes.len()
             )));
         }
-        if get_u64(bytes, OFF_MAGIC) != MAGIC {
+        if get_u64(bytes, off::MAGIC) != MAGIC {
             return Err(not_shmchan("no SHMCHAN magic at offset 0"));
         }
-        let version = get_u32(bytes, OFF_VERSION);
+        let version = get_u32(bytes, off::VERSION);
         if version != VERSION {
             return Err(not_shmchan(format!(
                 "header version {version}, this build reads version {VERSION}"
             )));
         }
-        let kind = SegmentKind::try_from(get_u32(bytes, OFF_KIND))?;
-        let lock_kind = LockKind::try_from(get_u32(bytes, OFF_LOCK_KIND))?;
-        let payload_off = get_u64(bytes, OFF_PAYLOAD_OFF);
-        let payload_len = get_u64(bytes, OFF_PAYLOAD_LEN);
-        let total_len = get_u64(bytes, OFF_TOTAL_LEN);
+        let kind = SegmentKind::try_from(get_u32(bytes, off::KIND))?;
+        let lock_kind = LockKind::try_from(get_u32(bytes, off::LOCK_KIND))?;
+        let payload_off = get_u64(bytes, off::PAYLOAD_OFF);
+        let payload_len = get_u64(bytes, off::PAYLOAD_LEN);
+        let total_len = get_u64(bytes, off::TOTAL_LEN);
         if payload_off < FIXED_LEN as u64
             || payload_off > MAX_HEADER_LEN as u64
             || payload_off % PAYLOAD_ALIGN as u64 != 0
@@ -227,7 +208,7 @@ impl DecodedHeader {
                 "total length {total_len} is not payload offset {payload_off} + payload length {payload_len}"
             )));
         }
-        let stored_sum = get_u64(bytes, OFF_CHECKSUM);
+        let stored_sum = get_u64(bytes, off::CHECKSUM);
         if checksum(&bytes[..header_end]) != stored_sum {
             return Err(corrupted("checksum mismatch (the header was overwritten)"));
         }
@@ -245,13 +226,13 @@ impl DecodedHeader {
                 ))),
             }
         };
-        let type_name = String::from_utf8(area(OFF_TYPE_NAME, "type name")?.to_vec())
+        let type_name = String::from_utf8(area(off::TYPE_NAME, "type name")?.to_vec())
             .map_err(|_| corrupted("type name is not UTF-8"))?;
-        let path = area(OFF_LOCK_PATH, "lock path")?;
+        let path = area(off::LOCK_PATH, "lock path")?;
         let lock_path = (!path.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(path)));
-        let layout = layout::decode(area(OFF_LAYOUT, "layout descriptor")?)?;
-        let type_size = get_u64(bytes, OFF_TYPE_SIZE);
-        let type_align = get_u64(bytes, OFF_TYPE_ALIGN);
+        let layout = layout::decode(area(off::LAYOUT, "layout descriptor")?)?;
+        let type_size = get_u64(bytes, off::TYPE_SIZE);
+        let type_align = get_u64(bytes, off::TYPE_ALIGN);
         if layout.size != type_size || layout.align != type_align {
             return Err(corrupted(format!(
                 "layout descriptor says size {} align {}, header says {type_size} {type_align}",
@@ -261,16 +242,16 @@ impl DecodedHeader {
         if !type_align.is_power_of_two() {
             return Err(corrupted(format!("type alignment {type_align}")));
         }
-        let flags = get_u32(bytes, OFF_FLAGS);
+        let flags = get_u32(bytes, off::FLAGS);
         Ok(DecodedHeader {
             version,
             kind,
             lock_kind,
-            state: HeaderState::from_raw(get_u32(bytes, OFF_STATE)),
+            state: HeaderState::from_raw(get_u32(bytes, off::STATE)),
             remove_when_unused: flags & FLAG_REMOVE_WHEN_UNUSED != 0,
-            creator_pid: get_u32(bytes, OFF_CREATOR_PID),
-            creator_start_time: get_u64(bytes, OFF_CREATOR_START),
-            fingerprint: get_u64(bytes, OFF_FINGERPRINT),
+            creator_pid: get_u32(bytes, off::CREATOR_PID),
+            creator_start_time: get_u64(bytes, off::CREATOR_START),
+            fingerprint: get_u64(bytes, off::FINGERPRINT),
             type_size,
             type_align,
             payload_off,
@@ -279,7 +260,7 @@ impl DecodedHeader {
             type_name,
             layout,
             lock_path,
-            capacity: get_u64(bytes, OFF_CAPACITY),
+            capacity: get_u64(bytes, off::CAPACITY),
         })
     }
 }

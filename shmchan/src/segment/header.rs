@@ -19,24 +19,8 @@ use crate::format::header::off;
 pub(crate) use crate::format::header::{FIXED_LEN, MAX_HEADER_LEN, PAYLOAD_ALIGN, VERSION};
 
 pub(crate) const OFF_MAGIC: usize = off::MAGIC;
-const OFF_VERSION: usize = off::VERSION;
-const OFF_KIND: usize = off::KIND;
-const OFF_LOCK_KIND: usize = off::LOCK_KIND;
 pub(crate) const OFF_STATE: usize = off::STATE;
-const OFF_CREATOR_PID: usize = off::CREATOR_PID;
 pub(crate) const OFF_FLAGS: usize = off::FLAGS;
-const OFF_CREATOR_START: usize = off::CREATOR_START;
-const OFF_FINGERPRINT: usize = off::FINGERPRINT;
-const OFF_TYPE_SIZE: usize = off::TYPE_SIZE;
-const OFF_TYPE_ALIGN: usize = off::TYPE_ALIGN;
-const OFF_PAYLOAD_OFF: usize = off::PAYLOAD_OFF;
-const OFF_PAYLOAD_LEN: usize = off::PAYLOAD_LEN;
-const OFF_TOTAL_LEN: usize = off::TOTAL_LEN;
-const OFF_LAYOUT: usize = off::LAYOUT;
-const OFF_TYPE_NAME: usize = off::TYPE_NAME;
-const OFF_LOCK_PATH: usize = off::LOCK_PATH;
-const OFF_CAPACITY: usize = off::CAPACITY;
-const OFF_CHECKSUM: usize = off::CHECKSUM;
 
 /// What the creator writes; the owned inputs of [`build_image`].
 pub(crate) struct NewHeader<'a> {
@@ -107,18 +91,18 @@ pub(crate) fn build_image(h: &NewHeader<'_>) -> Result<Image> {
         })?;
 
     let mut b = vec![0u8; payload_off];
-    put_u32(&mut b, OFF_VERSION, VERSION);
-    put_u32(&mut b, OFF_KIND, h.kind as u32);
-    put_u32(&mut b, OFF_LOCK_KIND, h.lock_kind as u32);
-    put_u32(&mut b, OFF_CREATOR_PID, h.creator_pid);
-    put_u64(&mut b, OFF_CREATOR_START, h.creator_start_time);
-    put_u64(&mut b, OFF_FINGERPRINT, h.fingerprint);
-    put_u64(&mut b, OFF_TYPE_SIZE, h.layout.size as u64);
-    put_u64(&mut b, OFF_TYPE_ALIGN, h.layout.align as u64);
-    put_u64(&mut b, OFF_PAYLOAD_OFF, payload_off as u64);
-    put_u64(&mut b, OFF_PAYLOAD_LEN, h.payload_len as u64);
-    put_u64(&mut b, OFF_TOTAL_LEN, total_len as u64);
-    put_u64(&mut b, OFF_CAPACITY, h.capacity);
+    put_u32(&mut b, off::VERSION, VERSION);
+    put_u32(&mut b, off::KIND, h.kind as u32);
+    put_u32(&mut b, off::LOCK_KIND, h.lock_kind as u32);
+    put_u32(&mut b, off::CREATOR_PID, h.creator_pid);
+    put_u64(&mut b, off::CREATOR_START, h.creator_start_time);
+    put_u64(&mut b, off::FINGERPRINT, h.fingerprint);
+    put_u64(&mut b, off::TYPE_SIZE, h.layout.size as u64);
+    put_u64(&mut b, off::TYPE_ALIGN, h.layout.align as u64);
+    put_u64(&mut b, off::PAYLOAD_OFF, payload_off as u64);
+    put_u64(&mut b, off::PAYLOAD_LEN, h.payload_len as u64);
+    put_u64(&mut b, off::TOTAL_LEN, total_len as u64);
+    put_u64(&mut b, off::CAPACITY, h.capacity);
 
     let mut at = FIXED_LEN;
     let mut place = |b: &mut Vec<u8>, field: usize, data: &[u8]| {
@@ -129,11 +113,11 @@ pub(crate) fn build_image(h: &NewHeader<'_>) -> Result<Image> {
             at += data.len();
         }
     };
-    place(&mut b, OFF_TYPE_NAME, name);
-    place(&mut b, OFF_LOCK_PATH, path);
-    place(&mut b, OFF_LAYOUT, &layout);
+    place(&mut b, off::TYPE_NAME, name);
+    place(&mut b, off::LOCK_PATH, path);
+    place(&mut b, off::LAYOUT, &layout);
     let sum = checksum(&b);
-    put_u64(&mut b, OFF_CHECKSUM, sum);
+    put_u64(&mut b, off::CHECKSUM, sum);
     Ok(Image {
         bytes: b,
         payload_off,
@@ -147,7 +131,7 @@ pub(crate) fn header_len(fixed: &[u8]) -> usize {
     if fixed.len() < FIXED_LEN {
         return FIXED_LEN;
     }
-    let off = get_u64(fixed, OFF_PAYLOAD_OFF);
+    let off = get_u64(fixed, off::PAYLOAD_OFF);
     (off.clamp(FIXED_LEN as u64, MAX_HEADER_LEN as u64)) as usize
 }
 
@@ -164,7 +148,7 @@ pub(crate) fn finish_for_test(img: &mut [u8]) {
 pub(crate) fn reseal_for_test(img: &mut [u8]) {
     let end = header_len(img).min(img.len());
     let sum = checksum(&img[..end]);
-    put_u64(img, OFF_CHECKSUM, sum);
+    put_u64(img, off::CHECKSUM, sum);
 }
 
 #[cfg(test)]
@@ -228,7 +212,7 @@ mod tests {
             if round % 2 == 0 {
                 // Give half of them the right magic and version, to reach the deeper checks.
                 put_u64(&mut b, OFF_MAGIC, MAGIC);
-                put_u32(&mut b, OFF_VERSION, VERSION);
+                put_u32(&mut b, off::VERSION, VERSION);
             }
             assert!(DecodedHeader::parse(&b).is_err());
         }
@@ -237,11 +221,11 @@ mod tests {
     #[test]
     fn hostile_offsets_past_the_end_are_rejected_even_with_a_valid_checksum() {
         let cases: [(usize, u64); 5] = [
-            (OFF_PAYLOAD_OFF, u64::MAX),
-            (OFF_PAYLOAD_OFF, 1 << 20),
-            (OFF_PAYLOAD_LEN, u64::MAX),
-            (OFF_LAYOUT, (u64::from(u32::MAX) << 32) | 200),
-            (OFF_TYPE_NAME, (16u64 << 32) | u64::from(u32::MAX - 4)),
+            (off::PAYLOAD_OFF, u64::MAX),
+            (off::PAYLOAD_OFF, 1 << 20),
+            (off::PAYLOAD_LEN, u64::MAX),
+            (off::LAYOUT, (u64::from(u32::MAX) << 32) | 200),
+            (off::TYPE_NAME, (16u64 << 32) | u64::from(u32::MAX - 4)),
         ];
         for (field, value) in cases {
             let mut b = image();
