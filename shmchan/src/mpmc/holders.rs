@@ -269,8 +269,6 @@ static REGISTRY: Registry = Registry {
     regs: UnsafeCell::new(Vec::new()),
 };
 
-/// Incremented in every forked child.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The forking parent's pid, between the prepare and child handlers.
 static FORKING_PARENT: AtomicU32 = AtomicU32::new(0);
 static INSTALL: Once = Once::new();
@@ -341,7 +339,6 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // Only one thread exists in the child and the registry lock is held (by `fork_prepare`,
     // in the thread that became this one): no allocation, no lock, only atomics and getpid.
-    GENERATION.fetch_add(1, Ordering::Relaxed);
     let child = u64::from(proc::pid());
     // SAFETY: the registry lock is held (taken in `fork_prepare` before the fork); the child
     // inherited every mapping the registrations point into.
@@ -403,7 +400,7 @@ impl Holder {
         Holder {
             reg,
             side,
-            generation: Cell::new(GENERATION.load(Ordering::Relaxed)),
+            generation: Cell::new(proc::fork_generation()),
         }
     }
 
@@ -415,7 +412,7 @@ impl Holder {
     /// [`Error::TooManyHolders`] if the handle has no entry and the table is still full.
     #[inline]
     pub(crate) fn entry(&self, finished: &dyn Fn(u64) -> bool) -> Result<&Entry> {
-        let generation = GENERATION.load(Ordering::Relaxed);
+        let generation = proc::fork_generation();
         if generation != self.generation.get() {
             self.generation.set(generation);
             self.refresh_after_fork();
