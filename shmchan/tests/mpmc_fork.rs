@@ -28,7 +28,10 @@ fn consume(rx: &mpmc::Receiver<Msg>, hits: &SharedCounters, per: u64, producers:
                 hits.get()[(m.producer * per + m.seq) as usize].fetch_add(1, Ordering::Relaxed);
             }
             Err(Error::Disconnected) => return 0,
-            Err(_) => return 4,
+            Err(e) => {
+                eprintln!("consumer error: {e:?}");
+                return 4;
+            }
         }
     }
 }

@@ -347,6 +347,14 @@ impl<T: ShmSafe> Queue<T> {
                     continue;
                 }
                 let tail = self.header().tail.0.load(Ordering::Acquire);
+                // `head` may have moved on while this thread was descheduled between the two
+                // loads (others can then have claimed far past `pos`): the distance is only
+                // meaningful if `head` still is `pos` after reading `tail`.
+                let now = head.load(Ordering::Acquire);
+                if now != pos {
+                    pos = now;
+                    continue;
+                }
                 let claimed_ahead = tail.wrapping_sub(pos);
                 outcome = if claimed_ahead == 0 {
                     Pop::Empty
