@@ -26,7 +26,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -99,10 +99,17 @@ struct ProcessLocal {
     /// The file's device and inode: how handles find each other (an unnamed lock file has no
     /// path, and a path can be renamed).
     id: (u64, u64),
+    /// Whether `fd` was opened read-write.
     writable: bool,
     /// Closed on drop with OFD locks; kept open (leaked) with classic locks, where closing *any*
     /// descriptor of the file would drop every lock this process holds on it.
     fd: ManuallyDrop<OwnedFd>,
+    /// A read-write descriptor opened later, when `fd` is read-only and a writable handle of the
+    /// same file came: write locks go through it. One state per file whatever the handles'
+    /// modes, because classic locks are per process: a second state would let a writer convert
+    /// the first state's read lock into its write lock. The thread state never lets the two
+    /// descriptors hold kernel locks at the same time, so they never compete (OFD locks).
+    write_fd: OnceLock<ManuallyDrop<OwnedFd>>,
     state: Mutex<LocalState>,
     cv: Condvar,
 }
@@ -110,34 +117,62 @@ struct ProcessLocal {
 /// The live [`ProcessLocal`]s of this process, one per lock file and fork generation: all
 /// handles on a file share one descriptor and one thread state, so threads using different
 /// handles still exclude each other, and (for classic locks) no second descriptor exists whose
-/// closing would drop the process's locks.
+/// closing would drop the process's locks. Finding and registering happen under this one mutex,
+/// opening the file included (the open never blocks), so two threads opening the same file at
+/// once cannot both register.
 static REGISTRY: Mutex<Vec<Weak<ProcessLocal>>> = Mutex::new(Vec::new());
 
+type Registry = MutexGuard<'static, Vec<Weak<ProcessLocal>>>;
+
 impl ProcessLocal {
-    /// The registered state for file `id` in this process, if one is live and usable for
-    /// `writable`.
-    fn find(id: (u64, u64), writable: bool) -> Option<Arc<ProcessLocal>> {
+    /// The registered state for file `id` in this fork generation, if one is live.
+    fn find(reg: &Registry, id: (u64, u64)) -> Option<Arc<ProcessLocal>> {
         let generation = crate::sys::proc::fork_generation();
-        let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         reg.iter()
             .filter_map(Weak::upgrade)
-            .find(|l| l.generation == generation && l.id == id && (l.writable || !writable))
+            .find(|l| l.generation == generation && l.id == id)
     }
 
-    /// Registers a state for a freshly opened descriptor of file `id`.
-    fn register(id: (u64, u64), writable: bool, fd: OwnedFd) -> Arc<Self> {
+    /// The state for file `id`, registered with the descriptor `open` gives when there is none.
+    /// A `writable` handle needs a read-write descriptor: `open` gives one too when the
+    /// registered descriptor is read-only. `open` returns the descriptor and the file's id,
+    /// checked to be `id`.
+    fn find_or_open(
+        id: (u64, u64),
+        writable: bool,
+        open: impl FnOnce() -> Result<(OwnedFd, (u64, u64)), Error>,
+    ) -> Result<Arc<ProcessLocal>, Error> {
+        let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(local) = Self::find(&reg, id) {
+            if writable && !local.writable && local.write_fd.get().is_none() {
+                let (fd, _) = open()?;
+                // Under the registry mutex nobody else sets it; were it set, the ManuallyDrop
+                // returned would keep the descriptor open (never close one of a locked file).
+                let _ = local.write_fd.set(ManuallyDrop::new(fd));
+            }
+            return Ok(local);
+        }
+        let (fd, opened) = open()?;
         let local = Arc::new(ProcessLocal {
             generation: crate::sys::proc::fork_generation(),
-            id,
+            id: opened,
             writable,
             fd: ManuallyDrop::new(fd),
+            write_fd: OnceLock::new(),
             state: Mutex::new(LocalState::default()),
             cv: Condvar::new(),
         });
-        let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         reg.retain(|w| w.strong_count() > 0);
         reg.push(Arc::downgrade(&local));
-        local
+        Ok(local)
+    }
+
+    /// The descriptor locks of this kind go through: write locks through a read-write one.
+    fn lock_fd(&self, write: bool) -> &OwnedFd {
+        match self.write_fd.get() {
+            Some(fd) if write => fd,
+            _ => &self.fd,
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, LocalState> {
@@ -185,6 +220,10 @@ impl Drop for ProcessLocal {
         if flavour() == Flavour::Ofd {
             // SAFETY: `fd` is not used after this; the ManuallyDrop is dropped exactly once.
             unsafe { ManuallyDrop::drop(&mut self.fd) };
+            if let Some(mut fd) = self.write_fd.take() {
+                // SAFETY: taken out of the cell, so dropped exactly once and never used again.
+                unsafe { ManuallyDrop::drop(&mut fd) };
+            }
         }
         // Classic locks: leave the descriptor open (see the field's comment).
     }
@@ -225,12 +264,8 @@ impl RecordLock {
     pub(crate) fn create(path: &Path, mode: u32) -> Result<RecordLock, Error> {
         let fd = fcntl::open_lock_file(path, true, true, mode).map_err(|e| open_error(path, e))?;
         let id = lockfile::fstat(&fd).map_err(|e| open_error(path, e))?.id;
-        Ok(Self::with_local(
-            Some(path),
-            id,
-            true,
-            ProcessLocal::register(id, true, fd),
-        ))
+        let local = ProcessLocal::find_or_open(id, true, || Ok((fd, id)))?;
+        Ok(Self::with_local(Some(path), id, true, local))
     }
 
     /// Changes the lock file's permission bits (`fchmod`), so other users the segment lets in
@@ -251,12 +286,8 @@ impl RecordLock {
         let fallback = lock_file::new_lock_path();
         let fd = lockfile::create_unnamed(dir, &fallback).map_err(|e| open_error(dir, e))?;
         let id = lockfile::fstat(&fd).map_err(|e| open_error(dir, e))?.id;
-        Ok(Self::with_local(
-            None,
-            id,
-            true,
-            ProcessLocal::register(id, true, fd),
-        ))
+        let local = ProcessLocal::find_or_open(id, true, || Ok((fd, id)))?;
+        Ok(Self::with_local(None, id, true, local))
     }
 
     /// Opens the existing lock file a segment header names; `writable: false` allows read locks
@@ -267,24 +298,31 @@ impl RecordLock {
         lock_file::check_path(path, creator_uid)?;
         let before = lockfile::lstat(path).map_err(|e| open_error(path, e))?;
         lock_file::check_stat(path, &before, creator_uid)?;
-        let local = match ProcessLocal::find(before.id, writable) {
-            Some(local) => local,
-            None => {
-                let fd =
-                    lockfile::open_untrusted(path, writable).map_err(|e| open_error(path, e))?;
-                let after = lockfile::fstat(&fd).map_err(|e| open_error(path, e))?;
-                lock_file::check_stat(path, &after, creator_uid)?;
-                if after.id != before.id {
-                    return Err(Error::Corrupted {
-                        what: format!(
-                            "the lock file {} was replaced while it was being opened; try again",
-                            path.display()
-                        ),
-                    });
+        let local = ProcessLocal::find_or_open(before.id, writable, || {
+            let fd = lockfile::open_untrusted(path, writable).map_err(|e| open_error(path, e))?;
+            let checked = lockfile::fstat(&fd)
+                .map_err(|e| open_error(path, e))
+                .and_then(|after| {
+                    lock_file::check_stat(path, &after, creator_uid)?;
+                    if after.id == before.id {
+                        Ok(after.id)
+                    } else {
+                        Err(Error::Corrupted {
+                            what: format!(
+                                "the lock file {} was replaced while it was being opened; try again",
+                                path.display()
+                            ),
+                        })
+                    }
+                });
+            match checked {
+                Ok(id) => Ok((fd, id)),
+                Err(e) => {
+                    discard(fd);
+                    Err(e)
                 }
-                ProcessLocal::register(after.id, writable, fd)
             }
-        };
+        })?;
         Ok(Self::with_local(Some(path), before.id, writable, local))
     }
 
@@ -326,24 +364,27 @@ impl RecordLock {
             // lock we would share. Open a description of our own through /proc/self/fd, which
             // reaches the same file even if it has no name (or a new one). Another handle of
             // this process may have done so already.
-            let local = match ProcessLocal::find(self.id, self.writable) {
-                Some(local) => local,
-                None => {
-                    let what = self.path.as_deref().unwrap_or(Path::new("/proc/self/fd"));
-                    let fd = lockfile::reopen(&cur.fd, self.writable)
-                        .map_err(|e| open_error(what, e))?;
-                    let id = lockfile::fstat(&fd).map_err(|e| open_error(what, e))?.id;
-                    if id != self.id {
-                        return Err(Error::Corrupted {
-                            what: format!(
-                                "reopening the lock file {} after fork reached another file",
-                                what.display()
-                            ),
-                        });
+            let what = self.path.as_deref().unwrap_or(Path::new("/proc/self/fd"));
+            let parent_fd = cur.lock_fd(self.writable);
+            let local = ProcessLocal::find_or_open(self.id, self.writable, || {
+                let fd =
+                    lockfile::reopen(parent_fd, self.writable).map_err(|e| open_error(what, e))?;
+                match lockfile::fstat(&fd) {
+                    Ok(st) if st.id == self.id => Ok((fd, st.id)),
+                    other => {
+                        discard(fd);
+                        Err(match other {
+                            Err(e) => open_error(what, e),
+                            Ok(_) => Error::Corrupted {
+                                what: format!(
+                                    "reopening the lock file {} after fork reached another file",
+                                    what.display()
+                                ),
+                            },
+                        })
                     }
-                    ProcessLocal::register(id, self.writable, fd)
                 }
-            };
+            })?;
             // The parent's state is dropped here (its descriptor closed with OFD locks, where
             // that cannot release anything: the parent still holds the description).
             *cur = local;
@@ -375,7 +416,7 @@ impl RecordLock {
             // mutex, so that other threads keep their own deadlines meanwhile.
             st.acquiring = true;
             drop(st);
-            let taken = kernel_lock(&local.fd, LockType::Read, wait);
+            let taken = kernel_lock(local.lock_fd(false), LockType::Read, wait);
             st = local.state();
             st.acquiring = false;
             local.notify(&st);
@@ -422,7 +463,7 @@ impl RecordLock {
         drop(st);
         // The kernel wait happens outside the mutex: local readers and writers queue on the
         // condition variable meanwhile.
-        if let Err(e) = kernel_lock(&local.fd, LockType::Write, wait) {
+        if let Err(e) = kernel_lock(local.lock_fd(true), LockType::Write, wait) {
             let mut st = local.state();
             st.writer = false;
             st.writer_thread = None;
@@ -454,7 +495,7 @@ impl Drop for RecordGuard {
         }
         let mut st = self.local.state();
         if self.write {
-            kernel_unlock(&self.local.fd);
+            kernel_unlock(self.local.lock_fd(true));
             st.writer = false;
             st.writer_thread = None;
         } else {
@@ -463,10 +504,19 @@ impl Drop for RecordGuard {
                 st.reader_threads.swap_remove(i);
             }
             if st.readers == 0 {
-                kernel_unlock(&self.local.fd);
+                kernel_unlock(self.local.lock_fd(false));
             }
         }
         self.local.notify(&st);
+    }
+}
+
+/// Gives up a descriptor opened on a path that failed its checks: closed with OFD locks; kept
+/// open with classic locks, because it may name a file this process holds locks on (closing any
+/// descriptor of it would drop them). Reclaimed when the process exits.
+fn discard(fd: OwnedFd) {
+    if flavour() == Flavour::Classic {
+        std::mem::forget(fd);
     }
 }
 
