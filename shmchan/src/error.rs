@@ -257,6 +257,13 @@ pub enum Error {
         /// The table's size, chosen when the queue was created.
         max: usize,
     },
+    /// A broadcast subscriber fell so far behind a publisher in `Overflow::DropOldest` mode that
+    /// messages it had not read were overwritten. Reported once; the next receive continues with
+    /// the oldest message still held.
+    Lagged {
+        /// How many messages this subscriber missed.
+        missed: u64,
+    },
 }
 
 /// The symbolic name of an errno value, e.g. `"EEXIST"`.
@@ -363,6 +370,7 @@ impl Error {
             Error::Os { .. } => "Os",
             Error::InUse { .. } => "InUse",
             Error::TooManyHolders { .. } => "TooManyHolders",
+            Error::Lagged { .. } => "Lagged",
         }
     }
 }
@@ -540,6 +548,10 @@ impl fmt::Display for Error {
             Error::TooManyHolders { side, max } => write!(
                 f,
                 "the queue's {side} table is full ({max} live handles); drop unused handles (after fork, drop the ends a process does not use) or create the queue with more holders"
+            ),
+            Error::Lagged { missed } => write!(
+                f,
+                "this subscriber fell behind and missed {missed} message(s), overwritten by the publisher (Overflow::DropOldest); receiving again continues with the oldest message still held (create the channel with more capacity, or use Overflow::Block, to lose none)"
             ),
         }
     }

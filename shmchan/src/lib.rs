@@ -251,6 +251,16 @@ extern crate self as shmchan;
 pub mod channel;
 pub mod format;
 pub mod mpmc;
+/// Single-producer single-consumer channels: the module [`channel`] under the name that sits
+/// beside [`mpmc`] (both paths name the same items).
+///
+/// ```
+/// let (tx, rx) = shmchan::spsc::channel::<u64>(8)?;
+/// tx.send(7)?;
+/// assert_eq!(rx.recv()?, 7);
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub use channel as spsc;
 #[doc(hidden)]
 pub use sys::tool;
 mod error;

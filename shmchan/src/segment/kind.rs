@@ -22,6 +22,10 @@ pub enum SegmentKind {
     Raw = 3,
     /// A multi-producer multi-consumer queue (`shmchan::mpmc`).
     Mpmc = 4,
+    /// A one-publisher, many-subscriber ring (`shmchan::broadcast`).
+    Broadcast = 5,
+    /// A request-response channel: one server, many clients (`shmchan::rpc`).
+    Rpc = 6,
 }
 
 impl TryFrom<u32> for SegmentKind {
@@ -48,6 +52,8 @@ impl TryFrom<u32> for SegmentKind {
             2 => Ok(SegmentKind::Channel),
             3 => Ok(SegmentKind::Raw),
             4 => Ok(SegmentKind::Mpmc),
+            5 => Ok(SegmentKind::Broadcast),
+            6 => Ok(SegmentKind::Rpc),
             _ => Err(unknown("kind", v)),
         }
     }

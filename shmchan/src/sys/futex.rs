@@ -66,6 +66,101 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
     r.max(0) as usize
 }
 
+/// Why a [`wait_any`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum WaitAnyOutcome {
+    /// Woken, by `FUTEX_WAKE` on the word at this index, by a signal (`None`), or because one
+    /// word no longer held its expected value (`EAGAIN`, `None`): callers re-check everything.
+    Woken(Option<usize>),
+    /// The timeout expired.
+    TimedOut,
+    /// The kernel has no `futex_waitv` (Linux before 5.16, or a seccomp filter refusing it):
+    /// callers fall back to waiting on one word at a time with short timeouts.
+    Unsupported,
+}
+
+/// The most words one [`wait_any`] sleeps on (the kernel's `FUTEX_WAITV_MAX`).
+#[allow(dead_code)]
+pub(crate) const WAITV_MAX: usize = 128;
+
+/// `struct futex_waitv` of `<linux/futex.h>`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: the words are 32 bits (and, without `FUTEX2_PRIVATE`, shared between
+/// processes).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// Sleeps while every `words[i].0` holds `words[i].1`, at most `timeout` (forever when
+/// `None`), with one `futex_waitv` call (Linux 5.16 and later). At most [`WAITV_MAX`] words;
+/// more, or none, is [`WaitAnyOutcome::Woken(None)`](WaitAnyOutcome::Woken) at once.
+// Used by `WaitSet` and the async notifier.
+#[allow(dead_code)]
+pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> WaitAnyOutcome {
+    if words.is_empty() || words.len() > WAITV_MAX {
+        return WaitAnyOutcome::Woken(None);
+    }
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|(w, expected)| FutexWaitv {
+            val: u64::from(*expected),
+            uaddr: w.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    // futex_waitv takes an absolute deadline on the given clock.
+    let deadline = timeout.map(|d| {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a live, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now = Duration::new(
+            now.tv_sec.max(0) as u64,
+            now.tv_nsec.clamp(0, 999_999_999) as u32,
+        );
+        let at = now.saturating_add(d);
+        libc::timespec {
+            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: at.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = deadline
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` is a live array of `waiters.len()` (1..=128) well-formed futex_waitv
+    // entries, each naming a valid aligned u32 borrowed for the duration of the call (the kernel
+    // only reads them); `ts_ptr` is null or points to a live absolute timespec on
+    // CLOCK_MONOTONIC; flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return WaitAnyOutcome::Woken(usize::try_from(r).ok());
+    }
+    match super::Errno::last() {
+        super::Errno::ETIMEDOUT => WaitAnyOutcome::TimedOut,
+        super::Errno::ENOSYS | super::Errno::EPERM => WaitAnyOutcome::Unsupported,
+        // EAGAIN (a word changed), EINTR (signal), anything else: look again.
+        _ => WaitAnyOutcome::Woken(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +183,44 @@ mod tests {
             wait(&w, 0, Some(Duration::from_secs(5))),
             WaitOutcome::Woken
         );
+    }
+
+    #[test]
+    fn wait_any_times_out_and_sees_a_changed_word() {
+        let (a, b) = (AtomicU32::new(0), AtomicU32::new(7));
+        assert_eq!(
+            wait_any(&[(&a, 0), (&b, 7)], Some(Duration::from_millis(5))),
+            WaitAnyOutcome::TimedOut
+        );
+        assert_eq!(
+            wait_any(&[(&a, 0), (&b, 6)], Some(Duration::from_secs(5))),
+            WaitAnyOutcome::Woken(None)
+        );
+    }
+
+    #[test]
+    fn wait_any_names_the_woken_word() {
+        let words = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let w2 = Arc::clone(&words);
+        let t = std::thread::spawn(move || {
+            loop {
+                match wait_any(&[(&w2[0], 0), (&w2[1], 0)], Some(Duration::from_secs(10))) {
+                    WaitAnyOutcome::Woken(Some(i)) => return Some(i),
+                    WaitAnyOutcome::Woken(None) if w2[1].load(Ordering::Acquire) != 0 => {
+                        return None;
+                    }
+                    WaitAnyOutcome::Unsupported => return Some(1),
+                    _ => {}
+                }
+            }
+        });
+        words[1].store(1, Ordering::Release);
+        while !t.is_finished() {
+            wake(&words[1], 1);
+            std::thread::yield_now();
+        }
+        // Woken on word 1 by name, or found it changed before sleeping.
+        assert!(matches!(t.join().unwrap(), Some(1) | None));
     }
 
     #[test]
