@@ -158,3 +158,16 @@ fn clones_of_one_queue_share_a_word() {
     tx.send(1).unwrap();
     assert!(set.wait(LONG).is_ok());
 }
+
+/// Where the kernel has `futex_waitv`, the set uses it (not the fallback).
+#[test]
+fn futex_waitv_is_used_where_available() {
+    let (a, b) = (AtomicU32::new(1), AtomicU32::new(1));
+    match futex::wait_any(&[(&a, 1), (&b, 1)], Some(Duration::from_millis(1))) {
+        WaitAnyOutcome::Unsupported => eprintln!("no futex_waitv here: the fallback is used"),
+        other => {
+            assert_eq!(other, WaitAnyOutcome::TimedOut);
+            assert!(!WAITV_UNSUPPORTED.load(Ordering::Relaxed));
+        }
+    }
+}
