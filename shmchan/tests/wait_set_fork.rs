@@ -8,9 +8,9 @@ mod mpmc_support;
 
 use std::time::{Duration, Instant};
 
-use mpmc_support::{Child, Msg, Signal, child_main, fork, serial};
+use mpmc_support::{Child, Msg, Signal, child_main, fork, leftover_shm, serial};
 use shmchan::channel::LIVENESS_INTERVAL;
-use shmchan::{Error, WaitSet, mpmc, spsc};
+use shmchan::{Error, Key, Segment, WaitSet, mpmc, spsc};
 
 const PER: u64 = 3_000;
 /// Scheduling slack on a loaded machine, on top of the liveness interval.
@@ -275,4 +275,31 @@ fn an_idle_wait_sleeps_waitv() {
 #[test]
 fn an_idle_wait_sleeps_fallback() {
     an_idle_wait_sleeps(true, Duration::from_millis(200));
+}
+
+/// Another process rewrote the queue's indices into impossible values: the set reports the
+/// endpoint ready (at the next liveness check) so that `try_recv` can report the corruption,
+/// instead of sleeping on it for ever.
+#[test]
+fn impossible_indices_make_the_endpoint_ready() {
+    /// Payload word index (8-byte words) of the mpmc `tail`.
+    const TAIL: usize = 16;
+    let name = format!("/shmchan-test-waitset-hostile-{}", std::process::id());
+    let key = Key::name(&name).unwrap();
+    let rx = mpmc::Receiver::<u64>::create(key, 8).unwrap();
+    let tx = mpmc::Sender::<u64>::open(key).unwrap();
+    let seg = Segment::open_any(key, false).unwrap();
+    let mut set = WaitSet::new();
+    let i = set.add(&rx);
+    assert!(set.wait(Some(Duration::from_millis(30))).is_err());
+    let tail = seg.atomic_u64(TAIL).unwrap();
+    let good = tail.swap(1_000_000, std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    assert_eq!(set.wait(Some(Duration::from_secs(10))).unwrap(), i);
+    assert!(t0.elapsed() < LIVENESS_INTERVAL + SLACK);
+    assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
+    tail.store(good, std::sync::atomic::Ordering::Relaxed);
+    drop(set);
+    drop((tx, rx, seg));
+    assert_eq!(leftover_shm("waitset-hostile"), Vec::<String>::new());
 }

@@ -68,6 +68,10 @@ impl<T: ShmSafe> Receiver<T> {
             return true;
         }
         if check_peer {
+            // Impossible constants: `try_` reports them.
+            if self.geometry.check_unchanged(self.header()).is_err() {
+                return true;
+            }
             let _ = self.check_sender();
         }
         self.ring.probe_message() || self.header().sender.0.is_closed()

@@ -73,6 +73,10 @@ impl<T: ShmSafe> Sender<T> {
             return true;
         }
         if check_peer {
+            // Impossible constants: `try_` reports them.
+            if self.geometry.check_unchanged(self.header()).is_err() {
+                return true;
+            }
             let _ = self.check_receiver();
         }
         self.ring.probe_space() || self.header().receiver.0.is_closed()

@@ -64,6 +64,13 @@ impl<T: ShmSafe> Receiver<T> {
         let header = end.queue.header();
         let head = header.head.0.load(std::sync::atomic::Ordering::Acquire);
         let tail = header.tail.0.load(std::sync::atomic::Ordering::Acquire);
+        if liveness
+            && (tail.wrapping_sub(head) > end.queue.capacity()
+                || end.geometry.check_unchanged(header).is_err())
+        {
+            // Impossible indices or constants: `try_recv` reports them.
+            return true;
+        }
         if head != tail {
             // Claimed, not yet published: only a dead sender's slot needs us (a live one
             // wakes us when it publishes).

@@ -59,6 +59,9 @@ impl<T: ShmSafe> Sender<T> {
         if end.peer_disconnected(liveness.then(Instant::now)) {
             return true;
         }
+        if liveness && end.geometry.check_unchanged(end.queue.header()).is_err() {
+            return true; // impossible constants: `try_send` reports them
+        }
         let pos = end
             .queue
             .header()
