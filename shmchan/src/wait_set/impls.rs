@@ -9,7 +9,7 @@
 use std::sync::atomic::AtomicU32;
 
 use super::Waitable;
-use super::sealed::Sealed;
+use super::sealed::{Sealed, Token};
 use crate::{ShmSafe, channel, mpmc};
 
 /// Implements [`Waitable`] for endpoint types generic over `ShmSafe` parameters, forwarding to
@@ -18,12 +18,12 @@ macro_rules! waitable {
     ($(impl<$($g:ident),+> $ty:ty;)*) => {$(
         impl<$($g: ShmSafe),+> Sealed for $ty {
             #[inline]
-            fn wait_set_word(&self) -> &AtomicU32 {
+            fn wait_set_word(&self, _: Token) -> &AtomicU32 {
                 self.wait_word()
             }
 
             #[inline]
-            fn wait_set_ready(&self, liveness: bool) -> bool {
+            fn wait_set_ready(&self, _: Token, liveness: bool) -> bool {
                 <$ty>::wait_set_ready(self, liveness)
             }
         }

@@ -55,7 +55,7 @@ pub(crate) mod sealed {
     /// readiness check; then `impl Waitable for X {}`.
     pub trait Sealed {
         /// The futex word to sleep on (stable while `self` is borrowed).
-        fn wait_set_word(&self) -> &AtomicU32;
+        fn wait_set_word(&self, _: Token) -> &AtomicU32;
 
         /// Whether the endpoint's `try_` operation would now return something or an error:
         /// re-reads the shared state, never consumes anything. With `liveness` (at most once
@@ -64,9 +64,16 @@ pub(crate) mod sealed {
         /// holder (and recovers it). False positives are allowed (the caller's `try_` then
         /// returns nothing and it waits again); a false negative is only allowed until the
         /// next `liveness` check.
-        fn wait_set_ready(&self, liveness: bool) -> bool;
+        fn wait_set_ready(&self, _: Token, liveness: bool) -> bool;
     }
+
+    /// Proof of a call from inside the crate: methods of a supertrait can be called on a
+    /// `dyn Waitable` without naming the trait, but not without a value of this type.
+    #[derive(Clone, Copy)]
+    pub struct Token(pub(crate) ());
 }
+
+use sealed::Token;
 
 /// An endpoint a [`WaitSet`] can wait on: receiving ends of [`spsc`](crate::spsc) and
 /// [`mpmc`](crate::mpmc) channels (ready when a message can be received, or when their peer is
@@ -194,7 +201,7 @@ impl<'a> WaitSet<'a> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn add<W: Waitable>(&mut self, endpoint: &'a W) -> usize {
-        let word = sealed::Sealed::wait_set_word(endpoint);
+        let word = sealed::Sealed::wait_set_word(endpoint, Token(()));
         if !self.words.iter().any(|(w, _)| std::ptr::eq(*w, word)) {
             self.words.push((word, 1));
         }
@@ -236,7 +243,7 @@ impl<'a> WaitSet<'a> {
         self.live -= 1;
         self.words.clear();
         for e in self.endpoints.iter().flatten() {
-            let word = e.wait_set_word();
+            let word = e.wait_set_word(Token(()));
             if !self.words.iter().any(|(w, _)| std::ptr::eq(*w, word)) {
                 self.words.push((word, 1));
             }
@@ -351,7 +358,7 @@ impl<'a> WaitSet<'a> {
             let Some(e) = self.endpoints[i] else {
                 continue;
             };
-            if e.wait_set_ready(liveness) {
+            if e.wait_set_ready(Token(()), liveness) {
                 found.get_or_insert(i);
                 if !liveness {
                     break;
