@@ -147,6 +147,9 @@ pub struct WaitSet<'a> {
     /// Which word (or group of words) the fallback sleeps on next.
     next_group: usize,
     last_liveness: Option<Instant>,
+    /// How often the liveness checks run ([`LIVENESS_INTERVAL`]; longer in tests that must
+    /// see a wake-up arrive without them).
+    liveness_every: Duration,
     force_fallback: bool,
 }
 
@@ -182,6 +185,7 @@ impl<'a> WaitSet<'a> {
             next: 0,
             next_group: 0,
             last_liveness: None,
+            liveness_every: LIVENESS_INTERVAL,
             force_fallback: false,
         }
     }
@@ -311,7 +315,7 @@ impl<'a> WaitSet<'a> {
             let now = Instant::now();
             let liveness = self
                 .last_liveness
-                .is_none_or(|t| now.saturating_duration_since(t) >= LIVENESS_INTERVAL);
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.liveness_every);
             if liveness {
                 self.last_liveness = Some(now);
             }
@@ -333,7 +337,7 @@ impl<'a> WaitSet<'a> {
                 return Ok(i);
             }
             let since = self.last_liveness.map_or(Duration::ZERO, |t| t.elapsed());
-            let mut sleep = LIVENESS_INTERVAL.saturating_sub(since);
+            let mut sleep = self.liveness_every.saturating_sub(since);
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {

@@ -96,8 +96,8 @@ fn senders_are_ready_when_there_is_room() {
 }
 
 /// A thread sends on one endpoint while the set sleeps: it must be woken (by futex_waitv, or
-/// by the fallback's round robin) long before the liveness interval would have found it, for
-/// every position of the woken endpoint.
+/// within a slice of the fallback's round robin), not by a liveness check (made an hour apart
+/// here, so a lost wake-up would end in a timeout), for every position of the woken endpoint.
 #[test]
 fn a_sleeping_set_is_woken_by_a_send() {
     for fallback in [false, true] {
@@ -117,11 +117,16 @@ fn a_sleeping_set_is_woken_by_a_send() {
             });
             let mut set = WaitSet::new();
             set.__force_fallback(fallback);
+            set.liveness_every = Duration::from_secs(3600);
             for rx in &rxs {
                 set.add(rx);
             }
+            // The first wait runs the liveness checks at once; later ones only after an hour.
+            assert!(set.wait(Some(Duration::ZERO)).is_err());
             go_tx.send(()).unwrap();
+            let t0 = Instant::now();
             assert_eq!(set.wait(LONG).unwrap(), target);
+            assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
             assert_eq!(rxs[target].try_recv().unwrap(), Some(42));
             drop(t.join().unwrap());
         }
