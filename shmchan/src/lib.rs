@@ -251,6 +251,7 @@ extern crate self as shmchan;
 pub mod channel;
 pub mod format;
 pub mod mpmc;
+pub mod rpc;
 /// Single-producer single-consumer channels: the module [`channel`] under the name that sits
 /// beside [`mpmc`] (both paths name the same items).
 ///
