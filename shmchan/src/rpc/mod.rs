@@ -148,3 +148,6 @@ fn ends<Req: ShmSafe, Resp: ShmSafe>(
         Client::attach(tx, slots),
     )
 }
+
+#[cfg(test)]
+mod tests;
