@@ -19,7 +19,7 @@
 //! one writes at a time, and a reply to an older call can never overwrite a newer one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use super::layout::{Counters, RpcGeometry, RpcHeader, SlotHeader};
 use crate::ShmSafe;
