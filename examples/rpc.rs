@@ -198,7 +198,11 @@ fn run_demo(calls: u64) -> Result<(), Box<dyn std::error::Error>> {
     drop(c);
     drain(&mut server_out);
     let server_ok = server.wait()?.success();
-    println!("{} calls by 3 clients in {:?}", 3 * calls, t0.elapsed());
+    println!(
+        "{} calls by 3 clients (and a few by the killed one) in {:?}",
+        3 * calls,
+        t0.elapsed()
+    );
     if !failed.is_empty() || !server_ok {
         return Err(format!("clients {failed:?} failed, server ok: {server_ok}").into());
     }
