@@ -523,11 +523,10 @@ mod tests {
             let (mut b, h) = valid();
             let keep_meta = round % 2 == 0;
             for (i, byte) in b.iter_mut().enumerate().skip(256) {
-                let in_meta = i < 256 + 96 || (i >= 512 && i < 512 + 64);
-                if !(keep_meta && in_meta) || next() % 16 == 0 {
-                    if next() % 4 == 0 || !keep_meta {
-                        *byte = next() as u8;
-                    }
+                let in_meta = i < 256 + 96 || (512..512 + 64).contains(&i);
+                if (!(keep_meta && in_meta) || next() % 16 == 0) && (next() % 4 == 0 || !keep_meta)
+                {
+                    *byte = next() as u8;
                 }
             }
             if let Ok(st) = RpcState::read(&b, &h) {

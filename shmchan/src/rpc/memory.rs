@@ -40,9 +40,7 @@ fn embed(segment: Segment) -> Arc<QueueMemory> {
 }
 
 /// A fresh anonymous channel (shared with children forked afterwards).
-pub(crate) fn anonymous<Req: ShmSafe, Resp: ShmSafe>(
-    geometry: &RpcGeometry,
-) -> Result<Arc<QueueMemory>> {
+pub(crate) fn anonymous<Req: ShmSafe>(geometry: &RpcGeometry) -> Result<Arc<QueueMemory>> {
     let len = total_len(geometry)?;
     let segment = Segment::anonymous(&spec::<Req>(geometry, len, 0o600), |base| {
         // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
@@ -52,7 +50,7 @@ pub(crate) fn anonymous<Req: ShmSafe, Resp: ShmSafe>(
 }
 
 /// Creates the keyed channel exclusively.
-pub(crate) fn create<Req: ShmSafe, Resp: ShmSafe>(
+pub(crate) fn create<Req: ShmSafe>(
     key: Key,
     geometry: &RpcGeometry,
     mode: u32,

@@ -131,7 +131,7 @@ pub fn channel_with_clients<Req: ShmSafe, Resp: ShmSafe>(
     max_clients: usize,
 ) -> Result<(Server<Req, Resp>, Client<Req, Resp>)> {
     let geometry = RpcGeometry::for_types::<Req, Resp>(capacity, max_clients)?;
-    let memory = memory::anonymous::<Req, Resp>(&geometry)?;
+    let memory = memory::anonymous::<Req>(&geometry)?;
     Ok(ends(memory, geometry))
 }
 

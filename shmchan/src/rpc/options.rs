@@ -110,7 +110,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> RpcOptions<Req, Resp> {
     /// ```
     pub fn create(self, key: Key) -> Result<Server<Req, Resp>> {
         let geometry = RpcGeometry::for_types::<Req, Resp>(self.capacity, self.max_clients)?;
-        let memory = super::memory::create::<Req, Resp>(key, &geometry, self.mode)?;
+        let memory = super::memory::create::<Req>(key, &geometry, self.mode)?;
         super::keyed::server(memory, geometry)
     }
 

@@ -11,7 +11,7 @@ use crate::{Error, Key, Segment};
 
 fn slots() -> Slots {
     let g = RpcGeometry::for_types::<[u64; 3], [u64; 2]>(8, 4).unwrap();
-    Slots::new(memory::anonymous::<[u64; 3], [u64; 2]>(&g).unwrap(), g)
+    Slots::new(memory::anonymous::<[u64; 3]>(&g).unwrap(), g)
 }
 
 #[test]

@@ -7,7 +7,8 @@
 #[path = "../mpmc_support/mod.rs"]
 mod mpmc_support;
 
-pub use mpmc_support::{Child, SharedCounters, child_main, fork, leftover_shm, serial};
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use mpmc_support::{Child, child_main, fork, leftover_shm, serial};
 
 use std::os::fd::RawFd;
 use std::time::Duration;
