@@ -1,6 +1,7 @@
 //! Request-response between separate processes, found by name: one server process, several
 //! client processes calling it at once, one client SIGKILLed mid-run whose slot a later client
-//! takes over (the server allows only 3 clients at a time), and a clean shutdown. Every
+//! takes over (the server allows only 4 clients at a time, the launcher being one), and a clean
+//! shutdown. Every
 //! process is this program re-executed with a role; each client checks that every answer is
 //! the answer to its own question. Exits non-zero if anything went wrong.
 //!
@@ -9,7 +10,7 @@
 //! cargo run --example rpc -- --calls 50000
 //! ```
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ struct Answer {
 
 const ASK: u32 = 0;
 const SHUTDOWN: u32 = 1;
-const MAX_CLIENTS: usize = 3;
+const MAX_CLIENTS: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn expected(q: &Question) -> Answer {
@@ -63,10 +64,11 @@ fn serve(name: &str) -> shmchan::Result<()> {
     loop {
         let (q, replier) = match server.recv_timeout(Duration::from_secs(30)) {
             Ok(r) => r,
-            // Between clients a keyed server has none: keep waiting for the next one.
+            // The launcher stays connected until it has sent the shutdown: if every client is
+            // gone, it died.
             Err(Error::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
+                eprintln!("server: every client left without a shutdown");
+                break;
             }
             Err(e) => return Err(e),
         };
@@ -100,9 +102,11 @@ fn connect(name: &str) -> shmchan::Result<rpc::Client<Question, Answer>> {
     }
 }
 
-/// A client process: `calls` questions, each answer checked; prints "first" after the first.
-fn client(name: &str, id: u32, calls: u64) -> shmchan::Result<bool> {
+/// A client process: prints its slot, then asks `calls` questions, each answer checked
+/// (prints "first" after the first); with `hold`, keeps its slot until a line on stdin.
+fn client(name: &str, id: u32, calls: u64, hold: bool) -> shmchan::Result<bool> {
     let c = connect(name)?;
+    println!("slot {}", c.slot()?);
     let mut ok = true;
     for i in 0..calls {
         let q = Question {
@@ -120,91 +124,129 @@ fn client(name: &str, id: u32, calls: u64) -> shmchan::Result<bool> {
             println!("first");
         }
     }
-    println!("client {id}: {calls} calls answered, slot {}", c.slot()?);
+    println!("client {id}: {calls} calls answered, every answer its own");
+    if hold {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
     Ok(ok)
 }
 
-fn spawn(args: &[&str]) -> std::io::Result<(Child, BufReader<ChildStdout>)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let out = child
-        .stdout
-        .take()
-        .map(BufReader::new)
-        .ok_or_else(|| std::io::Error::other("the child's stdout was not captured"))?;
-    Ok((child, out))
+/// A child process with piped stdin and stdout.
+struct Proc {
+    child: Child,
+    out: BufReader<ChildStdout>,
 }
 
-/// Reads lines from a child until one equals `want`.
-fn expect_line(out: &mut BufReader<ChildStdout>, want: &str) -> Result<(), String> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match out.read_line(&mut line) {
-            Ok(0) => return Err(format!("the child exited before saying {want:?}")),
-            Ok(_) if line.trim_end() == want => return Ok(()),
-            Ok(_) => print!("{line}"),
-            Err(e) => return Err(e.to_string()),
+impl Proc {
+    fn spawn(args: &[&str]) -> std::io::Result<Proc> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let out = child
+            .stdout
+            .take()
+            .map(BufReader::new)
+            .ok_or_else(|| std::io::Error::other("the child's stdout was not captured"))?;
+        Ok(Proc { child, out })
+    }
+
+    /// The next line (without its newline).
+    fn line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.out.read_line(&mut line) {
+            Ok(0) => Err("the child exited early".into()),
+            Ok(_) => Ok(line.trim_end().to_owned()),
+            Err(e) => Err(e.to_string()),
         }
     }
-}
 
-fn drain(out: &mut BufReader<ChildStdout>) {
-    let mut line = String::new();
-    while out.read_line(&mut line).is_ok_and(|n| n > 0) {
-        if line.trim_end() != "first" {
-            print!("{line}");
+    /// Reads lines until one equals `want`, printing the others.
+    fn expect(&mut self, want: &str) -> Result<(), String> {
+        loop {
+            let l = self.line()?;
+            if l == want {
+                return Ok(());
+            }
+            println!("{l}");
         }
-        line.clear();
+    }
+
+    /// The slot the client reported.
+    fn slot(&mut self) -> Result<String, String> {
+        let l = self.line()?;
+        l.strip_prefix("slot ")
+            .map(str::to_owned)
+            .ok_or_else(|| format!("expected the client's slot, got {l:?}"))
+    }
+
+    /// Lets a holding client go, prints the rest of its output and waits for it.
+    fn finish(mut self) -> std::io::Result<bool> {
+        if let Some(mut input) = self.child.stdin.take() {
+            let _ = input.write_all(b"\n");
+        }
+        let mut line = String::new();
+        while self.out.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.trim_end() != "first" {
+                print!("{line}");
+            }
+            line.clear();
+        }
+        Ok(self.child.wait()?.success())
     }
 }
 
 fn run_demo(calls: u64) -> Result<(), Box<dyn std::error::Error>> {
     let name = format!("/shmchan-example-rpc-{}", std::process::id());
-    let (mut server, mut server_out) = spawn(&["--serve", &name])?;
-    expect_line(&mut server_out, "ready")?;
+    let mut server = Proc::spawn(&["--serve", &name])?;
+    server.expect("ready")?;
+    // The launcher is a client too, from start to end: it sends the shutdown.
+    let control = connect(&name)?;
     let t0 = Instant::now();
     let calls_arg = calls.to_string();
-    // Two steady clients and one that is killed after its first answer.
+    // Two steady clients that keep their slots to the end, and one killed after its first
+    // answer: the table (4 slots) is then full but for the dead client's.
     let mut steady = Vec::new();
     for id in ["1", "2"] {
-        steady.push(spawn(&["--client", &name, id, &calls_arg])?);
+        let mut p = Proc::spawn(&["--client", &name, id, &calls_arg, "--hold"])?;
+        p.slot()?;
+        steady.push(p);
     }
-    let (mut doomed, mut doomed_out) = spawn(&["--client", &name, "3", "100000000"])?;
-    expect_line(&mut doomed_out, "first")?;
-    doomed.kill()?; // SIGKILL, possibly in the middle of a call
-    doomed.wait()?;
-    println!("client 3 killed mid-run");
-    // The table is full (3 slots) until the dead client's slot is reclaimed.
-    steady.push(spawn(&["--client", &name, "4", &calls_arg])?);
-    let mut failed = Vec::new();
-    for (i, (child, out)) in steady.iter_mut().enumerate() {
-        drain(out);
-        if !child.wait()?.success() {
-            failed.push(i);
-        }
+    let mut doomed = Proc::spawn(&["--client", &name, "3", "100000000"])?;
+    let doomed_slot = doomed.slot()?;
+    doomed.expect("first")?;
+    doomed.child.kill()?; // SIGKILL, possibly in the middle of a call
+    doomed.child.wait()?;
+    println!("client 3 (slot {doomed_slot}) killed mid-run");
+    let mut late = Proc::spawn(&["--client", &name, "4", &calls_arg])?;
+    let late_slot = late.slot()?;
+    println!("client 4 connected in slot {late_slot}");
+    let mut ok = late_slot == doomed_slot;
+    ok &= late.finish()?;
+    for p in steady {
+        ok &= p.finish()?;
     }
     // Shut the server down through the channel itself.
-    let c = connect(&name)?;
-    c.call(
+    control.call(
         Question {
             op: SHUTDOWN,
             ..Question::default()
         },
         TIMEOUT,
     )?;
-    drop(c);
-    drain(&mut server_out);
-    let server_ok = server.wait()?.success();
+    drop(control);
+    ok &= server.finish()?;
     println!(
         "{} calls by 3 clients (and a few by the killed one) in {:?}",
         3 * calls,
         t0.elapsed()
     );
-    if !failed.is_empty() || !server_ok {
-        return Err(format!("clients {failed:?} failed, server ok: {server_ok}").into());
+    if !ok {
+        return Err(
+            "a client or the server failed, or the killed client's slot was not reused".into(),
+        );
     }
     Ok(())
 }
@@ -223,7 +265,7 @@ fn main() {
         "--client" => {
             let id = arg(2).parse().unwrap_or(0);
             let calls = arg(3).parse().unwrap_or(1);
-            match client(arg(1), id, calls) {
+            match client(arg(1), id, calls, arg(4) == "--hold") {
                 Ok(true) => 0,
                 Ok(false) => 2,
                 Err(e) => {

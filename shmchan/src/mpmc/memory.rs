@@ -93,9 +93,9 @@ impl QueueMemory {
     /// The queue header at the start of the queue.
     pub(crate) fn header(&self) -> &MpmcHeader {
         // SAFETY: the queue's base is 128-aligned and at least a header long (anonymous and
-        // created queues are sized by their geometry; opened ones are checked in `open`, embedded
-        // ones by their embedder). The header is
-        // only atomics, so any bytes another process wrote there are valid.
+        // created queues are sized by their geometry; opened ones are checked in `open`,
+        // embedded ones by their embedder). The header is only atomics, so any bytes another
+        // process wrote there are valid.
         unsafe { &*(self.base() as *const MpmcHeader) }
     }
 

@@ -16,7 +16,9 @@ use crate::{Error, Result, ShmSafe};
 /// Create one with [`channel`](super::channel()) (anonymous, before `fork`), [`Server::create`]
 /// (keyed) or [`Server::options`]. A copy carried into a child by `fork` serves too: each
 /// request goes to exactly one of the processes that hold a server (a pool of forked server
-/// workers). Clients see [`Error::Disconnected`] once every server handle is gone. It may move
+/// workers). Clients see [`Error::Disconnected`] once every server handle is gone; a child
+/// forked while this process holds a server counts as one until it drops its copy or exits, so
+/// children that only call should drop theirs (or be forked before the server exists). It may move
 /// between threads (`Send`) but not be shared by them (not `Sync`); a [`Replier`] may be sent
 /// to another thread to answer there.
 ///
