@@ -164,3 +164,119 @@ fn a_stopped_server_is_waited_for_and_named_never_declared_dead() {
     drop(client);
     assert_eq!(server_proc.wait(), 0);
 }
+
+#[test]
+fn a_client_killed_while_queueing_its_request_is_recovered_and_its_slot_reused() {
+    let _g = serial();
+    let name = posix_name("claim");
+    let key = Key::name(&name).unwrap();
+    let server = rpc::Server::<Req, Resp>::options()
+        .capacity(4)
+        .max_clients(1)
+        .create(key)
+        .unwrap();
+    let claimed = Pipe::new();
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            let Ok(c) = rpc::Client::<Req, Resp>::connect(key) else {
+                return 10;
+            };
+            // Claims a queue position, then stops before writing and publishing the token.
+            let _ = c.__call_with_hook(Req::new(1, 1), LONG, || {
+                claimed.send(1);
+                park()
+            });
+            11
+        })
+    };
+    assert_eq!(claimed.wait(), 1);
+    assert_eq!(child.kill(), 128 + libc::SIGKILL);
+    // The dead client still names the position it claimed: its slot is not free yet.
+    assert!(matches!(
+        rpc::Client::<Req, Resp>::connect(key),
+        Err(Error::TooManyHolders { side: "client", .. })
+    ));
+    // The server, waiting on that position, skips it once it has waited LIVENESS_INTERVAL;
+    // then the queue is empty and its only client dead.
+    let t0 = Instant::now();
+    assert!(matches!(
+        server.recv_timeout(LONG),
+        Err(Error::Disconnected)
+    ));
+    assert_eq!(server.recovered(), 1, "after {:?}", t0.elapsed());
+    let client = rpc::Client::<Req, Resp>::connect(key).expect("the slot is free again");
+    let worker = std::thread::spawn(move || {
+        let (req, replier) = server.recv_timeout(LONG)?;
+        replier.reply(answer(&req))?;
+        Ok::<_, Error>(server)
+    });
+    let mine = Req::new(2, 1);
+    assert_eq!(client.call(mine, LONG).unwrap(), answer(&mine));
+    drop((client, worker.join().unwrap().unwrap()));
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
+}
+
+#[test]
+fn a_restarted_server_takes_over_and_connected_clients_call_it() {
+    let _g = serial();
+    let name = posix_name("restart");
+    let key = Key::name(&name).unwrap();
+    let ready = Pipe::new();
+    // The first server creates the channel by name and is killed; the second opens it.
+    let serve = |create: bool| -> i32 {
+        let server = if create {
+            rpc::Server::<Req, Resp>::create(key, 8)
+        } else {
+            rpc::Server::<Req, Resp>::open(key)
+        };
+        let Ok(server) = server else {
+            return 10;
+        };
+        ready.send(1);
+        loop {
+            match server.recv_timeout(LONG) {
+                Ok((req, replier)) => replier.reply(answer(&req)).unwrap(),
+                Err(Error::Disconnected) => return 0,
+                Err(_) => return 11,
+            }
+        }
+    };
+    let Some(mut first) = fork() else {
+        child_main(|| serve(true))
+    };
+    ready.wait();
+    let mut client = Some(rpc::Client::<Req, Resp>::connect(key).unwrap());
+    let c = client.as_ref().unwrap();
+    let req = Req::new(1, 1);
+    assert_eq!(c.call(req, LONG).unwrap(), answer(&req));
+    assert_eq!(first.kill(), 128 + libc::SIGKILL);
+    assert!(matches!(
+        c.call(Req::new(1, 2), LONG),
+        Err(Error::Disconnected)
+    ));
+    let Some(mut second) = fork() else {
+        child_main(|| {
+            // The inherited client copy would count as a client of this server's own.
+            drop(client.take());
+            serve(false)
+        })
+    };
+    ready.wait();
+    let c = client.as_ref().unwrap();
+    let req = Req::new(1, 3);
+    assert_eq!(c.call(req, LONG).unwrap(), answer(&req));
+    assert!(!c.is_disconnected());
+    drop(client);
+    assert_eq!(second.wait(), 0);
+    // The killed creator could not remove its segment: the test does.
+    Segment::open_any(key, false).unwrap().remove().unwrap();
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::slots::{Slots, token};
-use crate::channel::SendTimeoutError;
 use crate::channel::wait::{self, WaitStrategy};
+use crate::channel::{SendTimeoutError, TrySendError};
 use crate::mpmc;
 use crate::mpmc::layout::{Entry, corrupted};
 use crate::{Error, Result, ShmSafe};
@@ -114,6 +114,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn call(&self, req: Req, timeout: Duration) -> Result<Resp> {
+        self.call_with(req, timeout, || {})
+    }
+
+    /// Test hook: calls like [`call`](Client::call), running `claimed` after the request
+    /// queue position is claimed and before the token is written and published. Not public
+    /// API.
+    #[doc(hidden)]
+    pub fn __call_with_hook(
+        &self,
+        req: Req,
+        timeout: Duration,
+        claimed: impl FnOnce(),
+    ) -> Result<Resp> {
+        self.call_with(req, timeout, claimed)
+    }
+
+    fn call_with(&self, req: Req, timeout: Duration, claimed: impl FnOnce()) -> Result<Resp> {
         let start = Instant::now();
         let deadline = start.checked_add(timeout);
         let index = self.slot_index()?;
@@ -127,15 +144,21 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             .ok_or_else(|| corrupted("rpc client slot outside the channel"))?;
         let call = slots.next_call(slot);
         slots.write_request(index, call, &req);
-        let sent = match deadline {
-            Some(d) => self.tx.send_timeout(
-                token(index, call),
-                d.saturating_duration_since(Instant::now()),
-            ),
-            None => self.tx.send(token(index, call)).map_err(|e| match e {
-                Error::Disconnected => SendTimeoutError::Disconnected(0),
-                other => SendTimeoutError::Failed(other),
-            }),
+        // One attempt without blocking (what `send_timeout` starts with anyway), then wait for
+        // room if the queue is full.
+        let sent = match self.tx.__try_send_with_hook(token(index, call), claimed) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(t)) => match deadline {
+                Some(d) => self
+                    .tx
+                    .send_timeout(t, d.saturating_duration_since(Instant::now())),
+                None => self.tx.send(t).map_err(|e| match e {
+                    Error::Disconnected => SendTimeoutError::Disconnected(t),
+                    other => SendTimeoutError::Failed(other),
+                }),
+            },
+            Err(TrySendError::Disconnected(t)) => Err(SendTimeoutError::Disconnected(t)),
+            Err(TrySendError::Failed(e)) => Err(SendTimeoutError::Failed(e)),
         };
         match sent {
             Ok(()) => {}

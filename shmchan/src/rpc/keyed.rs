@@ -54,6 +54,47 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         Server::options().capacity(capacity).create(key)
     }
 
+    /// Opens an existing keyed channel as one more server: a server restarted after its
+    /// predecessor died (or left) takes over the same name, and connected clients simply call
+    /// it (a call that was waiting on the dead server got `Disconnected`; the next one is
+    /// answered). Several server processes may serve one channel; each request goes to one.
+    ///
+    /// An opening server does not remove the segment when it leaves (the creator's rules
+    /// apply); a segment whose creator was killed is reclaimed with `shmchan rm --stale` or
+    /// [`Segment::remove`](crate::Segment::remove).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::connect`], with the server table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{Key, rpc};
+    ///
+    /// let key = Key::name(&format!("/shmchan-doc-rpc-open-{}", std::process::id()))?;
+    /// let first = rpc::Server::<u64, u64>::create(key, 8)?;
+    /// let client = rpc::Client::<u64, u64>::connect(key)?;
+    /// let second = rpc::Server::<u64, u64>::open(key)?; // e.g. a restarted server process
+    /// drop(first);
+    /// let caller = std::thread::spawn(move || client.call(4, Duration::from_secs(5)));
+    /// let (n, replier) = second.recv()?;
+    /// replier.reply(n + 1)?;
+    /// assert_eq!(caller.join().unwrap()?, 5);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn open(key: Key) -> Result<Server<Req, Resp>> {
+        let (memory, geometry) = super::memory::open::<Req, Resp>(key)?;
+        server(memory, geometry).map_err(|e| match e {
+            crate::Error::TooManyHolders { max, .. } => crate::Error::TooManyHolders {
+                side: "server",
+                max,
+            },
+            other => other,
+        })
+    }
+
     /// Options for a new channel: capacity, client table size, permission mode.
     ///
     /// # Examples

@@ -26,6 +26,8 @@
 //! - A **server killed** (or dropped) makes every waiting and every later `call` return
 //!   [`Error::Disconnected`](crate::Error::Disconnected): at once after a drop, within
 //!   [`LIVENESS_INTERVAL`] (plus a `/proc` read) after a death.
+//! - A server may be **restarted**: [`Server::open`] attaches a new server process to an
+//!   existing keyed channel, and connected clients' next calls are answered by it.
 //! - [`Server::recv`] returns `Disconnected` once no request is queued and every client handle
 //!   is gone; a keyed server may keep receiving, for clients that connect later.
 //! - A call that times out ([`Error::Timeout`](crate::Error::Timeout)) gives its request up: a
