@@ -44,10 +44,6 @@ pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
     _types: std::marker::PhantomData<fn(Req) -> Resp>,
 }
 
-// SAFETY: a `Client` is one client handle (one slot); moving it to another thread moves that
-// role with it. Its `Cell`s make it `!Sync`, so two threads never use one handle at once.
-unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Client<Req, Resp> {}
-
 /// The table is the queue's producer table: say "client" in the error.
 fn client_side(e: Error) -> Error {
     match e {

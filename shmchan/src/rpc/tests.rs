@@ -156,3 +156,11 @@ fn server_recv_disconnects_after_the_last_client_and_calls_after_the_server() {
         Err(Error::Disconnected)
     ));
 }
+
+#[test]
+fn ends_and_repliers_can_move_between_threads() {
+    fn is_send<T: Send>() {}
+    is_send::<Server<u8, u8>>();
+    is_send::<Client<u8, u8>>();
+    is_send::<super::Replier<u8>>();
+}
