@@ -280,3 +280,106 @@ fn a_restarted_server_takes_over_and_connected_clients_call_it() {
         "segment leaked"
     );
 }
+
+#[test]
+fn clients_killed_under_load_never_cross_answers_and_their_slots_are_reused() {
+    let _g = serial();
+    const LIVE: usize = 3;
+    const GENERATIONS: u64 = 12;
+    let name = posix_name("churn");
+    let key = Key::name(&name).unwrap();
+    let ready = Pipe::new();
+    let Some(mut server_proc) = fork() else {
+        child_main(|| {
+            let Ok(server) = rpc::Server::<Req, Resp>::options()
+                .capacity(4)
+                .max_clients(LIVE + 1)
+                .create(key)
+            else {
+                return 10;
+            };
+            ready.send(1);
+            loop {
+                match server.recv_timeout(LONG) {
+                    Ok((req, replier)) => replier.reply(answer(&req)).unwrap(),
+                    // The test's control client leaves last.
+                    Err(Error::Disconnected) => return 0,
+                    Err(_) => return 11,
+                }
+            }
+        })
+    };
+    ready.wait();
+    // Held to the end, so the server only sees "no clients" when the test is done. With it and
+    // LIVE clients the table is full: every new client must take a killed one's slot.
+    let mut control = Some(rpc::Client::<Req, Resp>::connect(key).unwrap());
+    let spawn = |id: u64, control: &mut Option<rpc::Client<Req, Resp>>, progress: &Pipe| {
+        match fork() {
+            None => child_main(|| {
+                drop(control.take());
+                let t0 = Instant::now();
+                let c = loop {
+                    match rpc::Client::<Req, Resp>::connect(key) {
+                        Ok(c) => break c,
+                        // A killed client's slot frees once the server skipped the queue
+                        // position it may have been claiming.
+                        Err(Error::TooManyHolders { .. }) if t0.elapsed() < LONG => {
+                            std::thread::yield_now()
+                        }
+                        Err(_) => return 20,
+                    }
+                };
+                for seq in 0.. {
+                    let req = Req::new(id, seq);
+                    match c.call(req, LONG) {
+                        Ok(r) if r == answer(&req) => {}
+                        Ok(_) => {
+                            progress.send(b'X');
+                            return 2;
+                        }
+                        Err(_) => {
+                            progress.send(b'E');
+                            return 3;
+                        }
+                    }
+                    if seq == 50 {
+                        progress.send(b'o');
+                    }
+                }
+                0
+            }),
+            Some(child) => child,
+        }
+    };
+    let mut live: Vec<(Child, Pipe)> = Vec::new();
+    for id in 0..LIVE as u64 {
+        let p = Pipe::new();
+        live.push((spawn(id, &mut control, &p), p));
+    }
+    for generation in 0..GENERATIONS {
+        // Kill the oldest once it has made progress; start a new one in its place.
+        let (mut child, progress) = live.remove(0);
+        assert_eq!(
+            progress.wait(),
+            b'o',
+            "generation {generation}: a client saw a wrong answer or an error"
+        );
+        assert_eq!(child.kill(), 128 + libc::SIGKILL);
+        let p = Pipe::new();
+        live.push((spawn(LIVE as u64 + generation, &mut control, &p), p));
+    }
+    for (mut child, progress) in live {
+        assert_eq!(progress.wait(), b'o');
+        child.kill();
+    }
+    let c = control.as_ref().unwrap();
+    let req = Req::new(999, 0);
+    assert_eq!(c.call(req, LONG).unwrap(), answer(&req));
+    drop(control);
+    assert_eq!(server_proc.wait(), 0, "server process failed");
+    assert_eq!(
+        leftover_shm(&name[1..]),
+        Vec::<String>::new(),
+        "segment leaked"
+    );
+}
