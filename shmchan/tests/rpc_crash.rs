@@ -7,7 +7,8 @@ mod rpc_support;
 use std::time::{Duration, Instant};
 
 use rpc_support::{
-    Child, Pipe, Req, Resp, answer, child_main, fork, leftover_shm, park, posix_name, serial,
+    Child, Pipe, RemoveOnDrop, Req, Resp, answer, child_main, fork, leftover_shm, park, posix_name,
+    serial,
 };
 use shmchan::format::liveness::Liveness;
 use shmchan::format::rpc::RpcState;
@@ -226,15 +227,7 @@ fn a_restarted_server_takes_over_and_connected_clients_call_it() {
     let name = posix_name("restart");
     let key = Key::name(&name).unwrap();
     // The killed creator cannot remove its segment: this does, even if an assertion fails.
-    struct Remove(Key);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            if let Ok(seg) = Segment::open_any(self.0, false) {
-                let _ = seg.remove();
-            }
-        }
-    }
-    let remove = Remove(key);
+    let remove = RemoveOnDrop(key);
     let ready = Pipe::new();
     // The first server creates the channel by name and is killed; the second opens it.
     let serve = |create: bool| -> i32 {
@@ -297,6 +290,9 @@ fn clients_killed_under_load_never_cross_answers_and_their_slots_are_reused() {
     const GENERATIONS: u64 = 12;
     let name = posix_name("churn");
     let key = Key::name(&name).unwrap();
+    // The server process creates the segment; if the test fails it is killed, and this removes
+    // the segment.
+    let _remove = RemoveOnDrop(key);
     let ready = Pipe::new();
     let Some(mut server_proc) = fork() else {
         child_main(|| {

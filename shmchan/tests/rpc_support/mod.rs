@@ -123,3 +123,15 @@ pub fn park() -> ! {
 pub fn posix_name(tag: &str) -> String {
     format!("/shmchan-test-rpc-{tag}-{}", std::process::id())
 }
+
+/// Removes the segment of a key when dropped (a segment whose creating process was killed is
+/// not removed by it).
+pub struct RemoveOnDrop(pub shmchan::Key);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Ok(seg) = shmchan::Segment::open_any(self.0, false) {
+            let _ = seg.remove();
+        }
+    }
+}
