@@ -79,9 +79,14 @@ impl QueueMemory {
         Ok((memory, geometry))
     }
 
-    /// A queue embedded `offset` bytes into `segment`'s payload (the caller initialised or
-    /// validated it there, and checked that `offset` is a multiple of 128 within the payload).
-    pub(crate) fn embedded(segment: Segment, offset: usize) -> QueueMemory {
+    /// A queue embedded `offset` bytes into `segment`'s payload.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must be a multiple of 128, and the payload must hold at least an mpmc header
+    /// from `offset` on (the caller initialised or validated a queue there): [`Self::header`]
+    /// relies on it.
+    pub(crate) unsafe fn embedded(segment: Segment, offset: usize) -> QueueMemory {
         QueueMemory { segment, offset }
     }
 

@@ -35,8 +35,16 @@ fn spec<Req: ShmSafe>(geometry: &RpcGeometry, len: usize, mode: u32) -> SegmentS
     spec
 }
 
-fn embed(segment: Segment) -> Arc<QueueMemory> {
-    Arc::new(QueueMemory::embedded(segment, QUEUE_OFFSET as usize))
+/// The request queue of a channel initialised or validated in `segment`.
+///
+/// # Safety
+///
+/// The payload must hold an rpc channel initialised by `RpcGeometry::init` or checked by
+/// `RpcGeometry::validate` and `Geometry::validate` (so an mpmc header lies at `QUEUE_OFFSET`,
+/// a multiple of 128).
+unsafe fn embed(segment: Segment) -> Arc<QueueMemory> {
+    // SAFETY: forwarded to the caller.
+    Arc::new(unsafe { QueueMemory::embedded(segment, QUEUE_OFFSET as usize) })
 }
 
 /// A fresh anonymous channel (shared with children forked afterwards).
@@ -46,7 +54,8 @@ pub(crate) fn anonymous<Req: ShmSafe>(geometry: &RpcGeometry) -> Result<Arc<Queu
         // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
         unsafe { geometry.init(base) }
     })?;
-    Ok(embed(segment))
+    // SAFETY: just initialised for `geometry` (a payload of its `total_len`).
+    Ok(unsafe { embed(segment) })
 }
 
 /// Creates the keyed channel exclusively.
@@ -60,7 +69,8 @@ pub(crate) fn create<Req: ShmSafe>(
         // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
         unsafe { geometry.init(base) }
     })?;
-    Ok(embed(segment))
+    // SAFETY: just initialised for `geometry` (a payload of its `total_len`).
+    Ok(unsafe { embed(segment) })
 }
 
 /// Opens an existing keyed rpc channel for `Req` and `Resp` and validates it (its header, its
@@ -99,5 +109,6 @@ pub(crate) fn open<Req: ShmSafe, Resp: ShmSafe>(
             ),
         });
     }
-    Ok((embed(segment), geometry))
+    // SAFETY: both the rpc geometry and the queue's were validated against the mapped length.
+    Ok((unsafe { embed(segment) }, geometry))
 }
