@@ -54,3 +54,37 @@ fn ls_and_inspect_show_an_rpc_channels_servers_clients_and_pending_requests() {
     drop((client, server));
     assert!(ls_row_posix(&name).is_none(), "removed with its server");
 }
+
+#[test]
+fn inspect_reports_a_scribbled_rpc_channel_without_crashing() {
+    let _s = serial();
+    let name = format!("/shmchan-test-cli-rpc-hostile-{}", std::process::id());
+    let key = Key::name(&name).expect("name");
+    let server = rpc::Server::<u64, u64>::create(key, 4).expect("create the channel");
+    let seg = shmchan::Segment::open_any(key, false).expect("open raw");
+    let words = seg.payload_len() / 8;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for round in 0..40 {
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = if round % 2 == 0 {
+                x as usize % 16
+            } else {
+                x as usize % words
+            };
+            seg.atomic_u64(i)
+                .expect("in the payload")
+                .store(x.rotate_left(round), std::sync::atomic::Ordering::Relaxed);
+        }
+        let out = shmchan(&["inspect", "--json", &name]);
+        assert!(
+            out.status.success(),
+            "round {round}: inspect failed: {out:?}"
+        );
+        let out = shmchan(&["ls", "--json"]);
+        assert!(out.status.success(), "round {round}: ls failed: {out:?}");
+    }
+    drop((seg, server));
+}
