@@ -19,6 +19,7 @@ mod probe;
 mod procfs;
 mod reader;
 mod record;
+mod rpc;
 mod table;
 mod ty;
 mod value;

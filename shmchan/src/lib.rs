@@ -251,7 +251,8 @@ extern crate self as shmchan;
 pub mod channel;
 pub mod format;
 pub mod mpmc;
-/// Single-producer single-consumer channels: the module [`channel`] under the name that sits
+pub mod rpc;
+/// Single-producer single-consumer channels: the module [`channel`](mod@channel) under the name that sits
 /// beside [`mpmc`] (both paths name the same items).
 ///
 /// ```

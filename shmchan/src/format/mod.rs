@@ -15,6 +15,7 @@
 //! | slots | after the ring header | [`ring::RingState::peek`] |
 //! | liveness table | one per channel end, in the ring header | [`liveness::SideRecord`], decoded to [`liveness::SideState`] |
 //! | mpmc queue header, holder tables, slots | start of an mpmc queue's payload | [`mpmc::MpmcHeader`], decoded by [`mpmc::MpmcState::read`] |
+//! | rpc header, request queue, client slots | start of an rpc channel's payload | [`rpc::RpcHeader`], decoded by [`rpc::RpcState::read`] |
 //!
 //! # Trust
 //!
@@ -51,6 +52,7 @@ pub mod layout;
 pub mod liveness;
 pub mod mpmc;
 pub mod ring;
+pub mod rpc;
 pub mod seqlock;
 mod source;
 

@@ -8,6 +8,9 @@ use crate::{Error, Result, ShmSafe};
 /// and unmapped (and, for a keyed creator, possibly removed) when the last drops.
 pub(crate) struct QueueMemory {
     segment: Segment,
+    /// Where the queue starts in the payload (0, or a multiple of 128 for a queue embedded in
+    /// another kind's segment, such as an rpc channel's request queue).
+    offset: usize,
 }
 
 fn spec<T: ShmSafe>(geometry: &Geometry, len: usize) -> SegmentSpec<'static> {
@@ -40,7 +43,7 @@ impl QueueMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
             unsafe { geometry.init(base) }
         })?;
-        Ok(QueueMemory { segment })
+        Ok(QueueMemory { segment, offset: 0 })
     }
 
     /// Creates the keyed segment exclusively, holding an initialised queue.
@@ -50,7 +53,7 @@ impl QueueMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
             unsafe { geometry.init(base) }
         })?;
-        Ok(QueueMemory { segment })
+        Ok(QueueMemory { segment, offset: 0 })
     }
 
     /// Opens an existing keyed mpmc segment for `T` and validates its queue.
@@ -63,7 +66,7 @@ impl QueueMemory {
             payload_len: None,
         };
         let segment = Segment::open(key, &expect, false)?;
-        let memory = QueueMemory { segment };
+        let memory = QueueMemory { segment, offset: 0 };
         if memory.len() < size_of::<MpmcHeader>() {
             return Err(Error::Corrupted {
                 what: format!(
@@ -76,21 +79,38 @@ impl QueueMemory {
         Ok((memory, geometry))
     }
 
-    /// The queue header at the start of the payload.
+    /// A queue embedded `offset` bytes into `segment`'s payload.
+    ///
+    /// # Safety
+    ///
+    /// `offset` must be a multiple of 128, and the payload must hold at least an mpmc header
+    /// from `offset` on (the caller initialised or validated a queue there): [`Self::header`]
+    /// relies on it.
+    pub(crate) unsafe fn embedded(segment: Segment, offset: usize) -> QueueMemory {
+        QueueMemory { segment, offset }
+    }
+
+    /// The whole segment (an embedding kind reaches its own structures through it).
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The queue header at the start of the queue.
     pub(crate) fn header(&self) -> &MpmcHeader {
-        // SAFETY: the payload is 128-aligned and at least a header long (anonymous and created
-        // queues are sized by their geometry; opened ones are checked in `open`). The header is
-        // only atomics, so any bytes another process wrote there are valid.
+        // SAFETY: the queue's base is 128-aligned and at least a header long (anonymous and
+        // created queues are sized by their geometry; opened ones are checked in `open`,
+        // embedded ones by their embedder). The header is only atomics, so any bytes another
+        // process wrote there are valid.
         unsafe { &*(self.base() as *const MpmcHeader) }
     }
 
     /// The queue's base address (128-byte aligned).
     pub(crate) fn base(&self) -> *mut u8 {
-        self.segment.payload_ptr()
+        self.segment.payload_ptr().wrapping_add(self.offset)
     }
 
     /// Mapped bytes from [`Self::base`].
     pub(crate) fn len(&self) -> usize {
-        self.segment.payload_len()
+        self.segment.payload_len().saturating_sub(self.offset)
     }
 }

@@ -83,12 +83,12 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
-mod endpoint;
-mod holders;
+pub(crate) mod endpoint;
+pub(crate) mod holders;
 mod keyed;
 pub(crate) mod layout;
-mod memory;
-mod queue;
+pub(crate) mod memory;
+pub(crate) mod queue;
 mod receiver;
 mod sender;
 
