@@ -252,8 +252,8 @@ pub mod channel;
 pub mod format;
 pub mod mpmc;
 pub mod rpc;
-/// Single-producer single-consumer channels: the module [`channel`](mod@channel) under the name that sits
-/// beside [`mpmc`] (both paths name the same items).
+/// Single-producer single-consumer channels: the module [`channel`](mod@channel) under the
+/// name that sits beside [`mpmc`] (both paths name the same items).
 ///
 /// ```
 /// let (tx, rx) = shmchan::spsc::channel::<u64>(8)?;

@@ -173,6 +173,13 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         self.rx.wait_word()
     }
 
+    /// `WaitSet` readiness: that of the request queue (a request, a client to recover, or no
+    /// client left). A stale request makes the server ready although `try_recv` then finds
+    /// nothing: a false positive, which the set allows.
+    pub(crate) fn wait_set_ready(&self, liveness: bool) -> bool {
+        self.rx.wait_set_ready(liveness)
+    }
+
     fn request(&self, token: u64) -> Option<(Req, Replier<Resp>)> {
         let (slot, call, req) = self.slots.read_request::<Req>(token)?;
         Some((

@@ -176,3 +176,23 @@ fn futex_waitv_is_used_where_available() {
         }
     }
 }
+
+#[test]
+fn an_rpc_server_is_ready_when_a_request_comes() {
+    let (server, client) = crate::rpc::channel::<u32, u32>(4).unwrap();
+    let (_tx, rx) = spsc::channel::<u64>(4).unwrap();
+    let mut set = WaitSet::new();
+    let _a = set.add(&rx);
+    let s = set.add(&server);
+    assert!(matches!(
+        set.wait(Some(Duration::from_millis(10))),
+        Err(Error::Timeout { .. })
+    ));
+    std::thread::scope(|scope| {
+        let caller = scope.spawn(move || client.call(20, Duration::from_secs(20)));
+        assert_eq!(set.wait(LONG).unwrap(), s);
+        let (req, replier) = server.try_recv().unwrap().expect("a request");
+        replier.reply(req + 1).unwrap();
+        assert_eq!(caller.join().unwrap().unwrap(), 21);
+    });
+}
