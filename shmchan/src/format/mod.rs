@@ -15,6 +15,7 @@
 //! | slots | after the ring header | [`ring::RingState::peek`] |
 //! | liveness table | one per channel end, in the ring header | [`liveness::SideRecord`], decoded to [`liveness::SideState`] |
 //! | mpmc queue header, holder tables, slots | start of an mpmc queue's payload | [`mpmc::MpmcHeader`], decoded by [`mpmc::MpmcState::read`] |
+//! | broadcast header, subscriber table, stamped slots | start of a broadcast channel's payload | [`broadcast::BroadcastHeader`], decoded by [`broadcast::BroadcastState::read`] |
 //!
 //! # Trust
 //!
@@ -46,6 +47,7 @@
 //! ```
 
 pub(crate) mod decoded;
+pub mod broadcast;
 pub mod header;
 pub mod layout;
 pub mod liveness;

@@ -84,11 +84,11 @@
 //! ```
 
 mod endpoint;
-mod holders;
+pub(crate) mod holders;
 mod keyed;
 pub(crate) mod layout;
 mod memory;
-mod queue;
+pub(crate) mod queue;
 mod receiver;
 mod sender;
 
