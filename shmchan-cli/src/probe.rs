@@ -121,6 +121,7 @@ impl Header {
             Some(SegmentKind::Channel) => "channel".to_owned(),
             Some(SegmentKind::Raw) => "raw".to_owned(),
             Some(SegmentKind::Mpmc) => "mpmc queue".to_owned(),
+            Some(SegmentKind::Broadcast) => "broadcast".to_owned(),
             _ => format!("kind {}", self.kind),
         }
     }

@@ -190,11 +190,14 @@ fn build(r: &Record) -> Report {
                 unreadable = Some(e.to_string());
             }
         }
-    } else if let Some(kind @ (SegmentKind::Channel | SegmentKind::Mpmc)) = h.segment_kind() {
-        let state = if kind == SegmentKind::Channel {
-            reader::channel_state(bytes, h)
-        } else {
-            reader::mpmc_state(bytes, h)
+    } else if let Some(
+        kind @ (SegmentKind::Channel | SegmentKind::Mpmc | SegmentKind::Broadcast),
+    ) = h.segment_kind()
+    {
+        let state = match kind {
+            SegmentKind::Channel => reader::channel_state(bytes, h),
+            SegmentKind::Broadcast => crate::broadcast::broadcast_state(bytes, h),
+            _ => reader::mpmc_state(bytes, h),
         };
         match state {
             Ok((j, lines)) => {
