@@ -79,8 +79,12 @@ fn main() -> AnyResult<()> {
             publish(name, count, overflow(mode)?, subscribers)
         }
         Some("subscriber") => {
-            let (name, role, count, mode) =
-                (req(arg(1))?, req(arg(2))?, req(arg(3))?.parse()?, req(arg(4))?);
+            let (name, role, count, mode) = (
+                req(arg(1))?,
+                req(arg(2))?,
+                req(arg(3))?.parse()?,
+                req(arg(4))?,
+            );
             subscribe(name, role, count, overflow(mode)?)
         }
         Some(other) => Err(usage(other).into()),
@@ -174,7 +178,10 @@ fn subscribe(name: &str, role: &str, count: u64, overflow: Overflow) -> AnyResul
                 if role == "victim" && t.seq + 1 >= VICTIM_STOPS_AT {
                     // Tell the demo, then stop reading until killed: in block mode the
                     // publisher is held back by this process until it is dead.
-                    println!("victim: stopped reading after tick {} ({received} received)", t.seq);
+                    println!(
+                        "victim: stopped reading after tick {} ({received} received)",
+                        t.seq
+                    );
                     loop {
                         std::thread::park();
                     }

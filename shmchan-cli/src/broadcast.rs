@@ -23,11 +23,8 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
     let d = h.decoded.as_deref().ok_or("the header is not valid")?;
     let st = BroadcastState::read(seg, d).map_err(|e| e.to_string())?;
     let cap = st.meta.capacity;
-    let subs: Vec<(BroadcastSubscriber, Liveness)> = st
-        .subscribers
-        .iter()
-        .map(|s| (*s, s.liveness()))
-        .collect();
+    let subs: Vec<(BroadcastSubscriber, Liveness)> =
+        st.subscribers.iter().map(|s| (*s, s.liveness())).collect();
     let slowest = subs
         .iter()
         .filter(|(_, l)| *l != Liveness::Dead)
@@ -39,7 +36,11 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
         format!(
             "broadcast capacity {cap} x {} bytes, {} mode, {} published, {} missed by lagging subscribers",
             st.meta.slot_size,
-            if st.drop_oldest { "drop-oldest" } else { "block" },
+            if st.drop_oldest {
+                "drop-oldest"
+            } else {
+                "block"
+            },
             st.tail,
             st.missed
         ),
@@ -64,7 +65,11 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
             s.holder.index,
             s.holder.pid,
             l.as_str(),
-            if s.holder.reservation { ", fork reservation" } else { "" },
+            if s.holder.reservation {
+                ", fork reservation"
+            } else {
+                ""
+            },
             position(s)
         ));
     }

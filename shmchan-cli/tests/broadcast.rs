@@ -29,7 +29,11 @@ fn ls_and_inspect_show_cursors_and_lag_per_subscriber() {
     assert_eq!(v["shmchan"]["kind"], "broadcast", "{v}");
     let c = &v["channel"];
     assert_eq!(
-        (c["capacity"].as_u64(), c["tail"].as_u64(), c["overflow"].as_str()),
+        (
+            c["capacity"].as_u64(),
+            c["tail"].as_u64(),
+            c["overflow"].as_str()
+        ),
         (Some(8), Some(3), Some("drop-oldest")),
         "{c}"
     );
@@ -40,7 +44,12 @@ fn ls_and_inspect_show_cursors_and_lag_per_subscriber() {
         .as_array()
         .expect("subscribers")
         .iter()
-        .map(|s| (s["pid"].as_u64().unwrap_or(0), s["lag"].as_u64().unwrap_or(99)))
+        .map(|s| {
+            (
+                s["pid"].as_u64().unwrap_or(0),
+                s["lag"].as_u64().unwrap_or(99),
+            )
+        })
         .collect();
     lags.sort();
     assert_eq!(lags, vec![(me, 0), (me, 3)], "{c}");

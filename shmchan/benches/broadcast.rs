@@ -247,9 +247,15 @@ fn pipe_latency(subs: usize, rounds: usize) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (n, rounds) = if quick { (50_000, 500) } else { (200_000, 2_000) };
+    let (n, rounds) = if quick {
+        (50_000, 500)
+    } else {
+        (200_000, 2_000)
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("broadcast, 64-byte messages, 1 publisher, {cpus} CPUs, {n} messages, {rounds} round trips");
+    println!(
+        "broadcast, 64-byte messages, 1 publisher, {cpus} CPUs, {n} messages, {rounds} round trips"
+    );
     println!(
         "{:>4}  {:>12} {:>12} {:>6}   {:>11} {:>11} {:>11} {:>6}",
         "subs", "shm msg/s", "pipe msg/s", "ratio", "rtt adapt", "rtt block", "rtt pipe", "ratio"
@@ -270,7 +276,8 @@ fn main() {
         );
         csv.push_str(&format!("{subs},{st:.0},{pt:.0},{sa:.0},{sb:.0},{pl:.0}\n"));
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/broadcast-bench.csv");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/broadcast-bench.csv");
     if let Ok(mut f) = std::fs::File::create(&path) {
         let _ = f.write_all(csv.as_bytes());
     }

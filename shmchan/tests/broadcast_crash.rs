@@ -49,7 +49,10 @@ fn a_sigkilled_subscriber_stops_holding_the_publisher_back_within_the_liveness_i
         assert_eq!(fast.recv().unwrap(), Pattern::new(sent - 1));
     }
     assert!(sent <= 9, "{sent}");
-    assert!(tx.send_timeout(Pattern::new(sent), LIVENESS_INTERVAL * 2).is_err());
+    assert!(
+        tx.send_timeout(Pattern::new(sent), LIVENESS_INTERVAL * 2)
+            .is_err()
+    );
     assert_eq!(child.kill(), 128 + libc::SIGKILL);
     let t0 = Instant::now();
     for i in sent..sent + 64 {
@@ -203,5 +206,8 @@ fn drop_oldest_under_a_racing_publisher_never_yields_a_torn_message_and_accounts
         );
         assert_eq!(received + missed, N, "child {me}");
     }
-    assert!(s[5].load(Ordering::SeqCst) > 0, "the slow subscriber was never lapped");
+    assert!(
+        s[5].load(Ordering::SeqCst) > 0,
+        "the slow subscriber was never lapped"
+    );
 }

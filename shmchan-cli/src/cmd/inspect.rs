@@ -190,9 +190,8 @@ fn build(r: &Record) -> Report {
                 unreadable = Some(e.to_string());
             }
         }
-    } else if let Some(
-        kind @ (SegmentKind::Channel | SegmentKind::Mpmc | SegmentKind::Broadcast),
-    ) = h.segment_kind()
+    } else if let Some(kind @ (SegmentKind::Channel | SegmentKind::Mpmc | SegmentKind::Broadcast)) =
+        h.segment_kind()
     {
         let state = match kind {
             SegmentKind::Channel => reader::channel_state(bytes, h),

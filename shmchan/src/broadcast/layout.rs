@@ -205,7 +205,11 @@ impl Geometry {
         let overflow = match found.overflow {
             OVERFLOW_BLOCK => Overflow::Block,
             OVERFLOW_DROP_OLDEST => Overflow::DropOldest,
-            other => return Err(corrupted(format!("unknown broadcast overflow mode {other}"))),
+            other => {
+                return Err(corrupted(format!(
+                    "unknown broadcast overflow mode {other}"
+                )));
+            }
         };
         let expected = Geometry::for_type::<T>(
             found.capacity as usize,

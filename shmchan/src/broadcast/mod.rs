@@ -34,8 +34,8 @@
 //! received. The publisher is never disconnected: publishing while no subscriber listens is
 //! allowed (nobody receives those messages); [`Publisher::peer_count`] and
 //! [`Publisher::wait_for_peer`] tell whether anyone listens. A keyed channel's publisher may be
-//! re-opened ([`Publisher::open`]) after it left or died; subscribers continue with its
-//! messages.
+//! re-opened ([`Publisher::open`]) after it died (or, System V, left while subscribers remain
+//! attached); subscribers continue with its messages.
 //!
 //! After `fork`, a child's copies of subscribers are subscribers of their own, registered
 //! before `fork` returns, reading from the same position as the parent's. There is only one

@@ -180,7 +180,9 @@ impl<T: ShmSafe> Publisher<T> {
     }
 
     /// Opens an existing keyed channel and becomes its publisher, continuing after the last
-    /// message the previous one published (a restarted publisher re-attaches).
+    /// message the previous one published: a publisher restarted after a crash re-attaches.
+    /// (A POSIX channel's name is removed when its creator's handle drops cleanly; a System V
+    /// segment stays while any subscriber is attached.)
     ///
     /// # Errors
     ///
@@ -192,7 +194,7 @@ impl<T: ShmSafe> Publisher<T> {
     /// ```
     /// use shmchan::{Key, broadcast::{Publisher, Subscriber}};
     ///
-    /// let key = Key::name(&format!("/shmchan-doc-bc-reopen-{}", std::process::id()))?;
+    /// let key = Key::raw(0x5bc0_0000 | (std::process::id() & 0xffff) as i32); // System V
     /// let first = Publisher::<u64>::create(key, 8)?;
     /// let rx = Subscriber::<u64>::open(key)?;
     /// assert!(Publisher::<u64>::open(key).is_err()); // `first` still publishes

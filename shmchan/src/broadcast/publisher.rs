@@ -66,7 +66,9 @@ impl<T: ShmSafe> Publisher<T> {
         let p = Publisher {
             holder,
             limit: Cell::new(0),
-            dead: (0..geometry.max_subscribers).map(|_| Cell::new(0)).collect(),
+            dead: (0..geometry.max_subscribers)
+                .map(|_| Cell::new(0))
+                .collect(),
             ring,
             strategy: Cell::new(WaitStrategy::default()),
             stuck: Cell::new(None),
@@ -232,9 +234,9 @@ impl<T: ShmSafe> Publisher<T> {
 
     /// The limit the live cursors allow now.
     fn scan(&self, t: u64) -> u64 {
-        let slowest = self
-            .ring
-            .slowest_cursor(t, |i, owner| self.dead.get(i).is_none_or(|d| d.get() != owner));
+        let slowest = self.ring.slowest_cursor(t, |i, owner| {
+            self.dead.get(i).is_none_or(|d| d.get() != owner)
+        });
         let limit = slowest.saturating_add(self.ring.capacity());
         self.limit.set(limit);
         limit
@@ -273,7 +275,8 @@ impl<T: ShmSafe> Publisher<T> {
                 continue;
             }
             if owner_alive(owner) {
-                self.slowest_pid.set(Some(owner as u32 & !crate::format::mpmc::RESERVED));
+                self.slowest_pid
+                    .set(Some(owner as u32 & !crate::format::mpmc::RESERVED));
             } else if let Some(d) = self.dead.get(i) {
                 d.set(owner);
             }
@@ -423,7 +426,6 @@ impl<T: ShmSafe> Publisher<T> {
             holder_pid: None,
         })
     }
-
 }
 
 impl<T: ShmSafe> std::fmt::Debug for Publisher<T> {

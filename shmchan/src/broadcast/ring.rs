@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use super::layout::{BroadcastHeader, Geometry};
 use super::memory::ChannelMemory;
+use crate::ShmSafe;
 use crate::format::broadcast::{PUBLISHER_OFFSET, SLOT_VALUE_OFFSET, SUBSCRIBERS_OFFSET, WRITING};
 use crate::mpmc::holders::Table;
 use crate::mpmc::layout::Entry;
 use crate::sync::words::{load_words, store_words};
-use crate::ShmSafe;
 
 /// What a subscriber's copy of one slot found.
 pub(crate) enum Read<T> {
@@ -146,7 +146,10 @@ impl<T: ShmSafe> Ring<T> {
         // is atomic.
         unsafe { store_words(words, value) };
         stamp.store(pos.wrapping_add(1) & !WRITING, Ordering::Release);
-        self.header().tail.0.store(pos.wrapping_add(1), Ordering::Release);
+        self.header()
+            .tail
+            .0
+            .store(pos.wrapping_add(1), Ordering::Release);
     }
 
     /// Copies position `pos` out, checking its stamp before and after.

@@ -172,9 +172,12 @@ impl<T: ShmSafe> Subscriber<T> {
         self.recv_until(Instant::now().checked_add(timeout))?
             .ok_or_else(|| Error::Timeout {
                 what: "a broadcast message".into(),
-                holder_pid: self.ring.publisher_table().entries().first().and_then(|e| {
-                    Some(e.owner.load(Ordering::Relaxed) as u32).filter(|&p| p != 0)
-                }),
+                holder_pid: self
+                    .ring
+                    .publisher_table()
+                    .entries()
+                    .first()
+                    .and_then(|e| Some(e.owner.load(Ordering::Relaxed) as u32).filter(|&p| p != 0)),
             })
     }
 

@@ -87,7 +87,10 @@ fn a_full_subscriber_table_is_a_typed_error_and_frees_on_drop() {
     let b = tx.subscribe().unwrap();
     assert!(matches!(
         tx.subscribe(),
-        Err(Error::TooManyHolders { side: "subscriber", max: 2 })
+        Err(Error::TooManyHolders {
+            side: "subscriber",
+            max: 2
+        })
     ));
     drop(b);
     let c = tx.subscribe().unwrap();

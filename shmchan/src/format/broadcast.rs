@@ -382,7 +382,9 @@ impl BroadcastState {
         let counters = offset_of!(BroadcastHeader, counters);
         let mut flags = [0u8; 16];
         src.read_at(
-            base.saturating_add((counters + offset_of!(BroadcastCounters, publisher_departed)) as u64),
+            base.saturating_add(
+                (counters + offset_of!(BroadcastCounters, publisher_departed)) as u64,
+            ),
             &mut flags,
         )?;
         let flag = |i: usize| flags[i..i + 4] != [0; 4];
@@ -398,7 +400,9 @@ impl BroadcastState {
                 continue;
             }
             let cursor = entry(at, offset_of!(SubscriberEntry, cursor))?;
-            subscribers.push(BroadcastSubscriber::from_entry(i as usize, owner, cursor, tail));
+            subscribers.push(BroadcastSubscriber::from_entry(
+                i as usize, owner, cursor, tail,
+            ));
         }
         Ok(BroadcastState {
             meta,
@@ -478,8 +482,14 @@ mod tests {
         assert_eq!(st.publisher.map(|p| p.pid), Some(77));
         assert_eq!(st.subscribers.len(), 2);
         let s = st.subscribers[0];
-        assert_eq!((s.holder.index, s.holder.pid, s.cursor, s.lag), (1, 42, Some(6), Some(3)));
-        assert_eq!((st.subscribers[1].cursor, st.subscribers[1].lag), (None, None));
+        assert_eq!(
+            (s.holder.index, s.holder.pid, s.cursor, s.lag),
+            (1, 42, Some(6), Some(3))
+        );
+        assert_eq!(
+            (st.subscribers[1].cursor, st.subscribers[1].lag),
+            (None, None)
+        );
     }
 
     #[test]
@@ -499,7 +509,10 @@ mod tests {
         ] {
             let (mut b, h) = valid();
             put(&mut b, 256 + field * 8, value);
-            assert!(BroadcastState::read(&b, &h).is_err(), "field {field} = {value}");
+            assert!(
+                BroadcastState::read(&b, &h).is_err(),
+                "field {field} = {value}"
+            );
         }
         let (b, h) = valid();
         assert!(BroadcastState::read(&b[..700], &h).is_err());

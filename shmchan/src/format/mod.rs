@@ -46,8 +46,8 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
-pub(crate) mod decoded;
 pub mod broadcast;
+pub(crate) mod decoded;
 pub mod header;
 pub mod layout;
 pub mod liveness;
