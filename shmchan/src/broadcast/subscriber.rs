@@ -44,6 +44,9 @@ pub struct Subscriber<T: ShmSafe> {
     cursor: Cell<u64>,
     /// The cursor last stored in the shared entry.
     shared_cursor: Cell<u64>,
+    /// The publisher's cursor as last read: positions below it are published, so the shared
+    /// `tail` (written on every message) is only read again once the subscriber reaches it.
+    seen_tail: Cell<u64>,
     stride: u64,
     strategy: Cell<WaitStrategy>,
     /// The publisher's departures counter when its entry was last looked at.
@@ -73,6 +76,7 @@ impl<T: ShmSafe> Subscriber<T> {
             ring,
             cursor: Cell::new(0),
             shared_cursor: Cell::new(0),
+            seen_tail: Cell::new(0),
             strategy: Cell::new(WaitStrategy::default()),
             last_scan: Cell::new(None),
             publisher_gone: Cell::new(false),
@@ -93,6 +97,7 @@ impl<T: ShmSafe> Subscriber<T> {
         me.inherited.store(t1.wrapping_add(1), Ordering::Release);
         self.cursor.set(t1);
         self.shared_cursor.set(t1);
+        self.seen_tail.set(t1);
     }
 
     /// This handle's entry; a handle that had none (a child forked while the table was full)
@@ -214,8 +219,12 @@ impl<T: ShmSafe> Subscriber<T> {
     pub fn try_recv(&self) -> Result<Option<T>> {
         let me = self.entry()?;
         let c = self.cursor.get();
-        let t = self.ring.tail();
         let cap = self.ring.capacity();
+        let mut t = self.seen_tail.get();
+        if t == c || t.wrapping_sub(c) > cap {
+            t = self.ring.tail();
+            self.seen_tail.set(t);
+        }
         if t == c {
             if self.shared_cursor.get() != c {
                 self.store_cursor(me, c);
@@ -234,6 +243,7 @@ impl<T: ShmSafe> Subscriber<T> {
                 // The publisher's cursor moved back: only another process rewriting it does
                 // that. Follow it, so that the next call works on what it says now.
                 self.cursor.set(t);
+                self.seen_tail.set(t);
                 self.store_cursor(me, t);
                 return Err(corrupted(format!(
                     "the broadcast publisher's cursor moved back from {c} to {t}"
@@ -269,6 +279,7 @@ impl<T: ShmSafe> Subscriber<T> {
             .max(c.wrapping_add(1));
         let missed = oldest.wrapping_sub(c);
         self.cursor.set(oldest);
+        self.seen_tail.set(t);
         self.store_cursor(me, oldest);
         self.ring
             .header()
