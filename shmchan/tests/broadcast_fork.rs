@@ -173,3 +173,37 @@ fn a_killed_publisher_leaves_subscribers_disconnected_after_they_drained() {
     Segment::open_any(key, false).unwrap().remove().unwrap();
     assert!(leftover_shm(&name[1..]).is_empty());
 }
+
+#[test]
+fn a_forked_copy_of_the_publisher_publishes_only_after_the_parents_left() {
+    let _g = serial();
+    let (tx, rx) = channel::<u64>(8).unwrap();
+    let (asked, refused, dropped) = (Signal::new(), Signal::new(), Signal::new());
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            drop(rx);
+            asked.wait();
+            match tx.try_send(1) {
+                Err(shmchan::broadcast::TrySendError::Failed(Error::TooManyHolders {
+                    side: "publisher",
+                    max: 1,
+                })) => {}
+                _ => return 2,
+            }
+            refused.notify();
+            dropped.wait();
+            // The parent's publisher left: this copy takes its place.
+            match tx.send(2) {
+                Ok(()) => 0,
+                Err(_) => 3,
+            }
+        })
+    };
+    asked.notify();
+    refused.wait();
+    drop(tx);
+    dropped.notify();
+    assert_eq!(child.wait(), 0);
+    assert_eq!(rx.recv().unwrap(), 2);
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+}
