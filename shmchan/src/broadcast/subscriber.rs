@@ -49,6 +49,8 @@ pub struct Subscriber<T: ShmSafe> {
     seen_tail: Cell<u64>,
     stride: u64,
     strategy: Cell<WaitStrategy>,
+    /// A lag found while a batch was being drained, reported by the next call.
+    pending_lag: Cell<u64>,
     /// The publisher's departures counter when its entry was last looked at.
     seen_departures: Cell<u32>,
     last_scan: Cell<Option<Instant>>,
@@ -78,6 +80,7 @@ impl<T: ShmSafe> Subscriber<T> {
             shared_cursor: Cell::new(0),
             seen_tail: Cell::new(0),
             strategy: Cell::new(WaitStrategy::default()),
+            pending_lag: Cell::new(0),
             last_scan: Cell::new(None),
             publisher_gone: Cell::new(false),
         };
@@ -218,6 +221,11 @@ impl<T: ShmSafe> Subscriber<T> {
     #[inline]
     pub fn try_recv(&self) -> Result<Option<T>> {
         let me = self.entry()?;
+        if self.pending_lag.get() != 0 {
+            return Err(Error::Lagged {
+                missed: self.pending_lag.replace(0),
+            });
+        }
         let c = self.cursor.get();
         let cap = self.ring.capacity();
         let mut t = self.seen_tail.get();
@@ -371,13 +379,14 @@ impl<T: ShmSafe> Subscriber<T> {
     fn drain_into(&self, out: &mut Vec<T>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
-            // The cursor only moves when a message is returned, so an error here is seen again
-            // by the next call... except a lag, which moves it: stop before one.
-            if self.ring.tail().wrapping_sub(self.cursor.get()) > self.ring.capacity() {
-                break;
-            }
+            // Other errors leave the cursor where it is, so the next call sees them again; a
+            // lag moves it, so it is kept for the next call to report.
             match self.try_recv() {
                 Ok(Some(v)) => out.push(v),
+                Err(Error::Lagged { missed }) => {
+                    self.pending_lag.set(missed);
+                    break;
+                }
                 _ => break,
             }
             n += 1;

@@ -113,3 +113,28 @@ fn bad_options_are_invalid_arguments() {
         Err(Error::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn a_batch_reports_a_lag_and_the_next_batch_continues_after_it() {
+    let (tx, rx) = Publisher::<u64>::options()
+        .capacity(4)
+        .overflow(Overflow::DropOldest)
+        .anonymous()
+        .unwrap();
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(rx.try_recv().unwrap(), Some(0));
+    // Positions 1 and 2 were known published; the slots are overwritten meanwhile, which the
+    // stamps tell (a lap a drain meets after its first message is reported by the next call).
+    for i in 3..9 {
+        tx.send(i).unwrap();
+    }
+    let mut got = Vec::new();
+    assert!(matches!(
+        rx.try_recv_batch(&mut got, 10),
+        Err(Error::Lagged { missed: 4 })
+    ));
+    assert_eq!(rx.try_recv_batch(&mut got, 10).unwrap(), 4);
+    assert_eq!(got, [5, 6, 7, 8]);
+}
