@@ -136,6 +136,12 @@ impl<T: ShmSafe> Ring<T> {
         }
     }
 
+    /// The stamp and words of a slot, for tests that rewrite them as another process could.
+    #[cfg(test)]
+    pub(crate) fn slot_for_tests(&self, pos: u64) -> (&AtomicU64, *mut u64) {
+        self.slot(pos)
+    }
+
     /// Writes `value` as position `pos` and publishes it (publisher only).
     #[inline]
     pub(crate) fn write(&self, pos: u64, value: &T) {

@@ -271,8 +271,13 @@ impl<T: ShmSafe> Subscriber<T> {
             Read::Lapped => Err(self.lagged(me, c, self.ring.tail())),
             Read::Stale => {
                 self.ring.geometry().check_unchanged(self.ring.header())?;
+                // Only another process writing the slot does this. Skip the position, so that
+                // the next call (and a publisher waiting for this cursor) moves on.
+                let next = c.wrapping_add(1);
+                self.cursor.set(next);
+                self.store_cursor(me, next);
                 Err(corrupted(format!(
-                    "broadcast slot of position {c} holds an older message although the publisher's cursor is {t}"
+                    "broadcast slot of position {c} holds an older message although the publisher's cursor is {t}; skipped"
                 )))
             }
         }
@@ -392,6 +397,11 @@ impl<T: ShmSafe> Subscriber<T> {
             n += 1;
         }
         n
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ring_for_tests(&self) -> &Ring<T> {
+        &self.ring
     }
 
     /// Chooses how a blocked `recv` waits (spin, sleep, or both).

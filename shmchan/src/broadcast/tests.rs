@@ -138,3 +138,16 @@ fn a_batch_reports_a_lag_and_the_next_batch_continues_after_it() {
     assert_eq!(rx.try_recv_batch(&mut got, 10).unwrap(), 4);
     assert_eq!(got, [5, 6, 7, 8]);
 }
+
+#[test]
+fn a_slot_rewritten_to_an_older_stamp_is_reported_once_and_skipped() {
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    tx.send(10).unwrap();
+    tx.send(11).unwrap();
+    let ring = &rx.ring_for_tests();
+    let (stamp, _) = ring.slot_for_tests(0);
+    stamp.store(0, std::sync::atomic::Ordering::Relaxed); // "never written"
+    assert!(matches!(rx.try_recv(), Err(Error::Corrupted { .. })));
+    assert_eq!(rx.try_recv().unwrap(), Some(11));
+    assert_eq!(rx.try_recv().unwrap(), None);
+}
