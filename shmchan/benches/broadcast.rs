@@ -79,6 +79,14 @@ fn read_msg(fd: RawFd, m: &mut Msg) -> bool {
     true
 }
 
+/// Room for every subscriber copy that exists at once: each forked child inherits all of
+/// them before it drops the ones it does not use (4 + 4 x 4 at the peak).
+fn options(capacity: usize) -> broadcast::PublisherOptions<Msg> {
+    broadcast::Publisher::options()
+        .capacity(capacity)
+        .max_subscribers(32)
+}
+
 fn msg(i: u64) -> Msg {
     [i; 8]
 }
@@ -86,7 +94,7 @@ fn msg(i: u64) -> Msg {
 // ---- throughput ---------------------------------------------------------------------------
 
 fn shm_throughput(subs: usize, n: u64) -> f64 {
-    let (tx, rx) = broadcast::channel::<Msg>(1024).expect("channel");
+    let (tx, rx) = options(1024).anonymous().expect("channel");
     let mut rxs = vec![rx];
     for _ in 1..subs {
         rxs.push(tx.subscribe().expect("subscribe"));
@@ -161,7 +169,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn shm_latency(subs: usize, rounds: usize, strategy: WaitStrategy) -> f64 {
-    let (tx, rx) = broadcast::channel::<Msg>(64).expect("channel");
+    let (tx, rx) = options(64).anonymous().expect("channel");
     let mut rxs = vec![rx];
     for _ in 1..subs {
         rxs.push(tx.subscribe().expect("subscribe"));

@@ -207,3 +207,39 @@ fn a_forked_copy_of_the_publisher_publishes_only_after_the_parents_left() {
     assert_eq!(rx.recv().unwrap(), 2);
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
 }
+
+#[test]
+fn a_copy_forked_while_the_table_was_full_joins_on_first_use_and_reports_what_it_missed() {
+    let _g = serial();
+    let (tx, rx0) = Publisher::<u64>::options()
+        .capacity(4)
+        .max_subscribers(2)
+        .anonymous()
+        .unwrap();
+    let rx1 = tx.subscribe().unwrap(); // the table is full: the fork reserves nothing
+    let go = Signal::new();
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            drop((tx, rx0));
+            go.wait();
+            // Registers now, at its old cursor 0: 20 messages were published meanwhile.
+            match rx1.recv() {
+                Err(Error::Lagged { missed: 16 }) => {}
+                _ => return 2,
+            }
+            for i in 16..20 {
+                if rx1.recv().ok() != Some(i) {
+                    return 3;
+                }
+            }
+            0
+        })
+    };
+    drop(rx1); // frees the entry the child's copy takes on first use
+    for i in 0..20 {
+        tx.send(i).unwrap();
+        assert_eq!(rx0.recv().unwrap(), i);
+    }
+    go.notify();
+    assert_eq!(child.wait(), 0);
+}

@@ -43,6 +43,14 @@
 //! its sends fail with [`Error::TooManyHolders`](crate::Error::TooManyHolders)). Drop the
 //! handles a child does not use.
 //!
+//! Size `max_subscribers` for every subscriber handle that exists at once, in all processes,
+//! counting the copies a `fork` makes before the child drops the ones it does not use (a parent
+//! holding 4 subscribers and forking 4 children has 20 at the peak). A copy that finds the table
+//! full at the fork is registered on its first receive instead; until then it held nobody back,
+//! so it may report [`Error::Lagged`](crate::Error::Lagged) even in `Block` mode (never a torn
+//! message). Alternatively, subscribe in the child ([`Publisher::subscribe`] works on a child's
+//! copy of the publisher), after a handshake.
+//!
 //! # Examples
 //!
 //! ```
