@@ -14,7 +14,7 @@ use crate::sync::words::words_for;
 use crate::{Error, Result, ShmSafe};
 
 /// Subscriber entries when the creator does not say.
-pub(crate) const DEFAULT_MAX_SUBSCRIBERS: usize = 16;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
 
 /// The channel's constant description (see `format::broadcast::BroadcastMeta`).
 #[repr(C)]

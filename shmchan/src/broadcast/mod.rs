@@ -114,7 +114,7 @@ pub enum Overflow {
 }
 
 /// Creates an anonymous channel of at least `capacity` messages (rounded up to a power of two,
-/// and to at least 2) in `Overflow::Block` mode, with room for 16 subscribers, and its first
+/// and to at least 2) in `Overflow::Block` mode, with room for 32 subscribers, and its first
 /// subscriber.
 ///
 /// The channel lives in an anonymous shared mapping: create it, and the subscribers

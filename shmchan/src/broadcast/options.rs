@@ -48,7 +48,7 @@ impl<T: ShmSafe> PublisherOptions<T> {
     }
 
     /// Subscriber handles the channel has room for, in all processes together (1 to 4096;
-    /// default 16).
+    /// default 32).
     ///
     /// # Examples
     ///
@@ -156,7 +156,7 @@ impl<T: ShmSafe> Publisher<T> {
     }
 
     /// Creates a keyed channel of at least `capacity` messages, in `Overflow::Block` mode with
-    /// room for 16 subscribers, and becomes its publisher (see [`PublisherOptions::create`]).
+    /// room for 32 subscribers, and becomes its publisher (see [`PublisherOptions::create`]).
     ///
     /// # Errors
     ///
