@@ -86,6 +86,7 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
         "subscribers": subs.iter().map(|(s, l)| json!({
             "index": s.holder.index,
             "pid": s.holder.pid,
+            "start_time": s.start_time,
             "liveness": l.as_str(),
             "reservation": s.holder.reservation,
             "cursor": s.cursor,

@@ -211,6 +211,9 @@ const _: () = {
 pub struct BroadcastSubscriber {
     /// Its entry, pid and start time (as for an mpmc holder; `holding` is always `None`).
     pub holder: MpmcHolder,
+    /// Its full start time as recorded (clock ticks since boot; 0 if unknown or not yet
+    /// filled in after a fork).
+    pub start_time: u64,
     /// The next position it reads, `None` while it has not joined.
     pub cursor: Option<u64>,
     /// Messages published that it has not read yet (`tail - cursor`), `None` if it has not
@@ -219,7 +222,8 @@ pub struct BroadcastSubscriber {
 }
 
 impl BroadcastSubscriber {
-    /// Decodes entry `index` from its `owner` and `cursor` words, given the publisher's `tail`.
+    /// Decodes entry `index` from its `owner` and `cursor` words, given the publisher's `tail`
+    /// (`start_time` is left 0: [`BroadcastState::read`] fills it in).
     ///
     /// # Examples
     ///
@@ -232,6 +236,7 @@ impl BroadcastSubscriber {
         let cursor = cursor.checked_sub(1);
         BroadcastSubscriber {
             holder: MpmcHolder::from_entry(index, owner, 0),
+            start_time: 0,
             cursor,
             lag: cursor.and_then(|c| tail.checked_sub(c)),
         }
@@ -400,9 +405,9 @@ impl BroadcastState {
                 continue;
             }
             let cursor = entry(at, offset_of!(SubscriberEntry, cursor))?;
-            subscribers.push(BroadcastSubscriber::from_entry(
-                i as usize, owner, cursor, tail,
-            ));
+            let mut s = BroadcastSubscriber::from_entry(i as usize, owner, cursor, tail);
+            s.start_time = entry(at, offset_of!(SubscriberEntry, start_time))?;
+            subscribers.push(s);
         }
         Ok(BroadcastState {
             meta,
@@ -473,6 +478,7 @@ mod tests {
         put(&mut b, 256 + PUBLISHER_OFFSET, 77);
         let e1 = 256 + SUBSCRIBERS_OFFSET + 32;
         put(&mut b, e1, 42 | (7 << 32));
+        put(&mut b, e1 + 16, 1234); // start time
         put(&mut b, e1 + 24, 7); // next position 6: lag 3
         let e3 = 256 + SUBSCRIBERS_OFFSET + 3 * 32;
         put(&mut b, e3, 43); // registered, not joined
@@ -486,6 +492,7 @@ mod tests {
             (s.holder.index, s.holder.pid, s.cursor, s.lag),
             (1, 42, Some(6), Some(3))
         );
+        assert_eq!(s.start_time, 1234);
         assert_eq!(
             (st.subscribers[1].cursor, st.subscribers[1].lag),
             (None, None)
