@@ -1,7 +1,7 @@
-//! A pool of forked workers, each fed by its own channel, each answering on its own result
-//! channel (shmchan channels are single-producer single-consumer). The parent spreads jobs
-//! without blocking on any one channel (`try_send` / `try_recv_batch`, and a 1 ms
-//! `recv_timeout` when idle), so a full job queue and a full result queue can never deadlock it.
+//! A pool of forked workers sharing one mpmc job queue and one mpmc result queue: each job goes
+//! to exactly one worker, whichever is free. The parent waits on both queues at once with a
+//! `WaitSet` (room for more jobs, or results to collect), so neither a full job queue nor a
+//! full result queue can deadlock it, and it never polls: while nothing can move it sleeps.
 //!
 //! ```sh
 //! cargo run --example worker_pool            # 4 workers
@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use shmchan::channel::TrySendError;
-use shmchan::{Error, Receiver, Sender, ShmSafe};
+use shmchan::mpmc::{self, TrySendError};
+use shmchan::{Error, ShmSafe, WaitSet};
 
 /// Count the primes in `start..start + len`.
 #[derive(ShmSafe, Clone, Copy, Debug, Default)]
@@ -43,7 +43,11 @@ fn count_primes(job: &Job) -> u32 {
         .count() as u32
 }
 
-fn worker(index: u32, jobs: Receiver<Job>, results: Sender<Done>) -> shmchan::Result<u64> {
+fn worker(
+    index: u32,
+    jobs: mpmc::Receiver<Job>,
+    results: mpmc::Sender<Done>,
+) -> shmchan::Result<u64> {
     let mut done = 0;
     loop {
         let job = match jobs.recv() {
@@ -68,19 +72,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(4)
         .clamp(1, 16);
 
-    // One job channel and one result channel per worker, all created before forking.
-    let mut job_tx = Vec::new();
-    let mut job_rx = Vec::new();
-    let mut res_tx = Vec::new();
-    let mut res_rx = Vec::new();
-    for _ in 0..workers {
-        let (t, r) = shmchan::channel::<Job>(16)?;
-        job_tx.push(t);
-        job_rx.push(Some(r));
-        let (t, r) = shmchan::channel::<Done>(16)?;
-        res_tx.push(Some(t));
-        res_rx.push(r);
-    }
+    // Two queues for the whole pool, created before forking. Small on purpose: the parent
+    // must keep both moving.
+    let (job_tx, job_rx) = mpmc::channel::<Job>(16)?;
+    let (res_tx, res_rx) = mpmc::channel::<Done>(16)?;
 
     let t0 = Instant::now();
     let mut pids = Vec::new();
@@ -91,14 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(std::io::Error::last_os_error().into());
         }
         if pid == 0 {
-            // The child inherited every handle: keep its own two, drop the rest so the other
-            // channels' ends are held only by the processes that use them.
-            let (Some(jobs), Some(results)) = (job_rx[i].take(), res_tx[i].take()) else {
-                // SAFETY: ends the child.
-                unsafe { libc::_exit(2) };
-            };
-            drop((job_tx, job_rx, res_tx, res_rx));
-            let code = match worker(i as u32, jobs, results) {
+            // The child inherited all four handles: it keeps the job receiver and the result
+            // sender, and drops the parent's ends so that they are held only by the parent.
+            drop((job_tx, res_rx));
+            let code = match worker(i as u32, job_rx, res_tx) {
                 Ok(n) => {
                     println!("  worker {i} (pid {}): {n} jobs", std::process::id());
                     0
@@ -121,53 +112,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut results = vec![None; JOBS as usize];
     let mut received = 0;
     let mut batch = Vec::new();
-    while received < JOBS as usize {
-        let mut progress = false;
-        for (w, tx) in job_tx.iter().enumerate() {
-            while next_job < JOBS {
-                let job = Job {
-                    id: next_job,
-                    start: next_job * JOB_LEN,
-                    len: JOB_LEN,
-                };
-                match tx.try_send(job) {
-                    Ok(()) => {
-                        next_job += 1;
-                        progress = true;
+    {
+        let mut set = WaitSet::new();
+        let room = set.add(&job_tx); // ready when the job queue has room
+        let done = set.add(&res_rx); // ready when a result is waiting
+        let mut feeding = true;
+        while received < JOBS as usize {
+            let ready = set.wait(Some(Duration::from_secs(60)))?;
+            if ready == room {
+                while next_job < JOBS {
+                    let job = Job {
+                        id: next_job,
+                        start: next_job * JOB_LEN,
+                        len: JOB_LEN,
+                    };
+                    match job_tx.try_send(job) {
+                        Ok(()) => next_job += 1,
+                        Err(TrySendError::Full(_)) => break,
+                        Err(e) => return Err(format!("job queue: {e}").into()),
                     }
-                    Err(TrySendError::Full(_)) => break,
-                    Err(e) => return Err(format!("worker {w}: {e}").into()),
                 }
-            }
-        }
-        for rx in &res_rx {
-            batch.clear();
-            rx.try_recv_batch(&mut batch, 64)?;
-            for d in &batch {
-                results[d.id as usize] = Some(d.primes);
-                received += 1;
-                progress = true;
-            }
-        }
-        if !progress {
-            // Nothing to hand out and nothing back yet: wait a little on one worker's results
-            // (in turn), instead of spinning over all of them.
-            let w = received % workers;
-            match res_rx[w].recv_timeout(Duration::from_millis(1)) {
-                Ok(d) => {
+                if next_job == JOBS && feeding {
+                    // Every job is queued: the job queue's room no longer matters.
+                    set.remove(room);
+                    feeding = false;
+                }
+            } else if ready == done {
+                batch.clear();
+                match res_rx.try_recv_batch(&mut batch, 64) {
+                    Ok(_) => {}
+                    Err(Error::Disconnected) => {
+                        return Err("every worker exited before the work was done".into());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                for d in &batch {
                     results[d.id as usize] = Some(d.primes);
                     received += 1;
                 }
-                Err(Error::Timeout { .. }) => {}
-                Err(e) => return Err(format!("worker {w}: {e}").into()),
             }
         }
     }
-    drop(job_tx); // workers see Disconnected once their queue is empty, and exit
+    drop(job_tx); // workers see Disconnected once the job queue is empty, and exit
+    let mut failed = 0;
     for pid in pids {
         let mut status = 0;
         // SAFETY: `pid` is our child; `status` is a valid out-pointer.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            failed += 1;
+        }
     }
     let elapsed = t0.elapsed();
 
@@ -177,7 +171,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{workers} workers: {JOBS} jobs, {total} primes below {} in {elapsed:.2?} (single-process check: {expected})",
         JOBS * JOB_LEN
     );
-    if total != expected {
+    if failed > 0 {
+        return Err(format!("{failed} workers failed").into());
+    }
+    if results.iter().any(Option::is_none) || total != expected {
         return Err("the pool's count differs from the single-process count".into());
     }
     Ok(())

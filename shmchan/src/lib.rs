@@ -272,6 +272,7 @@ mod shm_safe;
 mod sync;
 pub(crate) mod sys;
 pub mod view;
+mod wait_set;
 
 #[doc(hidden)]
 pub mod __private;
@@ -290,6 +291,7 @@ pub use shm_safe::{ARRAY_FIELD, Field, Layout, PrimKind, ShmSafe, TypeDesc, fing
 pub use shmchan_derive::ShmSafe;
 pub use sync::fcntl_guard::{FcntlReadGuard, FcntlWriteGuard};
 pub use sync::value_lock::{FcntlLock, SeqLock};
+pub use wait_set::{WaitSet, Waitable};
 
 /// Fails to compile unless `$t` implements [`ShmSafe`].
 ///

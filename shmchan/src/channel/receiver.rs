@@ -59,6 +59,24 @@ impl<T: ShmSafe> Receiver<T> {
         &self.header().rx_wait.0
     }
 
+    /// For `WaitSet`: whether `try_recv` would now return a message or an error (the sender's
+    /// end closed, or this process cannot take the receiving role: waiting is using, so this
+    /// claims the role as `try_recv` would). With `check_peer`, first looks whether the sender died (reads
+    /// `/proc`: at most once per `LIVENESS_INTERVAL`).
+    pub(crate) fn wait_set_ready(&self, check_peer: bool) -> bool {
+        if self.ensure_role().is_err() {
+            return true;
+        }
+        if check_peer {
+            // Impossible constants: `try_` reports them.
+            if self.geometry.check_unchanged(self.header()).is_err() {
+                return true;
+            }
+            let _ = self.check_sender();
+        }
+        self.ring.probe_message() || self.header().sender.0.is_closed()
+    }
+
     /// Becomes a receiver of a ring already validated for `geometry`.
     ///
     /// # Errors

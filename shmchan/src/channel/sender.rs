@@ -63,6 +63,25 @@ impl<T: ShmSafe> Sender<T> {
         &self.header().tx_wait.0
     }
 
+    /// For `WaitSet`: whether `try_send` would now succeed or fail with an error other than
+    /// `Full` (the receiver's end closed, or this process cannot take the sending role: waiting is
+    /// using, so this claims the role as `try_send` would).
+    /// With `check_peer`, first looks whether the receiver died (reads `/proc`: at most once per
+    /// `LIVENESS_INTERVAL`).
+    pub(crate) fn wait_set_ready(&self, check_peer: bool) -> bool {
+        if self.ensure_role().is_err() {
+            return true;
+        }
+        if check_peer {
+            // Impossible constants: `try_` reports them.
+            if self.geometry.check_unchanged(self.header()).is_err() {
+                return true;
+            }
+            let _ = self.check_receiver();
+        }
+        self.ring.probe_space() || self.header().receiver.0.is_closed()
+    }
+
     /// Becomes a sender of a ring already validated for `geometry`.
     ///
     /// # Errors

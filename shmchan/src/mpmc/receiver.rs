@@ -52,6 +52,35 @@ impl<T: ShmSafe> Receiver<T> {
         &self.end.queue.header().rx_wait.0
     }
 
+    /// For `WaitSet`: whether `try_recv` would now return a message or an error (the queue is
+    /// empty and every sender is gone, or this handle has no holder entry). With `liveness`,
+    /// also rescans the senders' liveness when due, and skips the next position if it has been
+    /// claimed and unpublished for `LIVENESS_INTERVAL` by a dead sender (as `try_recv` does).
+    pub(crate) fn wait_set_ready(&self, liveness: bool) -> bool {
+        let end = &self.end;
+        if end.entry().is_err() || end.queue.probe_message() {
+            return true;
+        }
+        let header = end.queue.header();
+        let head = header.head.0.load(std::sync::atomic::Ordering::Acquire);
+        let tail = header.tail.0.load(std::sync::atomic::Ordering::Acquire);
+        if liveness
+            && (tail.wrapping_sub(head) > end.queue.capacity()
+                || end.geometry.check_unchanged(header).is_err())
+        {
+            // Impossible indices or constants: `try_recv` reports them.
+            return true;
+        }
+        if head != tail {
+            // Claimed, not yet published: only a dead sender's slot needs us (a live one
+            // wakes us when it publishes).
+            return liveness
+                && end.stuck_long_enough(head)
+                && end.queue.recover_unpublished(head) == Recovery::Recovered;
+        }
+        end.peer_disconnected(liveness.then(Instant::now))
+    }
+
     pub(crate) fn attach(memory: Arc<QueueMemory>, geometry: Geometry) -> Receiver<T> {
         Receiver {
             end: Endpoint::attach(memory, geometry, Role::Consumer),

@@ -47,6 +47,32 @@ impl<T: ShmSafe> Sender<T> {
         &self.end.queue.header().tx_wait.0
     }
 
+    /// For `WaitSet`: whether `try_send` would now succeed or fail with an error other than
+    /// `Full` (every receiver is gone, or this handle has no holder entry). With `liveness`,
+    /// also rescans the receivers' liveness when due, and frees the next slot if a dead
+    /// receiver has held it for `LIVENESS_INTERVAL` (as `try_send` does).
+    pub(crate) fn wait_set_ready(&self, liveness: bool) -> bool {
+        let end = &self.end;
+        if end.entry().is_err() || end.queue.probe_space() {
+            return true;
+        }
+        if end.peer_disconnected(liveness.then(Instant::now)) {
+            return true;
+        }
+        if liveness && end.geometry.check_unchanged(end.queue.header()).is_err() {
+            return true; // impossible constants: `try_send` reports them
+        }
+        let pos = end
+            .queue
+            .header()
+            .tail
+            .0
+            .load(std::sync::atomic::Ordering::Acquire);
+        liveness
+            && end.stuck_long_enough(pos)
+            && end.queue.recover_unreleased(pos) == Recovery::Recovered
+    }
+
     pub(crate) fn attach(memory: Arc<QueueMemory>, geometry: Geometry) -> Sender<T> {
         Sender {
             end: Endpoint::attach(memory, geometry, Role::Producer),
