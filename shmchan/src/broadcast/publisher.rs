@@ -82,7 +82,6 @@ impl<T: ShmSafe> Publisher<T> {
     /// a lap behind): a subscriber that moves its cursor, leaves or joins clears the word and
     /// wakes it if it holds 1. A waiter stores 1, issues a SeqCst fence, re-checks with a
     /// `try_` operation and sleeps while the word holds 1 (the protocol of `channel::wait`).
-    #[allow(dead_code)]
     pub(crate) fn wait_word(&self) -> &AtomicU32 {
         &self.ring.header().pub_wait.0
     }
@@ -224,6 +223,20 @@ impl<T: ShmSafe> Publisher<T> {
         self.ring.write(t, &value);
         wake_all(&self.ring.header().sub_wait.0);
         Ok(())
+    }
+
+    /// For `WaitSet`: whether `try_send` would now send or fail (there is room, the mode never
+    /// blocks, or this handle cannot publish). With `liveness`, also stops counting the dead
+    /// subscribers that hold the publisher back, as a blocked `send` does.
+    pub(crate) fn wait_set_ready(&self, liveness: bool) -> bool {
+        if self.holder.entry(&|_| true).is_err()
+            || self.ring.geometry().overflow() == Overflow::DropOldest
+            || self.has_room()
+        {
+            return true;
+        }
+        let t = self.ring.header().tail.0.load(Ordering::Relaxed);
+        liveness && self.make_room(t).unwrap_or(true)
     }
 
     /// Whether a send would find room (a cheap probe while spinning: cached limit or a scan).

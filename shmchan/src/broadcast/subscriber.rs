@@ -126,9 +126,30 @@ impl<T: ShmSafe> Subscriber<T> {
     /// announced sleeper after each message and when it leaves. A waiter stores 1, issues a
     /// SeqCst fence, re-checks with a `try_` operation and sleeps while the word holds 1 (the
     /// protocol of `channel::wait`); `WaitSet` and the async notifier wait on it the same way.
-    #[allow(dead_code)]
     pub(crate) fn wait_word(&self) -> &AtomicU32 {
         &self.ring.header().sub_wait.0
+    }
+
+    /// For `WaitSet`: whether `try_recv` would now return a message or an error (a message or
+    /// a lag is there, the publisher is gone, or this handle has no entry). With `liveness`,
+    /// also looks at the publisher's liveness when due and re-checks the constants.
+    pub(crate) fn wait_set_ready(&self, liveness: bool) -> bool {
+        if self.holder.entry(&|_| true).is_err()
+            || self.pending_lag.get() != 0
+            || self.ring.tail() != self.cursor.get()
+        {
+            return true;
+        }
+        if liveness
+            && self
+                .ring
+                .geometry()
+                .check_unchanged(self.ring.header())
+                .is_err()
+        {
+            return true;
+        }
+        self.publisher_disconnected(liveness.then(Instant::now))
     }
 
     /// Receives the next message, blocking while there is none.
@@ -239,7 +260,7 @@ impl<T: ShmSafe> Subscriber<T> {
             }
             // A last message may have been published just before the publisher left: it is
             // received by the next call.
-            return if self.publisher_disconnected() && self.ring.tail() == c {
+            return if self.publisher_disconnected(Some(Instant::now())) && self.ring.tail() == c {
                 Err(Error::Disconnected)
             } else {
                 Ok(None)
@@ -304,25 +325,26 @@ impl<T: ShmSafe> Subscriber<T> {
     }
 
     /// Whether the publisher has been attached and is gone now (dropped, or dead). Looks at
-    /// `/proc` only when it left since the last look, or [`LIVENESS_INTERVAL`] passed.
-    fn publisher_disconnected(&self) -> bool {
+    /// `/proc` only when it left since the last look, when it was found gone, or when the time
+    /// `now` is given and [`LIVENESS_INTERVAL`] passed since the last look.
+    fn publisher_disconnected(&self, now: Option<Instant>) -> bool {
         let table = self.ring.publisher_table();
         if !table.is_attached() {
             return false;
         }
         let departures = table.departures();
-        let now = Instant::now();
         let due = departures != self.seen_departures.get()
             || self.publisher_gone.get()
-            || self
-                .last_scan
-                .get()
-                .is_none_or(|last| now.saturating_duration_since(last) >= LIVENESS_INTERVAL);
+            || now.is_some_and(|t| {
+                self.last_scan
+                    .get()
+                    .is_none_or(|last| t.saturating_duration_since(last) >= LIVENESS_INTERVAL)
+            });
         if !due {
             return false;
         }
         self.seen_departures.set(departures);
-        self.last_scan.set(Some(now));
+        self.last_scan.set(Some(now.unwrap_or_else(Instant::now)));
         let gone = !any_alive(table.entries());
         self.publisher_gone.set(gone);
         gone
@@ -490,7 +512,7 @@ impl<T: ShmSafe> Subscriber<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn is_disconnected(&self) -> bool {
-        self.publisher_disconnected()
+        self.publisher_disconnected(Some(Instant::now()))
     }
 }
 

@@ -151,3 +151,28 @@ fn a_slot_rewritten_to_an_older_stamp_is_reported_once_and_skipped() {
     assert_eq!(rx.try_recv().unwrap(), Some(11));
     assert_eq!(rx.try_recv().unwrap(), None);
 }
+
+#[test]
+fn a_wait_set_wakes_on_a_broadcast_message_and_on_the_publishers_departure() {
+    let (tx, rx) = channel::<u64>(4).unwrap();
+    let (other_tx, other_rx) = crate::mpmc::channel::<u64>(4).unwrap();
+    let mut set = crate::WaitSet::new();
+    let quiet = set.add(&other_rx);
+    let sub = set.add(&rx);
+    let publisher = set.add(&tx);
+    assert_ne!(quiet, sub);
+    // The publisher has room: it is ready.
+    assert_eq!(set.wait(Some(Duration::from_secs(5))).unwrap(), publisher);
+    drop(set);
+    let mut set = crate::WaitSet::new();
+    set.add(&other_rx);
+    let sub = set.add(&rx);
+    assert!(set.wait(Some(Duration::from_millis(30))).is_err());
+    tx.send(7).unwrap();
+    assert_eq!(set.wait(Some(Duration::from_secs(5))).unwrap(), sub);
+    assert_eq!(rx.try_recv().unwrap(), Some(7));
+    drop(tx);
+    assert_eq!(set.wait(Some(Duration::from_secs(5))).unwrap(), sub);
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+    drop(other_tx);
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU32;
 
 use super::Waitable;
 use super::sealed::{Sealed, Token};
-use crate::{ShmSafe, channel, mpmc};
+use crate::{ShmSafe, broadcast, channel, mpmc};
 
 /// Implements [`Waitable`] for endpoint types generic over `ShmSafe` parameters, forwarding to
 /// their `wait_word()` and `wait_set_ready(liveness)` methods.
@@ -37,4 +37,6 @@ waitable! {
     impl<T> channel::Sender<T>;
     impl<T> mpmc::Receiver<T>;
     impl<T> mpmc::Sender<T>;
+    impl<T> broadcast::Subscriber<T>;
+    impl<T> broadcast::Publisher<T>;
 }
