@@ -13,6 +13,7 @@
 
 mod args;
 mod attach;
+mod broadcast;
 mod bytes;
 mod cmd;
 mod probe;

@@ -122,6 +122,7 @@ impl Header {
             Some(SegmentKind::Raw) => "raw".to_owned(),
             Some(SegmentKind::Mpmc) => "mpmc queue".to_owned(),
             Some(SegmentKind::Rpc) => "rpc".to_owned(),
+            Some(SegmentKind::Broadcast) => "broadcast".to_owned(),
             _ => format!("kind {}", self.kind),
         }
     }

@@ -106,6 +106,9 @@ fn look(location: &Location) -> (Probe, Option<Result<serde_json::Value, String>
         Probe::Shmchan(h) if h.segment_kind() == Some(SegmentKind::Rpc) => {
             Some(crate::rpc::rpc_state(bytes.source(), h).map(|(j, _)| j))
         }
+        Probe::Shmchan(h) if h.segment_kind() == Some(SegmentKind::Broadcast) => {
+            Some(crate::broadcast::broadcast_state(bytes.source(), h).map(|(j, _)| j))
+        }
         _ => None,
     };
     (probe, channel)

@@ -248,6 +248,7 @@
 // Lets the derive's absolute paths (`::shmchan::...`) resolve inside this crate's own tests.
 extern crate self as shmchan;
 
+pub mod broadcast;
 pub mod channel;
 pub mod format;
 pub mod mpmc;

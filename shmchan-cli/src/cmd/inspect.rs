@@ -190,12 +190,17 @@ fn build(r: &Record) -> Report {
                 unreadable = Some(e.to_string());
             }
         }
-    } else if let Some(kind @ (SegmentKind::Channel | SegmentKind::Mpmc | SegmentKind::Rpc)) =
-        h.segment_kind()
+    } else if let Some(
+        kind @ (SegmentKind::Channel
+        | SegmentKind::Mpmc
+        | SegmentKind::Rpc
+        | SegmentKind::Broadcast),
+    ) = h.segment_kind()
     {
         let state = match kind {
             SegmentKind::Channel => reader::channel_state(bytes, h),
             SegmentKind::Rpc => crate::rpc::rpc_state(bytes, h),
+            SegmentKind::Broadcast => crate::broadcast::broadcast_state(bytes, h),
             _ => reader::mpmc_state(bytes, h),
         };
         match state {

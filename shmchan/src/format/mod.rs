@@ -16,6 +16,7 @@
 //! | liveness table | one per channel end, in the ring header | [`liveness::SideRecord`], decoded to [`liveness::SideState`] |
 //! | mpmc queue header, holder tables, slots | start of an mpmc queue's payload | [`mpmc::MpmcHeader`], decoded by [`mpmc::MpmcState::read`] |
 //! | rpc header, request queue, client slots | start of an rpc channel's payload | [`rpc::RpcHeader`], decoded by [`rpc::RpcState::read`] |
+//! | broadcast header, subscriber table, stamped slots | start of a broadcast channel's payload | [`broadcast::BroadcastHeader`], decoded by [`broadcast::BroadcastState::read`] |
 //!
 //! # Trust
 //!
@@ -46,6 +47,7 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+pub mod broadcast;
 pub(crate) mod decoded;
 pub mod header;
 pub mod layout;

@@ -203,12 +203,14 @@ impl Table {
             })
         })?;
         entries[i].intent.store(0, Ordering::Release);
+        entries[i].inherited.store(0, Ordering::Release);
         entries[i].start_time.store(0, Ordering::Release);
         Some(i)
     }
 
     fn init(&self, e: &Entry, start: u64) {
         e.intent.store(0, Ordering::Release);
+        e.inherited.store(0, Ordering::Release);
         e.start_time.store(start, Ordering::Release);
         self.attached().store(1, Ordering::Release);
     }
@@ -223,6 +225,7 @@ impl Table {
             return;
         }
         e.intent.store(0, Ordering::Release);
+        e.inherited.store(0, Ordering::Release);
         e.start_time.store(0, Ordering::Relaxed);
         if e.owner
             .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -322,6 +325,17 @@ extern "C" fn fork_prepare() {
     for reg in unsafe { locked_regs() } {
         // In the parent, before `fork`: reading `/proc` to reuse a dead entry is allowed here.
         let slot = reg.table.reserve(reservation);
+        // The child's entry starts with the parent's `inherited` word (a subscriber's cursor:
+        // the child's copy of the handle reads from the same position).
+        let entries = reg.table.entries();
+        if let (Some(child), Some(parent)) = (
+            slot.and_then(|i| entries.get(i)),
+            entries.get(reg.index.load(Ordering::Relaxed)),
+        ) {
+            child
+                .inherited
+                .store(parent.inherited.load(Ordering::Acquire), Ordering::Release);
+        }
         reg.child_index
             .store(slot.unwrap_or(NONE), Ordering::Relaxed);
         reg.child_owner.store(reservation, Ordering::Relaxed);
@@ -497,7 +511,7 @@ mod tests {
                     owner: AtomicU64::new(0),
                     intent: AtomicU64::new(0),
                     start_time: AtomicU64::new(0),
-                    _reserved: AtomicU64::new(0),
+                    inherited: AtomicU64::new(0),
                 })
                 .collect(),
             attached: AtomicU32::new(0),

@@ -55,7 +55,9 @@ pub(crate) struct Entry {
     pub(crate) owner: AtomicU64,
     pub(crate) intent: AtomicU64,
     pub(crate) start_time: AtomicU64,
-    pub(crate) _reserved: AtomicU64,
+    /// Unused by mpmc (0). Broadcast keeps a subscriber's cursor here: it is cleared when an
+    /// entry is taken or freed, and copied from the parent's entry into a forked child's.
+    pub(crate) inherited: AtomicU64,
 }
 
 /// The shape of a queue for message type `T`: computed by the creator, re-read and validated by

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU32;
 
 use super::Waitable;
 use super::sealed::{Sealed, Token};
-use crate::{ShmSafe, channel, mpmc, rpc};
+use crate::{ShmSafe, broadcast, channel, mpmc, rpc};
 
 /// Implements [`Waitable`] for endpoint types generic over `ShmSafe` parameters, forwarding to
 /// their `wait_word()` and `wait_set_ready(liveness)` methods.
@@ -38,4 +38,6 @@ waitable! {
     impl<T> mpmc::Receiver<T>;
     impl<T> mpmc::Sender<T>;
     impl<Req, Resp> rpc::Server<Req, Resp>;
+    impl<T> broadcast::Subscriber<T>;
+    impl<T> broadcast::Publisher<T>;
 }
