@@ -214,7 +214,7 @@ impl<T: ShmSafe> Subscriber<T> {
         if let Some(v) = self.try_recv()? {
             return Ok(Some(v));
         }
-        wait::block_on(
+        wait::block_on_shared(
             self.wait_word(),
             self.strategy.get(),
             deadline,

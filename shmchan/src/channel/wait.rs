@@ -139,10 +139,70 @@ pub(crate) fn block_on<R>(
     word: &AtomicU32,
     strategy: WaitStrategy,
     deadline: Option<Instant>,
+    attempt: impl FnMut() -> Result<Option<R>>,
+    probe: impl Fn() -> bool,
+    check_peer: impl FnMut() -> Result<()>,
+) -> Result<Option<R>> {
+    block_on_word(
+        Word::Own(word),
+        strategy,
+        deadline,
+        attempt,
+        probe,
+        check_peer,
+    )
+}
+
+/// [`block_on`] for a wait word that several waiters share (mpmc consumers or producers,
+/// broadcast subscribers): a waiter leaves the word as it is when it returns, because storing 0
+/// could erase the announcement of another waiter that is about to sleep, which would then miss
+/// the next wake-up and sleep until its timeout. Only wakers clear a shared word; a word left at
+/// 1 costs the next waker one needless `FUTEX_WAKE`. Wakers of a shared word wake every waiter.
+pub(crate) fn block_on_shared<R>(
+    word: &AtomicU32,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    attempt: impl FnMut() -> Result<Option<R>>,
+    probe: impl Fn() -> bool,
+    check_peer: impl FnMut() -> Result<()>,
+) -> Result<Option<R>> {
+    block_on_word(
+        Word::Shared(word),
+        strategy,
+        deadline,
+        attempt,
+        probe,
+        check_peer,
+    )
+}
+
+/// Whose wait word a blocked operation sleeps on.
+#[derive(Clone, Copy)]
+enum Word<'a> {
+    /// This waiter's alone: it clears its own announcement when it returns, sparing the waker a
+    /// system call.
+    Own(&'a AtomicU32),
+    /// Shared with other waiters: left to the wakers.
+    Shared(&'a AtomicU32),
+}
+
+fn block_on_word<R>(
+    which: Word<'_>,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Result<Option<R>>,
     probe: impl Fn() -> bool,
     mut check_peer: impl FnMut() -> Result<()>,
 ) -> Result<Option<R>> {
+    let (word, own) = match which {
+        Word::Own(w) => (w, true),
+        Word::Shared(w) => (w, false),
+    };
+    let withdraw = || {
+        if own {
+            word.store(0, Ordering::Relaxed);
+        }
+    };
     let mut spin_budget = match strategy {
         WaitStrategy::Spin => u32::MAX,
         WaitStrategy::Adaptive => ADAPTIVE_SPINS,
@@ -193,7 +253,7 @@ pub(crate) fn block_on<R>(
         match attempt() {
             Ok(None) => {}
             other => {
-                word.store(0, Ordering::Relaxed);
+                withdraw();
                 return other;
             }
         }
@@ -201,15 +261,67 @@ pub(crate) fn block_on<R>(
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                word.store(0, Ordering::Relaxed);
+                withdraw();
                 return Ok(None);
             }
             timeout = timeout.min(left);
         }
         let outcome = futex::wait(word, 1, Some(timeout));
-        word.store(0, Ordering::Relaxed);
+        withdraw();
         if outcome == WaitOutcome::TimedOut {
             check_peer()?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a blocking wait whose first attempt fails and second succeeds (so it announces
+    /// itself, re-checks and returns) while another waiter's announcement is in the word;
+    /// returns the word afterwards.
+    fn word_after_early_return(shared: bool) -> u32 {
+        let word = AtomicU32::new(1); // another waiter announced itself and is about to sleep
+        let mut calls = 0;
+        let attempt = || {
+            calls += 1;
+            Ok((calls > 1).then_some(()))
+        };
+        let r = if shared {
+            block_on_shared(
+                &word,
+                WaitStrategy::Block,
+                None,
+                attempt,
+                || false,
+                || Ok(()),
+            )
+        } else {
+            block_on(
+                &word,
+                WaitStrategy::Block,
+                None,
+                attempt,
+                || false,
+                || Ok(()),
+            )
+        };
+        assert_eq!(r.unwrap(), Some(()));
+        word.load(Ordering::Relaxed)
+    }
+
+    /// A waiter on a shared word must not erase another's announcement: that one would then
+    /// sleep through the next wake-up until its timeout (before the fix, broadcast subscribers
+    /// and mpmc consumers did).
+    #[test]
+    fn a_waiter_leaves_a_shared_word_to_the_wakers() {
+        assert_eq!(word_after_early_return(true), 1);
+    }
+
+    /// A waiter alone on its word withdraws its announcement, sparing the waker a system call.
+    #[test]
+    fn a_waiter_clears_its_own_word() {
+        assert_eq!(word_after_early_return(false), 0);
     }
 }

@@ -144,7 +144,7 @@ impl<T: ShmSafe> Receiver<T> {
         if let Some(v) = self.try_recv()? {
             return Ok(Some(v));
         }
-        wait::block_on(
+        wait::block_on_shared(
             &self.end.queue.header().rx_wait.0,
             self.end.strategy.get(),
             deadline,

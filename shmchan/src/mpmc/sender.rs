@@ -133,7 +133,7 @@ impl<T: ShmSafe> Sender<T> {
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
             Err(TrySendError::Failed(e)) => return Err(SendTimeoutError::Failed(e)),
         }
-        let r = wait::block_on(
+        let r = wait::block_on_shared(
             &self.end.queue.header().tx_wait.0,
             self.end.strategy.get(),
             deadline,
