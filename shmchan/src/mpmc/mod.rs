@@ -83,6 +83,8 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+mod async_ops;
 mod endpoint;
 mod holders;
 mod keyed;

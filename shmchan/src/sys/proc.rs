@@ -54,6 +54,46 @@ pub(crate) fn thread_group_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+std::thread_local! {
+    /// The `/proc/<id>/stat` answers read so far inside [`memoized`] on this thread.
+    static STAT_MEMO: std::cell::RefCell<Option<Vec<(u32, Option<(u8, u64)>)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, reading each `/proc/<id>/stat` at most once on this thread for [`liveness`] and
+/// [`liveness_low32`] while it runs: one sweep over many handles whose peers are the same
+/// processes (the async notifier's liveness tick) costs one read per process, not one per
+/// handle.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn memoized<R>(f: impl FnOnce() -> R) -> R {
+    let outer = STAT_MEMO.with(|m| m.borrow_mut().replace(Vec::new()));
+    let r = f();
+    STAT_MEMO.with(|m| *m.borrow_mut() = outer);
+    r
+}
+
+/// Fields 3 and 22 of `/proc/<id>/stat` (through the memo of [`memoized`] when one is active).
+fn stat_of(id: u32) -> Option<(u8, u64)> {
+    let memo = STAT_MEMO.with(|m| {
+        m.borrow()
+            .as_ref()
+            .map(|v| v.iter().find(|(i, _)| *i == id).map(|&(_, s)| s))
+    });
+    match memo {
+        None => read_stat(&format!("/proc/{id}/stat")),
+        Some(Some(s)) => s,
+        Some(None) => {
+            let s = read_stat(&format!("/proc/{id}/stat"));
+            STAT_MEMO.with(|m| {
+                if let Some(v) = m.borrow_mut().as_mut() {
+                    v.push((id, s));
+                }
+            });
+            s
+        }
+    }
+}
+
 /// Whether the process or thread `id` started at `start_time` still exists.
 ///
 /// A `start_time` of 0 means "unknown": only existence is checked.
@@ -61,7 +101,7 @@ pub(crate) fn liveness(id: u32, start_time: u64) -> Liveness {
     if id == 0 {
         return Liveness::Dead;
     }
-    match read_stat(&format!("/proc/{id}/stat")) {
+    match stat_of(id) {
         None => Liveness::Dead,
         Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
         Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
@@ -77,7 +117,7 @@ pub(crate) fn liveness_low32(id: u32, start_low32: u32) -> Liveness {
     if id == 0 {
         return Liveness::Dead;
     }
-    match read_stat(&format!("/proc/{id}/stat")) {
+    match stat_of(id) {
         None => Liveness::Dead,
         Some((_, t)) if start_low32 != 0 && t as u32 != start_low32 => Liveness::Dead,
         Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
@@ -159,6 +199,18 @@ mod tests {
         assert_eq!(liveness(pid(), t + 1), Liveness::Dead);
         assert_eq!(thread_group_of(tid()), Some(pid()));
         assert!(thread_start_time(tid()).is_some());
+    }
+
+    #[test]
+    fn memoized_reads_each_process_once_and_only_inside() {
+        let t = process_start_time(pid()).expect("own /proc/self/stat");
+        memoized(|| {
+            assert_eq!(liveness(pid(), t), Liveness::Alive);
+            assert_eq!(liveness(pid(), t + 1), Liveness::Dead);
+            assert_eq!(liveness_low32(pid(), t as u32), Liveness::Alive);
+            STAT_MEMO.with(|m| assert_eq!(m.borrow().as_ref().map(Vec::len), Some(1)));
+        });
+        STAT_MEMO.with(|m| assert!(m.borrow().is_none()));
     }
 
     #[test]
