@@ -60,3 +60,12 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
         })
     }
 }
+
+#[cfg(test)]
+impl<T: ShmSafe, L: Lock> Shared<T, L> {
+    /// The value's change words (tests of the async notifier).
+    pub(crate) fn change_words_for_tests(&self) -> &crate::sync::notify::ChangeWords {
+        // SAFETY: the payload of this live value, mapped while `self` is borrowed.
+        unsafe { self.inner.lock.change_words::<T>(self.inner.payload) }
+    }
+}

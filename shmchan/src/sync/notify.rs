@@ -151,6 +151,12 @@ impl ChangeWords {
     pub(crate) fn withdraw(&self) {
         self.watchers.fetch_sub(1, Ordering::SeqCst);
     }
+
+    /// Announced waiters now.
+    #[cfg(all(test, feature = "async"))]
+    pub(crate) fn watchers(&self) -> u32 {
+        self.watchers.load(Ordering::SeqCst)
+    }
 }
 
 /// The version counter and notification words of an fcntl-locked value, placed right after the
