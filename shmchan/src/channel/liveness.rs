@@ -149,7 +149,8 @@ impl MappedRecently {
             return;
         };
         cache.retain(|&(p, o, t)| !(p == pid && o == object) && t.elapsed() < MAPS_RECHECK);
-        if cache.len() < 64 {
+        // Room for many channels: the async notifier checks every pending end each tick.
+        if cache.len() < 1024 {
             cache.push((pid, object, Instant::now()));
         }
     }

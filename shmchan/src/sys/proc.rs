@@ -60,14 +60,14 @@ std::thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f`, reading each `/proc/<id>/stat` at most once on this thread for [`liveness`] and
-/// [`liveness_low32`] while it runs: one sweep over many handles whose peers are the same
-/// processes (the async notifier's liveness tick) costs one read per process, not one per
-/// handle.
+/// Runs `f`, reading each `/proc/<id>/stat` (for [`liveness`] and [`liveness_low32`]) and each
+/// `/proc/<pid>/maps` (for `procfs::maps_object`) at most once on this thread while it runs:
+/// one sweep over many handles whose peers are the same processes (the async notifier's
+/// liveness tick) costs one read per process, not one per handle.
 #[cfg_attr(not(feature = "async"), allow(dead_code))]
 pub(crate) fn memoized<R>(f: impl FnOnce() -> R) -> R {
     let outer = STAT_MEMO.with(|m| m.borrow_mut().replace(Vec::new()));
-    let r = f();
+    let r = super::procfs::memoized(f);
     STAT_MEMO.with(|m| *m.borrow_mut() = outer);
     r
 }
