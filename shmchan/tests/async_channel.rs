@@ -40,7 +40,11 @@ fn registrations() -> usize {
 fn until_registered(n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while registrations() < n {
-        assert!(Instant::now() < deadline, "only {} registered", registrations());
+        assert!(
+            Instant::now() < deadline,
+            "only {} registered",
+            registrations()
+        );
         std::thread::yield_now();
     }
 }

@@ -48,7 +48,7 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::channel::LIVENESS_INTERVAL;
 use crate::sys::futex::{self, WAITV_MAX, WaitAnyOutcome};
@@ -64,12 +64,50 @@ pub(crate) type Keep = Arc<dyn Send + Sync>;
 
 /// What the notifier does for a kept registration at each liveness tick.
 pub(crate) enum Periodic {
-    /// Runs the check (it may read only the kept mapping's shared words and `/proc`); wakes the
-    /// future when it returns true.
-    Check(Box<dyn FnMut() -> bool + Send>),
+    /// A liveness check: a full look (it may read only the kept mapping's shared words and
+    /// `/proc`) that says whether to wake the future and which processes hold the peer's end.
+    /// Between full looks the ticker only checks that those processes still exist, once per
+    /// process per tick, however many registrations name them.
+    Check(Box<dyn FnMut() -> Look + Send>),
     /// Wakes the future at every tick (states only its own polling can resolve, such as a slot
     /// stuck behind a dead process).
     Always,
+}
+
+/// What a full liveness look found.
+pub(crate) struct Look {
+    /// Wake the future (the peer is gone, or it should look for itself).
+    pub(crate) fire: bool,
+    /// The pids of the peer's live holders.
+    pub(crate) pids: Vec<u32>,
+    /// Nothing in flight: the next full look can wait [`FULL_CHECK_TICKS`] ticks unless one
+    /// of `pids` dies (false: look again at the next tick, e.g. a fork reservation not yet
+    /// claimed, or no holder yet).
+    pub(crate) settled: bool,
+}
+
+/// A registration's full liveness look runs every this many ticks (a holder that `exec`ed, or
+/// that left while others remain, is noticed then), and at any tick where one of the processes
+/// it found no longer exists (what a kill is).
+pub(crate) const FULL_CHECK_TICKS: u64 = 150;
+
+/// Whether process `pid` exists (alive, stopped, not a zombie): a `poll` of its pidfd in
+/// `handles` when one could be opened, else one `/proc` read; remembered for the rest of the
+/// tick in `seen`.
+fn exists(
+    seen: &mut Vec<(u32, bool)>,
+    handles: &[(u32, Option<proc::ProcessHandle>)],
+    pid: u32,
+) -> bool {
+    if let Some(&(_, e)) = seen.iter().find(|(p, _)| *p == pid) {
+        return e;
+    }
+    let e = match handles.iter().find(|(p, _)| *p == pid) {
+        Some((_, Some(h))) => !h.exited(),
+        _ => proc::liveness(pid, 0) != proc::Liveness::Dead,
+    };
+    seen.push((pid, e));
+    e
 }
 
 /// A pointer into a kept mapping, movable into a [`Periodic::Check`] closure.
@@ -124,6 +162,9 @@ struct Entry {
     /// `Some` for a kept registration: the notifier may read `word` and run `periodic`.
     keep: Option<Keep>,
     periodic: Option<Periodic>,
+    /// The peer holders' pids the last full look found, and the tick of the next one.
+    watch: Vec<u32>,
+    next_look: u64,
 }
 
 struct Slot {
@@ -139,6 +180,12 @@ struct State {
     live: usize,
     /// The notifier thread runs.
     started: bool,
+    /// The ticker thread runs.
+    ticker_started: bool,
+    /// The ticker sleeps without a timeout (nothing was armed): a new registration wakes it.
+    ticker_idle: bool,
+    /// A registration was added, re-armed or removed since the ticker last went through them.
+    dirty: bool,
     /// The notifier is (about to be) asleep on the set it last built: a change of the set must
     /// wake it.
     sleeping: bool,
@@ -208,17 +255,31 @@ pub(crate) struct Notifier {
     generation: u64,
     /// The private word of every wait: bumped to make the notifier rebuild its set.
     control: AtomicU32,
+    /// The ticker's private word: bumped to wake it from an untimed sleep.
+    ticker: AtomicU32,
     state: Mutex<State>,
 }
 
 /// The current process's notifier, or null before first use (or a parent's, after a fork).
 static CURRENT: AtomicPtr<Notifier> = AtomicPtr::new(core::ptr::null_mut());
 
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| Error::Os {
+            call: "pthread_create (a thread of the shmchan async notifier)",
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+        })
+}
+
 impl Notifier {
     fn new(generation: u64, fallback: bool) -> Notifier {
         Notifier {
             generation,
             control: AtomicU32::new(0),
+            ticker: AtomicU32::new(0),
             state: Mutex::new(State {
                 fallback,
                 ..State::default()
@@ -226,7 +287,7 @@ impl Notifier {
         }
     }
 
-    /// This process's notifier (made on first use here; its thread starts with the first
+    /// This process's notifier (made on first use here; its threads start with the first
     /// registration).
     fn current() -> &'static Notifier {
         let generation = proc::fork_generation();
@@ -261,26 +322,31 @@ impl Notifier {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Called with the lock held after the set changed: makes a sleeping notifier rebuild it.
+    /// Called with the lock held after the set changed: makes a sleeping notifier rebuild it,
+    /// and an idle ticker start ticking.
     fn set_changed(&self, state: &mut State) {
+        state.dirty = true;
         if state.sleeping && !state.fallback {
             state.sleeping = false;
             self.control.fetch_add(1, Ordering::Release);
             futex::wake(&self.control, 1);
+        }
+        if state.ticker_idle {
+            state.ticker_idle = false;
+            self.ticker.fetch_add(1, Ordering::Release);
+            futex::wake(&self.ticker, 1);
         }
     }
 
     fn insert(&'static self, entry: Entry) -> Result<Key> {
         let mut state = self.lock();
         if !state.started {
-            std::thread::Builder::new()
-                .name("shmchan-notify".into())
-                .spawn(move || self.run())
-                .map_err(|e| Error::Os {
-                    call: "pthread_create (the shmchan async notifier thread)",
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
-                })?;
+            spawn("shmchan-notify", move || self.run())?;
             state.started = true;
+        }
+        if !state.ticker_started {
+            spawn("shmchan-tick", move || self.tick())?;
+            state.ticker_started = true;
         }
         let key = state.insert(entry);
         self.set_changed(&mut state);
@@ -307,27 +373,27 @@ impl Notifier {
     }
 
     fn remove(&self, key: Key) {
-        let entry = self.lock().remove(key);
+        let entry = {
+            let mut state = self.lock();
+            state.dirty = true;
+            state.remove(key)
+        };
         // Dropped outside the lock: the last reference to a mapping unmaps it.
         drop(entry);
     }
 
-    /// The notifier thread.
+    /// The notifier thread: sleeps on every armed word (and its control word) at once, with no
+    /// timeout, and wakes the futures whose word changed. Liveness is the ticker's job, so that
+    /// an idle notifier stays in one `futex_waitv` call: re-arming a call over 100 words every
+    /// tick would cost more than the 100 waiting futures are allowed to.
     fn run(&'static self) {
         let mut set: Vec<(usize, u32)> = Vec::new();
         let mut woke = Woke::Timeout;
-        let mut next_tick: Option<Instant> = None;
-        let mut ticks: u64 = 0;
         let mut fired: Vec<Waker> = Vec::new();
         loop {
             let (control, timeout, fallback) = {
                 let mut state = self.lock();
                 state.sleeping = false;
-                let now = Instant::now();
-                let tick = next_tick.is_some_and(|t| now >= t);
-                if tick {
-                    ticks += 1;
-                }
                 let fallback = state.fallback;
                 let overflow = set.len() >= WAITV_MAX - 1;
                 let woken_word = match woke {
@@ -335,38 +401,23 @@ impl Notifier {
                     _ => None,
                 };
                 let unknown = woke == Woke::Unknown || fallback;
-                let one_shot_tick = tick && ticks % ONE_SHOT_TICKS == 0;
-                proc::memoized(|| {
-                    for entry in state.entries_mut().filter(|e| e.armed) {
-                        let fire_word = match entry.keep {
-                            Some(_) => {
-                                // SAFETY: a kept registration holds the mapping of its word
-                                // (aligned: it came from a `&AtomicU32`).
-                                let word = unsafe { &*(entry.word as *const AtomicU32) };
-                                word.load(Ordering::Acquire) != entry.expected
-                            }
-                            None => {
-                                woken_word == Some(entry.word)
-                                    || unknown
-                                    || (overflow && !entry.in_set)
-                            }
-                        };
-                        if fire_word {
-                            entry.armed = false;
-                            fired.push(entry.waker.clone());
-                            continue;
+                for entry in state.entries_mut().filter(|e| e.armed) {
+                    let fire = match entry.keep {
+                        Some(_) => {
+                            // SAFETY: a kept registration holds the mapping of its word
+                            // (aligned: it came from a `&AtomicU32`).
+                            let word = unsafe { &*(entry.word as *const AtomicU32) };
+                            word.load(Ordering::Acquire) != entry.expected
                         }
-                        let fire_tick = match (&mut entry.periodic, &entry.keep) {
-                            (Some(Periodic::Always), _) => tick,
-                            (Some(Periodic::Check(check)), _) => tick && check(),
-                            (None, None) => one_shot_tick,
-                            (None, Some(_)) => false,
-                        };
-                        if fire_tick {
-                            fired.push(entry.waker.clone());
+                        None => {
+                            woken_word == Some(entry.word) || unknown || (overflow && !entry.in_set)
                         }
+                    };
+                    if fire {
+                        entry.armed = false;
+                        fired.push(entry.waker.clone());
                     }
-                });
+                }
                 set.clear();
                 let mut any = false;
                 for entry in state.entries_mut() {
@@ -383,15 +434,8 @@ impl Notifier {
                         entry.in_set = true;
                     }
                 }
-                if !any {
-                    next_tick = None;
-                } else if tick || next_tick.is_none() {
-                    next_tick = Some(now + LIVENESS_INTERVAL);
-                }
-                let mut timeout = next_tick.map(|t| t.saturating_duration_since(now));
-                if fallback || (any && set.len() >= WAITV_MAX - 1) {
-                    timeout = Some(timeout.map_or(FALLBACK_POLL, |t| t.min(FALLBACK_POLL)));
-                }
+                let timeout =
+                    (fallback || (any && set.len() >= WAITV_MAX - 1)).then_some(FALLBACK_POLL);
                 let control = self.control.load(Ordering::Acquire);
                 state.sleeping = true;
                 (control, timeout, fallback)
@@ -421,6 +465,94 @@ impl Notifier {
                     Woke::Unknown
                 }
             };
+        }
+    }
+
+    /// The ticker thread: every [`LIVENESS_INTERVAL`] while registrations are armed, wakes
+    /// the futures whose liveness check fires, and every few ticks re-polls the one-shot ones.
+    /// A tick where every watched process still exists and no full look is due touches no
+    /// registration: one `/proc` read per watched process. Sleeps without a timeout while
+    /// nothing is armed.
+    fn tick(&'static self) {
+        let mut number: u64 = 0;
+        let mut seen: Vec<(u32, bool)> = Vec::new();
+        // What the last pass over the registrations left: the pids to watch, the next full
+        // look due, whether some registration wants every tick (or every few).
+        let mut watched: Vec<u32> = Vec::new();
+        let mut next_look = 0;
+        let (mut every_tick, mut one_shots, mut any) = (false, false, false);
+        let mut handles: Vec<(u32, Option<proc::ProcessHandle>)> = Vec::new();
+        let mut fired: Vec<Waker> = Vec::new();
+        loop {
+            let word = {
+                let mut state = self.lock();
+                number += 1;
+                seen.clear();
+                let one_shot_tick = number % ONE_SHOT_TICKS == 0;
+                let pass = state.dirty
+                    || every_tick
+                    || (one_shots && one_shot_tick)
+                    || number >= next_look
+                    || watched.iter().any(|&pid| !exists(&mut seen, &handles, pid));
+                if pass {
+                    state.dirty = false;
+                    watched.clear();
+                    next_look = u64::MAX;
+                    (every_tick, one_shots, any) = (false, false, false);
+                    proc::memoized(|| {
+                        for entry in state.entries_mut().filter(|e| e.armed) {
+                            any = true;
+                            let fire = match (&mut entry.periodic, &entry.keep) {
+                                (Some(Periodic::Always), _) => {
+                                    every_tick = true;
+                                    true
+                                }
+                                (Some(Periodic::Check(look)), _) => {
+                                    let due = number >= entry.next_look
+                                        || entry
+                                            .watch
+                                            .iter()
+                                            .any(|&p| !exists(&mut seen, &handles, p));
+                                    let mut fire = false;
+                                    if due {
+                                        let l = look();
+                                        fire = l.fire;
+                                        entry.watch = l.pids;
+                                        entry.next_look =
+                                            number + if l.settled { FULL_CHECK_TICKS } else { 1 };
+                                    }
+                                    watched.extend_from_slice(&entry.watch);
+                                    next_look = next_look.min(entry.next_look);
+                                    fire
+                                }
+                                (None, None) => {
+                                    one_shots = true;
+                                    one_shot_tick
+                                }
+                                (None, Some(_)) => false,
+                            };
+                            if fire {
+                                fired.push(entry.waker.clone());
+                            }
+                        }
+                    });
+                    watched.sort_unstable();
+                    watched.dedup();
+                    // Keep a pidfd per watched process (opened after a full look found it).
+                    handles.retain(|(p, _)| watched.binary_search(p).is_ok());
+                    for &pid in &watched {
+                        if !handles.iter().any(|(p, _)| *p == pid) {
+                            handles.push((pid, proc::ProcessHandle::open(pid)));
+                        }
+                    }
+                }
+                state.ticker_idle = !any;
+                self.ticker.load(Ordering::Acquire)
+            };
+            for waker in fired.drain(..) {
+                waker.wake();
+            }
+            futex::wait(&self.ticker, word, any.then_some(LIVENESS_INTERVAL));
         }
     }
 }
@@ -488,6 +620,8 @@ impl Waiter {
             in_set: false,
             keep,
             periodic,
+            watch: Vec::new(),
+            next_look: 0,
         })?;
         self.reg = Some((n, key));
         Ok(())

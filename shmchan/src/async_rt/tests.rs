@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::AtomicUsize;
 use std::task::Wake;
+use std::time::Instant;
 
 /// The tests that count this process's registrations run one at a time (and compare with the
 /// count they started with: a leaked future's registration stays, by design).
@@ -72,7 +73,11 @@ fn recv_async_is_woken_by_a_send_from_another_thread() {
     });
     let mut fut = pin!(rx.recv_async());
     let (unpark, waker) = unpark_waker();
-    assert!(fut.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+    assert!(
+        fut.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
     seen_tx.send(()).unwrap();
     let v = loop {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
@@ -111,7 +116,10 @@ fn dropping_a_pending_recv_withdraws_it_and_takes_no_message() {
     }
     assert_eq!(block_on(rx.recv_async()).unwrap(), 2);
     drop(tx);
-    assert!(matches!(block_on(rx.recv_async()), Err(Error::Disconnected)));
+    assert!(matches!(
+        block_on(rx.recv_async()),
+        Err(Error::Disconnected)
+    ));
     assert_eq!(registrations(), base);
 }
 
@@ -243,7 +251,11 @@ fn more_pending_futures_than_one_futex_waitv_call_takes() {
     // Wait until every task is pending (registered), then send.
     let deadline = Instant::now() + Duration::from_secs(30);
     while registrations() < base + N {
-        assert!(Instant::now() < deadline, "only {} registered", registrations());
+        assert!(
+            Instant::now() < deadline,
+            "only {} registered",
+            registrations()
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     for (i, tx) in senders.iter().enumerate() {
@@ -315,7 +327,10 @@ fn mpmc_futures_wake_and_complete() {
         assert_eq!(got, want);
     });
     drop(tx);
-    assert!(matches!(block_on(rx2.recv_async()), Err(Error::Disconnected)));
+    assert!(matches!(
+        block_on(rx2.recv_async()),
+        Err(Error::Disconnected)
+    ));
     assert_eq!(registrations(), base);
 }
 

@@ -4,10 +4,33 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use super::liveness::PeerState;
+use super::liveness::{MAX_HOLDERS, PeerState, Probe, RESERVED, Side};
 use super::{Receiver, Sender, TrySendError};
-use crate::async_rt::{ChannelWait, Keep, Periodic, Shm};
+use crate::async_rt::{ChannelWait, Keep, Look, Periodic, Shm};
 use crate::{Error, Result, ShmSafe};
+
+/// The notifier's full liveness look at the peer's end `side`: wake the future once it is
+/// closed or every holder is dead (`check_peer`, which closes it then), or when `ready` (a
+/// message or room after all: a wait word another process scribbled over).
+fn look(side: &Side, probe: &Probe, ready: impl FnOnce() -> bool) -> Look {
+    let gone = side.check_peer(probe) == PeerState::Closed;
+    let mut pids = Vec::new();
+    let mut settled = true;
+    for i in 0..MAX_HOLDERS {
+        match side.holder_slot(i) {
+            0 => {}
+            w if w & RESERVED != 0 => settled = false,
+            pid => pids.push(pid),
+        }
+    }
+    // No holder (yet, or any more): nothing to watch, look again next tick.
+    settled &= !pids.is_empty();
+    Look {
+        fire: gone || ready(),
+        pids,
+        settled,
+    }
+}
 
 impl<T: ShmSafe> Receiver<T> {
     /// Receives the next message, waiting asynchronously while the channel is empty: the async
@@ -63,9 +86,9 @@ impl<T: ShmSafe> Receiver<T> {
         let check = move || {
             // SAFETY: the registration this check belongs to keeps the mapping.
             let h = unsafe { header.get() };
-            h.sender.0.is_closed()
-                || h.tail.0.load(Ordering::Acquire) != h.head.0.load(Ordering::Acquire)
-                || h.sender.0.check_peer(&probe) == PeerState::Closed
+            look(&h.sender.0, &probe, || {
+                h.tail.0.load(Ordering::Acquire) != h.head.0.load(Ordering::Acquire)
+            })
         };
         let keep: Keep = memory.clone();
         (keep, Periodic::Check(Box::new(check)))
@@ -133,9 +156,9 @@ impl<T: ShmSafe> Sender<T> {
         let check = move || {
             // SAFETY: the registration this check belongs to keeps the mapping.
             let h = unsafe { header.get() };
-            h.receiver.0.is_closed()
-                || h.head.0.load(Ordering::Acquire) != head
-                || h.receiver.0.check_peer(&probe) == PeerState::Closed
+            look(&h.receiver.0, &probe, || {
+                h.head.0.load(Ordering::Acquire) != head
+            })
         };
         let keep: Keep = memory.clone();
         (keep, Periodic::Check(Box::new(check)))

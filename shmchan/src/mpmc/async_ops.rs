@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use super::holders::{Table, any_alive};
+use super::holders::{Table, live_pids};
 use super::{Receiver, Sender};
-use crate::async_rt::{ChannelWait, Keep, Periodic, Shm};
+use crate::async_rt::{ChannelWait, Keep, Look, Periodic, Shm};
 use crate::channel::TrySendError;
 use crate::{Error, Result, ShmSafe};
 
@@ -18,9 +18,9 @@ struct PeerTable(Table);
 unsafe impl Send for PeerTable {}
 
 impl PeerTable {
-    /// Whether the side was attached once and has no live holder now (reads `/proc`).
-    fn all_gone(&self) -> bool {
-        self.0.is_attached() && !any_alive(self.0.entries())
+    /// The pids of the side's live holders, if it was attached once (reads `/proc`).
+    fn live(&self) -> Option<Vec<u32>> {
+        self.0.is_attached().then(|| live_pids(self.0.entries()))
     }
 }
 
@@ -79,8 +79,17 @@ impl<T: ShmSafe> Receiver<T> {
         let check = move || {
             // SAFETY: the registration this check belongs to keeps the mapping.
             let h = unsafe { header.get() };
-            h.tail.0.load(Ordering::Acquire) != h.head.0.load(Ordering::Acquire)
-                || peer.all_gone()
+            // Positions claimed beyond `head`: a message in flight, or one stuck behind a dead
+            // sender, which only the future's own polls (every tick, then) recover.
+            let in_flight = h.tail.0.load(Ordering::Acquire) != h.head.0.load(Ordering::Acquire);
+            let live = peer.live();
+            let gone = live.as_ref().is_some_and(Vec::is_empty);
+            let pids = live.unwrap_or_default();
+            Look {
+                fire: gone || in_flight,
+                settled: !in_flight && !pids.is_empty(),
+                pids,
+            }
         };
         let keep: Keep = memory.clone();
         (keep, Periodic::Check(Box::new(check)))

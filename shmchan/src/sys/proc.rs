@@ -126,6 +126,40 @@ pub(crate) fn liveness_low32(id: u32, start_low32: u32) -> Liveness {
     }
 }
 
+/// A process, held by a pidfd (Linux 5.3+): tells whether it exited with one `poll`, no
+/// `/proc` read, and never confuses it with a later process that reuses its pid.
+#[cfg(feature = "async")]
+pub(crate) struct ProcessHandle(std::os::fd::OwnedFd);
+
+#[cfg(feature = "async")]
+impl ProcessHandle {
+    /// A handle on process `pid`; `None` if it does not exist or pidfds are unavailable.
+    pub(crate) fn open(pid: u32) -> Option<ProcessHandle> {
+        let pid = libc::pid_t::try_from(pid).ok()?;
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+        let fd = std::os::fd::RawFd::try_from(fd)
+            .ok()
+            .filter(|&fd| fd >= 0)?;
+        // SAFETY: `fd` was just returned by pidfd_open: open, and owned by nobody else.
+        Some(ProcessHandle(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    }
+
+    /// Whether the process has exited (a zombie counts as exited).
+    pub(crate) fn exited(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.0),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        r > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    }
+}
+
 /// Registers fork handlers (`pthread_atfork`): `prepare` runs in the forking thread before
 /// `fork`, `parent` and `child` after it in each process. glibc's `fork()` runs them; raw
 /// `clone` and `posix_spawn` do not.
@@ -211,6 +245,29 @@ mod tests {
             STAT_MEMO.with(|m| assert_eq!(m.borrow().as_ref().map(Vec::len), Some(1)));
         });
         STAT_MEMO.with(|m| assert!(m.borrow().is_none()));
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn a_process_handle_sees_its_process_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("spawn sleep");
+        let Some(h) = ProcessHandle::open(child.id()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return; // no pidfd on this kernel
+        };
+        assert!(!h.exited());
+        child.kill().expect("kill");
+        let t = std::time::Instant::now();
+        while !h.exited() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::yield_now();
+        }
+        child.wait().expect("wait");
+        assert!(h.exited());
     }
 
     #[test]
