@@ -86,7 +86,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (control_tx, mut control) = shmchan::channel::<u64>(4)?;
     let Some(pid) = fork()? else {
         drop((feeds, orders, control_tx, control));
-        finish((0..ORDERS).try_for_each(|id| orders_tx.send(Order { id, qty: id % 7 + 1 })))
+        finish((0..ORDERS).try_for_each(|id| {
+            orders_tx.send(Order {
+                id,
+                qty: id % 7 + 1,
+            })
+        }))
     };
     pids.push(pid);
     drop(orders_tx);

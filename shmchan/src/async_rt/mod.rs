@@ -20,13 +20,16 @@
 //!   fault here). Such a registration is disarmed as soon as the kernel reports any change it
 //!   cannot attribute, and its future re-checks and re-registers.
 //!
-//! **Ticks.** While any registration is armed the notifier also wakes every
-//! [`LIVENESS_INTERVAL`]: kept registrations run their check (is the peer dead, does the ring
-//! hold messages after all), reading `/proc` once per process per tick however many endpoints
-//! share a peer ([`proc::memoized`]); a future whose check fires is woken to find
-//! `Disconnected`. One-shot registrations are re-polled every few ticks, which bounds what a
-//! process scribbling on the notification words can delay. With no registration the notifier
-//! sleeps on its own control word without a timeout: zero CPU.
+//! **Ticks.** A second thread, the ticker, does what needs a clock, so that the notifier's wait
+//! has no timeout (re-arming a `futex_waitv` over 100 shared words costs about 0.35 ms of
+//! kernel time: doing it every tick would cost more than 100 idle futures may). Every
+//! [`LIVENESS_INTERVAL`] while registrations are armed, it wakes the futures whose liveness
+//! check fires ([`Periodic`]): a full [`Look`] at the peer's holders (`/proc` read once per
+//! process per pass, [`proc::memoized`]) every [`FULL_CHECK_TICKS`] ticks, and between them one
+//! pidfd `poll` per holder process, however many registrations name it; a full look as soon as
+//! one is gone. A killed peer thus surfaces within about one interval. One-shot registrations
+//! are re-polled every few ticks, which bounds what a process scribbling on the notification
+//! words can delay. With no registration both threads sleep without a timeout: zero CPU.
 //!
 //! **Control word.** The notifier's private word is part of every `futex_waitv`: a future that
 //! adds a word while the notifier sleeps bumps it and wakes it, so the next wait includes the
@@ -39,7 +42,7 @@
 //! applies to the words beyond the kernel's 128 per call.
 //!
 //! **Fork.** The notifier belongs to the process that started it: a child forked afterwards has
-//! no notifier thread, and must not touch the parent's state (its lock may have been held by a
+//! neither of its threads, and must not touch the parent's state (its lock may have been held by a
 //! parent thread at the fork, for good in the child). Each instance records the fork generation
 //! it was made in; the first registration in a child makes a new instance (the parent's copy
 //! is left alone and leaked), and a future carried across `fork` forgets the parent's
