@@ -54,9 +54,12 @@ pub(crate) fn thread_group_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// `/proc/<id>/stat` answers by id: fields 3 and 22, `None` for a process that is gone.
+type StatAnswers = Vec<(u32, Option<(u8, u64)>)>;
+
 std::thread_local! {
     /// The `/proc/<id>/stat` answers read so far inside [`memoized`] on this thread.
-    static STAT_MEMO: std::cell::RefCell<Option<Vec<(u32, Option<(u8, u64)>)>>> =
+    static STAT_MEMO: std::cell::RefCell<Option<StatAnswers>> =
         const { std::cell::RefCell::new(None) };
 }
 

@@ -77,10 +77,12 @@ pub(crate) fn maps_object(pid: u32, object: MappedObject) -> Option<bool> {
     objects.map(|o| o.contains(&object))
 }
 
+/// `/proc/<pid>/maps` answers by pid: the objects listed, `None` if unreadable.
+type MapsAnswers = Vec<(u32, Option<Vec<MappedObject>>)>;
+
 std::thread_local! {
     /// The objects each `/proc/<pid>/maps` listed, read so far inside [`memoized`].
-    #[allow(clippy::type_complexity)]
-    static MAPS_MEMO: std::cell::RefCell<Option<Vec<(u32, Option<Vec<MappedObject>>)>>> =
+    static MAPS_MEMO: std::cell::RefCell<Option<MapsAnswers>> =
         const { std::cell::RefCell::new(None) };
 }
 
