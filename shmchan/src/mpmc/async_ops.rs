@@ -120,9 +120,10 @@ impl<T: ShmSafe> Sender<T> {
     /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     /// rt.block_on(async {
     ///     tx.send_async(1).await?;
-    ///     let reader = std::thread::spawn(move || (rx.recv(), rx.recv()));
+    ///     let reader =
+    ///         std::thread::spawn(move || Ok::<_, shmchan::Error>((rx.recv()?, rx.recv()?)));
     ///     tx.send_async(2).await?;
-    ///     assert_eq!(reader.join().unwrap(), (Ok(1), Ok(2)));
+    ///     assert_eq!(reader.join().unwrap()?, (1, 2));
     ///     Ok::<(), shmchan::Error>(())
     /// })?;
     /// # Ok::<(), shmchan::Error>(())
