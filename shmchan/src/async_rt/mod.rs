@@ -1,5 +1,11 @@
 //! The async notifier: one thread per process sleeps, with one `futex_waitv` call, on the futex
-//! words of every endpoint that has a pending future, and wakes their `Waker`s.
+//! words of every endpoint that has a pending future, and wakes their `Waker`s; a second one,
+//! the ticker, does the periodic liveness checks.
+//!
+//! **Adding an async operation to an endpoint** takes its wait word (`wait_word()`), its `try_`
+//! operation and an `Arc` of its mapping: `recv_async` is a `poll_fn` that calls
+//! [`ChannelWait::poll`] with the three (see `channel/async_ops.rs`); `exclusive` says whether
+//! the endpoint is the only waiter on its word.
 //!
 //! **Announced waiters only.** A pending future announces itself in shared memory exactly as a
 //! blocked thread does (a channel's wait word set to 1, a value's `watchers` count), re-checks,
@@ -12,8 +18,8 @@
 //! drops it when it completes or is dropped. Two kinds:
 //!
 //! - *kept*: the registration holds a reference to the endpoint's mapping ([`Keep`]), so the
-//!   notifier may read the word and run a liveness check ([`Periodic`]) even if the future was
-//!   leaked (`mem::forget`) and the endpoint dropped. Used by channels.
+//!   notifier may read the word, and the ticker run a liveness check ([`Periodic`]), even if
+//!   the future was leaked (`mem::forget`) and the endpoint dropped. Used by channels.
 //! - *one-shot*: no reference to the mapping (a [`Shared`](crate::Shared) value has none to
 //!   give), so the notifier never touches the word itself: it only hands its address to the
 //!   kernel, which merely reads it (an unmapped address fails the call with `EFAULT`, never a
