@@ -248,6 +248,9 @@
 // Lets the derive's absolute paths (`::shmchan::...`) resolve inside this crate's own tests.
 extern crate self as shmchan;
 
+// The async notifier and the futures' plumbing (the `async` feature).
+#[cfg(feature = "async")]
+mod async_rt;
 pub mod broadcast;
 pub mod channel;
 pub mod format;
@@ -277,6 +280,14 @@ mod wait_set;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// Registrations of this process's async notifier (0 once every pending future completed or
+/// was dropped), and whether its thread runs here. For tests; not public API.
+#[cfg(feature = "async")]
+#[doc(hidden)]
+pub fn __async_notifier_state() -> (usize, bool) {
+    (async_rt::registrations(), async_rt::notifier_started())
+}
 
 pub use channel::{Receiver, Sender, channel};
 pub use error::{Errno, Error, Result, Target};

@@ -6,6 +6,8 @@
 //! [`try_write`](Shared::try_write), [`write_timeout`](Shared::write_timeout). The lock decides
 //! what happens underneath (see [`SeqLock`] and [`FcntlLock`]).
 
+#[cfg(feature = "async")]
+mod async_ops;
 mod in_place;
 mod inner;
 mod options;

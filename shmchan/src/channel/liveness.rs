@@ -148,9 +148,14 @@ impl MappedRecently {
         let Some(mut cache) = self.lock() else {
             return;
         };
-        cache.retain(|&(p, o, t)| !(p == pid && o == object) && t.elapsed() < MAPS_RECHECK);
-        if cache.len() < 64 {
-            cache.push((pid, object, Instant::now()));
+        // One clock read, not one per entry: a sweep over many channels records many.
+        let now = Instant::now();
+        cache.retain(|&(p, o, t)| {
+            !(p == pid && o == object) && now.saturating_duration_since(t) < MAPS_RECHECK
+        });
+        // Room for many channels: the async notifier checks every pending end each tick.
+        if cache.len() < 1024 {
+            cache.push((pid, object, now));
         }
     }
 }
@@ -368,6 +373,15 @@ impl Side {
                 PeerState::Connected
             }
         }
+    }
+
+    /// The pid word of holder slot `i` (0: free; [`RESERVED`] set: a fork reservation), for
+    /// the async notifier's cheap look between its full liveness checks.
+    #[cfg(feature = "async")]
+    pub(crate) fn holder_slot(&self, i: usize) -> u32 {
+        self.holders
+            .get(i)
+            .map_or(0, |h| h.pid.load(Ordering::Acquire))
     }
 
     /// The pids of the recorded holders (diagnostics).

@@ -26,6 +26,8 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+mod async_ops;
 mod error;
 mod keyed;
 pub(crate) mod layout;

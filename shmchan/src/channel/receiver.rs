@@ -492,6 +492,13 @@ impl<T: ShmSafe> Receiver<T> {
     pub fn is_disconnected(&self) -> bool {
         self.header().sender.0.is_closed()
     }
+
+    /// The mapping and the ring header, for the async notifier: it keeps the mapping while a
+    /// future of this end is pending, and checks the sender's liveness in the header.
+    #[cfg(feature = "async")]
+    pub(crate) fn async_parts(&self) -> (&Arc<RingMemory>, &RingHeader) {
+        (&self.memory, self.header())
+    }
 }
 
 fn unreachable_timeout() -> Error {

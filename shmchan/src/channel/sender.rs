@@ -510,6 +510,13 @@ impl<T: ShmSafe> Sender<T> {
     pub(crate) fn memory_len(&self) -> usize {
         self.memory.len()
     }
+
+    /// The mapping and the ring header, for the async notifier: it keeps the mapping while a
+    /// future of this end is pending, and checks the receiver's liveness in the header.
+    #[cfg(feature = "async")]
+    pub(crate) fn async_parts(&self) -> (&Arc<RingMemory>, &RingHeader) {
+        (&self.memory, self.header())
+    }
 }
 
 impl<T: ShmSafe> std::fmt::Debug for Sender<T> {

@@ -180,6 +180,13 @@ impl<T: ShmSafe> Endpoint<T> {
             }
         }
     }
+
+    /// The mapping, the header and the other side's table, for the async notifier: it keeps
+    /// the mapping while a future of this handle is pending, and checks the peers' liveness.
+    #[cfg(feature = "async")]
+    pub(crate) fn async_parts(&self) -> (&Arc<QueueMemory>, &super::layout::MpmcHeader, Table) {
+        (&self.memory, self.queue.header(), *self.peer())
+    }
 }
 
 fn role_name(role: Role) -> &'static str {

@@ -83,6 +83,8 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+mod async_ops;
 pub(crate) mod endpoint;
 pub(crate) mod holders;
 mod keyed;

@@ -225,4 +225,19 @@ impl LockBackend for FcntlLock {
             }
         }
     }
+
+    #[cfg(feature = "async")]
+    #[allow(private_interfaces)] // The trait is sealed: no one outside the crate calls it.
+    unsafe fn change_words<'a, T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+    ) -> &'a super::notify::ChangeWords {
+        // SAFETY: an initialised payload for `T`, mapped while the words are used (caller).
+        unsafe { fcntl_tail::<T>(payload) }.changes()
+    }
+
+    #[cfg(feature = "async")]
+    unsafe fn order_after_announce<T: ShmSafe>(&self, _payload: NonNull<u8>) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -122,6 +122,41 @@ impl ChangeWords {
             }
         }
     }
+
+    /// The futex word a writer bumps: an async waiter waits while it holds what
+    /// [`announce`](Self::announce) or [`changed`](Self::changed) returned.
+    #[cfg(feature = "async")]
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.changed
+    }
+
+    /// An async waiter's announcement (the first two steps of [`wait`](Self::wait)): reads
+    /// `changed`, counts the waiter in `watchers`, and returns what it read. The caller then
+    /// orders and checks the version, and withdraws with [`withdraw`](Self::withdraw).
+    #[cfg(feature = "async")]
+    pub(crate) fn announce(&self) -> u32 {
+        let expected = self.changed.load(Ordering::Acquire);
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        expected
+    }
+
+    /// `changed` now, for a waiter that is already announced and checks again.
+    #[cfg(feature = "async")]
+    pub(crate) fn changed(&self) -> u32 {
+        self.changed.load(Ordering::Acquire)
+    }
+
+    /// Withdraws an [`announce`](Self::announce)ment.
+    #[cfg(feature = "async")]
+    pub(crate) fn withdraw(&self) {
+        self.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Announced waiters now.
+    #[cfg(all(test, feature = "async"))]
+    pub(crate) fn watchers(&self) -> u32 {
+        self.watchers.load(Ordering::SeqCst)
+    }
 }
 
 /// The version counter and notification words of an fcntl-locked value, placed right after the

@@ -148,6 +148,27 @@ pub trait LockBackend: Sized + Send + Sync + 'static {
 
     /// Called after the handle's segment was dropped (`removed`: it was removed explicitly).
     fn segment_gone(&mut self, key: Option<Key>, removed: bool);
+
+    /// The value's change-notification words, for `changed_async`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read); the words are used only while the payload stays mapped.
+    #[cfg(feature = "async")]
+    #[allow(private_interfaces)] // The trait is sealed: no one outside the crate calls it.
+    unsafe fn change_words<'a, T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+    ) -> &'a super::notify::ChangeWords;
+
+    /// What an async waiter runs between announcing itself and checking the version: its half
+    /// of the ordering the writer's notify relies on (see `notify.rs`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read), and the mapping is writable.
+    #[cfg(feature = "async")]
+    unsafe fn order_after_announce<T: ShmSafe>(&self, payload: NonNull<u8>);
 }
 
 /// A sequence lock: readers never block and never write shared memory; one writer at a time
@@ -380,6 +401,26 @@ impl LockBackend for SeqLock {
     fn discard(&mut self) {}
 
     fn segment_gone(&mut self, _key: Option<Key>, _removed: bool) {}
+
+    #[cfg(feature = "async")]
+    #[allow(private_interfaces)] // The trait is sealed: no one outside the crate calls it.
+    unsafe fn change_words<'a, T: ShmSafe>(
+        &self,
+        payload: NonNull<u8>,
+    ) -> &'a super::notify::ChangeWords {
+        // SAFETY: an initialised region for `T`, mapped while the words are used (caller).
+        let raw = unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) };
+        // SAFETY: the words live in the mapping, not in `raw`: the caller's lifetime applies.
+        unsafe { &*core::ptr::from_ref(raw.changes()) }
+    }
+
+    #[cfg(feature = "async")]
+    unsafe fn order_after_announce<T: ShmSafe>(&self, payload: NonNull<u8>) {
+        // SAFETY: an initialised, writable region for `T`, mapped during the call (caller).
+        unsafe { RawSeqLock::<T>::from_raw(payload.as_ptr()) }
+            .owner()
+            .sync_with_release();
+    }
 }
 
 /// The error of a write whose process forked inside its closure, seen in the child: the lock

@@ -161,6 +161,72 @@ pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -
     }
 }
 
+/// [`wait_any`] over raw addresses, for a waiter that must not hold references to the words:
+/// the async notifier sleeps on words of mappings that a leaked future may let go away during
+/// the call. The kernel only reads the words; an address no longer mapped makes the call fail
+/// with `EFAULT`, reported as [`WaitAnyOutcome::Woken(None)`](WaitAnyOutcome::Woken) (look
+/// again), never a fault in this process.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn wait_any_raw(
+    words: &[(*const AtomicU32, u32)],
+    timeout: Option<Duration>,
+) -> WaitAnyOutcome {
+    if words.is_empty() || words.len() > WAITV_MAX {
+        return WaitAnyOutcome::Woken(None);
+    }
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|&(w, expected)| FutexWaitv {
+            val: u64::from(expected),
+            uaddr: w as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    let deadline = timeout.map(|d| {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a live, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let now = Duration::new(
+            now.tv_sec.max(0) as u64,
+            now.tv_nsec.clamp(0, 999_999_999) as u32,
+        );
+        let at = now.saturating_add(d);
+        libc::timespec {
+            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: at.subsec_nanos() as libc::c_long,
+        }
+    });
+    let ts_ptr = deadline
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` is a live array of `waiters.len()` (1..=128) futex_waitv entries; the
+    // kernel only reads the user words they name (an unmapped or misaligned one fails the call
+    // with EFAULT/EINVAL, it is never written); `ts_ptr` is null or points to a live absolute
+    // timespec on CLOCK_MONOTONIC; flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return WaitAnyOutcome::Woken(usize::try_from(r).ok());
+    }
+    match super::Errno::last() {
+        super::Errno::ETIMEDOUT => WaitAnyOutcome::TimedOut,
+        super::Errno::ENOSYS | super::Errno::EPERM => WaitAnyOutcome::Unsupported,
+        _ => WaitAnyOutcome::Woken(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +287,21 @@ mod tests {
         }
         // Woken on word 1 by name, or found it changed before sleeping.
         assert!(matches!(t.join().unwrap(), Some(1) | None));
+    }
+
+    #[test]
+    fn wait_any_raw_survives_an_unmapped_word() {
+        let a = AtomicU32::new(0);
+        // An address that is mapped nowhere (page 0): the kernel refuses it, nothing faults.
+        let nowhere = 8 as *const AtomicU32;
+        assert!(matches!(
+            wait_any_raw(&[(&a, 0), (nowhere, 0)], Some(Duration::from_secs(5))),
+            WaitAnyOutcome::Woken(None) | WaitAnyOutcome::Unsupported
+        ));
+        assert!(matches!(
+            wait_any_raw(&[(&a, 0)], Some(Duration::from_millis(5))),
+            WaitAnyOutcome::TimedOut | WaitAnyOutcome::Unsupported
+        ));
     }
 
     #[test]

@@ -54,6 +54,49 @@ pub(crate) fn thread_group_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// `/proc/<id>/stat` answers by id: fields 3 and 22, `None` for a process that is gone.
+type StatAnswers = Vec<(u32, Option<(u8, u64)>)>;
+
+std::thread_local! {
+    /// The `/proc/<id>/stat` answers read so far inside [`memoized`] on this thread.
+    static STAT_MEMO: std::cell::RefCell<Option<StatAnswers>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, reading each `/proc/<id>/stat` (for [`liveness`] and [`liveness_low32`]) and each
+/// `/proc/<pid>/maps` (for `procfs::maps_object`) at most once on this thread while it runs:
+/// one sweep over many handles whose peers are the same processes (the async notifier's
+/// liveness tick) costs one read per process, not one per handle.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn memoized<R>(f: impl FnOnce() -> R) -> R {
+    let outer = STAT_MEMO.with(|m| m.borrow_mut().replace(Vec::new()));
+    let r = super::procfs::memoized(f);
+    STAT_MEMO.with(|m| *m.borrow_mut() = outer);
+    r
+}
+
+/// Fields 3 and 22 of `/proc/<id>/stat` (through the memo of [`memoized`] when one is active).
+fn stat_of(id: u32) -> Option<(u8, u64)> {
+    let memo = STAT_MEMO.with(|m| {
+        m.borrow()
+            .as_ref()
+            .map(|v| v.iter().find(|(i, _)| *i == id).map(|&(_, s)| s))
+    });
+    match memo {
+        None => read_stat(&format!("/proc/{id}/stat")),
+        Some(Some(s)) => s,
+        Some(None) => {
+            let s = read_stat(&format!("/proc/{id}/stat"));
+            STAT_MEMO.with(|m| {
+                if let Some(v) = m.borrow_mut().as_mut() {
+                    v.push((id, s));
+                }
+            });
+            s
+        }
+    }
+}
+
 /// Whether the process or thread `id` started at `start_time` still exists.
 ///
 /// A `start_time` of 0 means "unknown": only existence is checked.
@@ -61,7 +104,7 @@ pub(crate) fn liveness(id: u32, start_time: u64) -> Liveness {
     if id == 0 {
         return Liveness::Dead;
     }
-    match read_stat(&format!("/proc/{id}/stat")) {
+    match stat_of(id) {
         None => Liveness::Dead,
         Some((_, t)) if start_time != 0 && t != start_time => Liveness::Dead,
         Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
@@ -77,12 +120,46 @@ pub(crate) fn liveness_low32(id: u32, start_low32: u32) -> Liveness {
     if id == 0 {
         return Liveness::Dead;
     }
-    match read_stat(&format!("/proc/{id}/stat")) {
+    match stat_of(id) {
         None => Liveness::Dead,
         Some((_, t)) if start_low32 != 0 && t as u32 != start_low32 => Liveness::Dead,
         Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
         Some((b'T' | b't', _)) => Liveness::Stopped,
         Some(_) => Liveness::Alive,
+    }
+}
+
+/// A process, held by a pidfd (Linux 5.3+): tells whether it exited with one `poll`, no
+/// `/proc` read, and never confuses it with a later process that reuses its pid.
+#[cfg(feature = "async")]
+pub(crate) struct ProcessHandle(std::os::fd::OwnedFd);
+
+#[cfg(feature = "async")]
+impl ProcessHandle {
+    /// A handle on process `pid`; `None` if it does not exist or pidfds are unavailable.
+    pub(crate) fn open(pid: u32) -> Option<ProcessHandle> {
+        let pid = libc::pid_t::try_from(pid).ok()?;
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+        let fd = std::os::fd::RawFd::try_from(fd)
+            .ok()
+            .filter(|&fd| fd >= 0)?;
+        // SAFETY: `fd` was just returned by pidfd_open: open, and owned by nobody else.
+        Some(ProcessHandle(unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    }
+
+    /// Whether the process has exited (a zombie counts as exited).
+    pub(crate) fn exited(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.0),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        r > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
     }
 }
 
@@ -159,6 +236,41 @@ mod tests {
         assert_eq!(liveness(pid(), t + 1), Liveness::Dead);
         assert_eq!(thread_group_of(tid()), Some(pid()));
         assert!(thread_start_time(tid()).is_some());
+    }
+
+    #[test]
+    fn memoized_reads_each_process_once_and_only_inside() {
+        let t = process_start_time(pid()).expect("own /proc/self/stat");
+        memoized(|| {
+            assert_eq!(liveness(pid(), t), Liveness::Alive);
+            assert_eq!(liveness(pid(), t + 1), Liveness::Dead);
+            assert_eq!(liveness_low32(pid(), t as u32), Liveness::Alive);
+            STAT_MEMO.with(|m| assert_eq!(m.borrow().as_ref().map(Vec::len), Some(1)));
+        });
+        STAT_MEMO.with(|m| assert!(m.borrow().is_none()));
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn a_process_handle_sees_its_process_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("spawn sleep");
+        let Some(h) = ProcessHandle::open(child.id()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return; // no pidfd on this kernel
+        };
+        assert!(!h.exited());
+        child.kill().expect("kill");
+        let t = std::time::Instant::now();
+        while !h.exited() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::yield_now();
+        }
+        child.wait().expect("wait");
+        assert!(h.exited());
     }
 
     #[test]

@@ -42,12 +42,58 @@ pub(crate) fn object_mapped_at(addr: usize) -> Option<MappedObject> {
 /// Whether process `pid` maps `object` anywhere: `None` if its maps cannot be read (it is
 /// gone, or belongs to another user and is not readable by us).
 pub(crate) fn maps_object(pid: u32, object: MappedObject) -> Option<bool> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    Some(
-        maps.lines()
-            .filter_map(parse_maps_line)
-            .any(|(_, _, o)| o == object),
-    )
+    let memo = MAPS_MEMO.with(|m| {
+        m.borrow()
+            .as_ref()
+            .map(|v| v.iter().find(|(p, _)| *p == pid).map(|(_, o)| o.clone()))
+    });
+    let objects = match memo {
+        Some(Some(objects)) => objects,
+        None => {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+            return Some(
+                maps.lines()
+                    .filter_map(parse_maps_line)
+                    .any(|(_, _, o)| o == object),
+            );
+        }
+        Some(None) => {
+            let objects = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .ok()
+                .map(|maps| {
+                    maps.lines()
+                        .filter_map(parse_maps_line)
+                        .map(|(_, _, o)| o)
+                        .collect::<Vec<_>>()
+                });
+            MAPS_MEMO.with(|m| {
+                if let Some(v) = m.borrow_mut().as_mut() {
+                    v.push((pid, objects.clone()));
+                }
+            });
+            objects
+        }
+    };
+    objects.map(|o| o.contains(&object))
+}
+
+/// `/proc/<pid>/maps` answers by pid: the objects listed, `None` if unreadable.
+type MapsAnswers = Vec<(u32, Option<Vec<MappedObject>>)>;
+
+std::thread_local! {
+    /// The objects each `/proc/<pid>/maps` listed, read so far inside [`memoized`].
+    static MAPS_MEMO: std::cell::RefCell<Option<MapsAnswers>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, reading each `/proc/<pid>/maps` at most once on this thread for [`maps_object`]
+/// while it runs (see `proc::memoized`).
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn memoized<R>(f: impl FnOnce() -> R) -> R {
+    let outer = MAPS_MEMO.with(|m| m.borrow_mut().replace(Vec::new()));
+    let r = f();
+    MAPS_MEMO.with(|m| *m.borrow_mut() = outer);
+    r
 }
 
 /// Field 22 (start time) of a `/proc/.../stat` line given as bytes.
