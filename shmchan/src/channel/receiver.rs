@@ -226,6 +226,73 @@ impl<T: ShmSafe> Receiver<T> {
         Ok(None)
     }
 
+    /// The index of the next message, left in its slot, without blocking: `None` if the ring
+    /// is empty. The checks of [`try_recv`](Receiver::try_recv), in the same order.
+    #[inline]
+    pub(super) fn try_peek(&self) -> Result<Option<u64>> {
+        self.ensure_role()?;
+        if let Some(index) = self.ring.try_peek()? {
+            return Ok(Some(index));
+        }
+        if self.sender_closed()? {
+            // Messages committed just before the close may have arrived since the first look.
+            return match self.ring.try_peek()? {
+                Some(index) => Ok(Some(index)),
+                None => Err(Error::Disconnected),
+            };
+        }
+        Ok(None)
+    }
+
+    /// The index of the next message, left in its slot, blocking while the ring is empty
+    /// until `deadline` (`Ok(None)` once it passed).
+    pub(super) fn peek_until(&self, deadline: Option<Instant>) -> Result<Option<u64>> {
+        if let Some(index) = self.try_peek()? {
+            return Ok(Some(index));
+        }
+        wait::block_on(
+            &self.header().rx_wait.0,
+            self.strategy.get(),
+            deadline,
+            || self.try_peek(),
+            || self.ring.probe_message(),
+            || self.check_sender(),
+        )
+    }
+
+    /// The value of the slot of `index` (a peeked message, for a guard's view).
+    #[inline]
+    pub(super) fn slot_ptr(&self, index: u64) -> *const T {
+        self.ring.value_ptr(index)
+    }
+
+    /// Copies message `index` out.
+    ///
+    /// # Safety
+    ///
+    /// `index` came from [`Self::try_peek`] or [`Self::peek_until`] and was not released since.
+    #[inline]
+    pub(super) unsafe fn read_peeked(&self, index: u64) -> T {
+        // SAFETY: forwarded.
+        unsafe { self.ring.read_peeked(index) }
+    }
+
+    /// The fork generation this handle holds the consumer role in (a guard records it: a copy
+    /// of the guard in a forked child must not release the slot).
+    #[inline]
+    pub(super) fn role_generation(&self) -> u64 {
+        self.role.get()
+    }
+
+    /// Releases the peeked message `index` to the sender, and wakes the sender if it sleeps on
+    /// a full ring.
+    #[inline]
+    pub(super) fn release_peeked(&self, index: u64) {
+        if self.ring.release_one(index) {
+            wait::notify(&self.header().tx_wait.0);
+        }
+    }
+
     /// On an empty ring: whether the sender's end is closed (Acquire on `closed`: the sender's
     /// last `tail` store happened before it closed, so a re-check after this sees every message
     /// it committed). Also checks the header's constants, and now and then the sender's
