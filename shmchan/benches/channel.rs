@@ -357,8 +357,10 @@ fn fd_stream(n: usize, size: usize, socket: bool) -> f64 {
 // ---- main -------------------------------------------------------------------------------
 
 /// One process, one thread: `n` messages of 64 bytes through `try_send` / `try_recv` in runs
-/// of 256 (the ring never fills or empties mid-run, so no waiting). For instruction counts
-/// under `valgrind --tool=callgrind` (repeatable on a loaded machine, unlike timings): the
+/// of 256 (the ring never fills mid-run, so no waiting), then `n` polls of the empty ring and
+/// `n` refused sends into a full one (what a consumer that keeps up, and a producer that
+/// outruns its consumer, do between messages). For instruction counts under
+/// `valgrind --tool=callgrind` (repeatable on a loaded machine, unlike timings): the
 /// per-message cost of the hot paths is `(instructions of this function) / n`.
 #[inline(never)]
 fn single_thread_hot_paths(n: usize) {
@@ -373,6 +375,24 @@ fn single_thread_hot_paths(n: usize) {
             black_box(rx.try_recv().expect("recv").expect("a message"));
         }
         left -= k;
+    }
+    empty_polls(&rx, n);
+    let (tx, _rx) = shmchan::channel::<Msg64>(1).expect("channel");
+    tx.try_send([0; 8]).expect("room");
+    full_polls(&tx, n);
+}
+
+#[inline(never)]
+fn empty_polls(rx: &Receiver<Msg64>, n: usize) {
+    for _ in 0..n {
+        assert!(black_box(rx.try_recv().expect("recv")).is_none());
+    }
+}
+
+#[inline(never)]
+fn full_polls(tx: &Sender<Msg64>, n: usize) {
+    for _ in 0..n {
+        assert!(black_box(tx.try_send([1; 8])).is_err());
     }
 }
 
