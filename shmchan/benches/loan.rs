@@ -1,8 +1,9 @@
 //! Zero-copy benchmarks, all in one run, across two processes (`fork`), for messages of 64 B,
 //! 4 KiB, 64 KiB, 1 MiB and 4 MiB:
 //!
-//! - round-trip latency (pingpong, both sides with the default adaptive wait: spin, yield, then
-//!   sleep, which stays fair on a loaded machine; not pinned): a loaned send
+//! - round-trip latency (pingpong, both sides with the default adaptive wait, pinned to CPUs 0
+//!   and 1 as in the channel benchmark, so that a hop never waits for the other side's time
+//!   slice; pipes unpinned): a loaned send
 //!   (`loan` + one word written through the view + `send`) answered the same way after
 //!   `recv_ref` reads that word in place; the copy path (`send(T)` / `recv() -> T`: the whole
 //!   message copied in and out); a pipe pair (the whole message written and read back);
@@ -25,13 +26,39 @@ use std::time::Instant;
 use shmchan::channel::WaitStrategy;
 
 /// Forks: `None` in the child (which must end with [`exit_child`]), the child's pid in the
-/// parent.
-fn fork_child() -> Option<libc::pid_t> {
+/// parent. With `pinned`, the parent runs on CPU 0 and the child on CPU 1 until [`unpin`].
+fn fork_child(pinned: bool) -> Option<libc::pid_t> {
+    if pinned {
+        pin(Some(0));
+    }
     // SAFETY: the bench thread is the only one doing work when it forks (the main thread only
     // waits in `join`), and the child never returns into the parent's code (`exit_child`).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
+    if pid == 0 && pinned {
+        pin(Some(1));
+    }
     (pid != 0).then_some(pid)
+}
+
+/// Pins the calling thread to `cpu`, or lets it run anywhere (`None`).
+fn pin(cpu: Option<usize>) {
+    let ncpu = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2);
+    // SAFETY: `set` is a zeroed, then filled, cpu_set_t owned by this frame.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        match cpu {
+            Some(c) => libc::CPU_SET(c, &mut set),
+            None => (0..ncpu).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn unpin() {
+    pin(None);
 }
 
 /// Ends a forked child without running the parent's destructors or atexit handlers.
@@ -114,7 +141,7 @@ fn adaptive_channel<const W: usize>(
 fn loan_pingpong<const W: usize>(iters: u64) -> f64 {
     let (mut ping_tx, mut ping_rx) = adaptive_channel::<W>(2);
     let (mut pong_tx, mut pong_rx) = adaptive_channel::<W>(2);
-    let Some(child) = fork_child() else {
+    let Some(child) = fork_child(true) else {
         drop(ping_tx);
         drop(pong_rx);
         while let Ok(msg) = ping_rx.recv_ref() {
@@ -138,13 +165,14 @@ fn loan_pingpong<const W: usize>(iters: u64) -> f64 {
     });
     drop(ping_tx);
     reap(child);
+    unpin();
     r
 }
 
 fn copy_pingpong<const W: usize>(iters: u64) -> f64 {
     let (ping_tx, ping_rx) = adaptive_channel::<W>(2);
     let (pong_tx, pong_rx) = adaptive_channel::<W>(2);
-    let Some(child) = fork_child() else {
+    let Some(child) = fork_child(true) else {
         drop(ping_tx);
         drop(pong_rx);
         while let Ok(m) = ping_rx.recv() {
@@ -164,13 +192,14 @@ fn copy_pingpong<const W: usize>(iters: u64) -> f64 {
     });
     drop(ping_tx);
     reap(child);
+    unpin();
     r
 }
 
 fn pipe_pingpong(iters: u64, size: usize) -> f64 {
     let (a_read, a_write) = fd_pair();
     let (b_read, b_write) = fd_pair();
-    let Some(child) = fork_child() else {
+    let Some(child) = fork_child(false) else {
         close(a_write);
         close(b_read);
         let mut buf = vec![0u8; size];
@@ -198,9 +227,11 @@ fn pipe_pingpong(iters: u64, size: usize) -> f64 {
 /// Messages per second received by the parent from a forked sender of `n` messages, through
 /// loans (`loaned`) or copies.
 fn channel_stream<const W: usize>(n: u64, loaned: bool) -> f64 {
-    let (mut tx, mut rx) = adaptive_channel::<W>(8);
+    // As deep as the channel benchmark's ring (4096) where that fits in 64 MiB.
+    let cap = ((64usize << 20) / (W * 8)).clamp(8, 4096);
+    let (mut tx, mut rx) = adaptive_channel::<W>(cap);
     let (go_tx, go_rx) = shmchan::channel::<u8>(1).expect("channel");
-    let Some(child) = fork_child() else {
+    let Some(child) = fork_child(false) else {
         drop(rx);
         drop(go_tx);
         let _ = go_rx.recv();
@@ -238,7 +269,7 @@ fn channel_stream<const W: usize>(n: u64, loaned: bool) -> f64 {
 fn pipe_stream(n: u64, size: usize) -> f64 {
     let (r, w) = fd_pair();
     let (go_r, go_w) = fd_pair();
-    let Some(child) = fork_child() else {
+    let Some(child) = fork_child(false) else {
         let mut go = [0u8; 1];
         read_exact(go_r, &mut go);
         let msg = vec![7u8; size];
