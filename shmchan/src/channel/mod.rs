@@ -32,6 +32,7 @@ mod error;
 mod keyed;
 pub(crate) mod layout;
 pub(crate) mod liveness;
+mod loan;
 mod membership;
 mod memory;
 mod receiver;
@@ -41,6 +42,7 @@ mod sender;
 pub(crate) mod wait;
 
 pub use error::{SendTimeoutError, TrySendError};
+pub use loan::{Loan, RecvRef};
 pub use receiver::Receiver;
 pub use sender::Sender;
 pub use wait::{LIVENESS_INTERVAL, WaitStrategy};

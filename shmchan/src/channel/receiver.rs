@@ -9,7 +9,7 @@ use super::liveness::{self, Membership};
 use super::memory::RingMemory;
 use super::ring::Consumer;
 use super::role::Role;
-use super::wait::{self, LIVENESS_INTERVAL, WaitStrategy};
+use super::wait::{self, ClockPacer, LIVENESS_INTERVAL, WaitStrategy};
 use crate::{Error, Result, ShmSafe};
 
 /// The receiving end of a channel: a single consumer.
@@ -41,6 +41,11 @@ pub struct Receiver<T: ShmSafe> {
     identity: Cell<(u32, u32)>,
     strategy: Cell<WaitStrategy>,
     last_peer_check: Cell<Option<Instant>>,
+    /// Polls that found the ring empty, and the pacer of their looks at the clock: a consumer
+    /// that keeps up polls an empty ring between messages, and a clock read on each poll cost
+    /// four times a whole receive.
+    empty_polls: Cell<u64>,
+    pacer: ClockPacer,
     // Last: unmapped after the fields above, which point into it, are gone.
     memory: Arc<RingMemory>,
 }
@@ -112,6 +117,8 @@ impl<T: ShmSafe> Receiver<T> {
             // The peer was current when we attached: the first liveness check (`/proc` reads)
             // is due one interval later, not on the first operation.
             last_peer_check: Cell::new(Some(Instant::now())),
+            empty_polls: Cell::new(0),
+            pacer: ClockPacer::new(),
             memory,
         })
     }
@@ -244,6 +251,73 @@ impl<T: ShmSafe> Receiver<T> {
         Ok(None)
     }
 
+    /// The index of the next message, left in its slot, without blocking: `None` if the ring
+    /// is empty. The checks of [`try_recv`](Receiver::try_recv), in the same order.
+    #[inline]
+    pub(super) fn try_peek(&self) -> Result<Option<u64>> {
+        self.ensure_role()?;
+        if let Some(index) = self.ring.try_peek()? {
+            return Ok(Some(index));
+        }
+        if self.sender_closed()? {
+            // Messages committed just before the close may have arrived since the first look.
+            return match self.ring.try_peek()? {
+                Some(index) => Ok(Some(index)),
+                None => Err(Error::Disconnected),
+            };
+        }
+        Ok(None)
+    }
+
+    /// The index of the next message, left in its slot, blocking while the ring is empty
+    /// until `deadline` (`Ok(None)` once it passed).
+    pub(super) fn peek_until(&self, deadline: Option<Instant>) -> Result<Option<u64>> {
+        if let Some(index) = self.try_peek()? {
+            return Ok(Some(index));
+        }
+        wait::block_on(
+            &self.header().rx_wait.0,
+            self.strategy.get(),
+            deadline,
+            || self.try_peek(),
+            || self.ring.probe_message(),
+            || self.check_sender(),
+        )
+    }
+
+    /// The value of the slot of `index` (a peeked message, for a guard's view).
+    #[inline]
+    pub(super) fn slot_ptr(&self, index: u64) -> *const T {
+        self.ring.value_ptr(index)
+    }
+
+    /// Copies message `index` out.
+    ///
+    /// # Safety
+    ///
+    /// `index` came from [`Self::try_peek`] or [`Self::peek_until`] and was not released since.
+    #[inline]
+    pub(super) unsafe fn read_peeked(&self, index: u64) -> T {
+        // SAFETY: forwarded.
+        unsafe { self.ring.read_peeked(index) }
+    }
+
+    /// The fork generation this handle holds the consumer role in (a guard records it: a copy
+    /// of the guard in a forked child must not release the slot).
+    #[inline]
+    pub(super) fn role_generation(&self) -> u64 {
+        self.role.get()
+    }
+
+    /// Releases the peeked message `index` to the sender, and wakes the sender if it sleeps on
+    /// a full ring.
+    #[inline]
+    pub(super) fn release_peeked(&self, index: u64) {
+        if self.ring.release_one(index) {
+            wait::notify(&self.header().tx_wait.0);
+        }
+    }
+
     /// On an empty ring: whether the sender's end is closed (Acquire on `closed`: the sender's
     /// last `tail` store happened before it closed, so a re-check after this sees every message
     /// it committed). Also checks the header's constants, and now and then the sender's
@@ -254,7 +328,14 @@ impl<T: ShmSafe> Receiver<T> {
             return Ok(true);
         }
         self.geometry.check_unchanged(header)?;
-        let now = Instant::now();
+        // The clock is read on a paced subset of the empty polls: every one while they come
+        // slower than one per millisecond, at least every 64th in a busy loop.
+        let n = self.empty_polls.get();
+        self.empty_polls.set(n.wrapping_add(1));
+        if !self.pacer.due_at(n) {
+            return Ok(false);
+        }
+        let now = self.pacer.look();
         match self.last_peer_check.get() {
             Some(t) if now.duration_since(t) < LIVENESS_INTERVAL => Ok(false),
             _ => {

@@ -187,6 +187,50 @@ impl<T: ShmSafe> Producer<T> {
         Ok(tail)
     }
 
+    /// Reserves the next free slot for a loan: its index (the current `tail`), or `None` if the
+    /// ring is full. Nothing changes in shared memory: until [`Self::commit`] the slot is the
+    /// producer's (`tail - head < cap`), and a loan given up leaves the ring as it was.
+    #[inline]
+    pub(crate) fn try_reserve(&self) -> Result<Option<u64>> {
+        let tail = self.own_index()?;
+        if self.free_slots(tail, 1)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(tail))
+    }
+
+    /// The value of the slot of `index`, for a loan's views. In bounds (`index & mask <
+    /// capacity`, private geometry); the pointer is only dereferenced by the loan, through
+    /// raw-pointer views, while the slot is the producer's.
+    #[inline]
+    pub(crate) fn value_ptr(&self, index: u64) -> *mut T {
+        let slot = self.slots.wrapping_add((index & self.mask) as usize);
+        // SAFETY: `slot` is in bounds of the mapping (above); `addr_of_mut!` forms no reference.
+        unsafe { std::ptr::addr_of_mut!((*slot).value) }
+    }
+
+    /// Publishes the slot reserved by [`Self::try_reserve`] as message `index` (stamp, then
+    /// `tail`, as [`Self::try_push`] does), after the loan wrote it in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if the shared `tail` is no longer `index` (a second producer or a
+    /// scribbler moved it): nothing is published then.
+    #[inline]
+    pub(crate) fn commit(&self, index: u64) -> Result<()> {
+        let tail = self.own_index()?;
+        if tail != index {
+            return Err(corrupted(format!(
+                "the sender's loaned slot is message {index} but its tail is now {tail}"
+            )));
+        }
+        // The slot's writes (the loan's views, program order before this call) happen before
+        // the Release stores below, exactly as `write_slot` in `try_push`.
+        self.stamp(index);
+        self.publish(index.wrapping_add(1));
+        Ok(())
+    }
+
     /// Pushes as many of `values` as fit (possibly none), with one `tail` update. Returns how
     /// many, and the index of the first.
     pub(crate) fn try_push_slice(&self, values: &[T]) -> Result<(usize, u64)> {
@@ -367,9 +411,11 @@ impl<T: ShmSafe> Consumer<T> {
         unsafe { std::ptr::addr_of!((*self.slot(index)).value).read() }
     }
 
-    /// Pops one message, or `None` if the ring is empty.
+    /// The index of the next message if one is ready (`head`), or `None` if the ring is
+    /// empty. Nothing changes in shared memory: the slot stays the consumer's until
+    /// [`Self::release_one`] (or a pop) moves `head` past it.
     #[inline]
-    pub(crate) fn try_pop(&self) -> Result<Option<T>> {
+    pub(crate) fn try_peek(&self) -> Result<Option<u64>> {
         let head = self.own_index()?;
         // Cached `tail` says empty: the slot's stamp is the cheap check (one line), `tail` the
         // validated one.
@@ -381,11 +427,53 @@ impl<T: ShmSafe> Consumer<T> {
                 return Ok(None);
             }
         }
+        Ok(Some(head))
+    }
+
+    /// Pops one message, or `None` if the ring is empty.
+    #[inline]
+    pub(crate) fn try_pop(&self) -> Result<Option<T>> {
+        let Some(head) = self.try_peek()? else {
+            return Ok(None);
+        };
         // SAFETY: ours: the cached or freshly loaded `tail` (Acquire) is beyond `head`, or the
         // stamp said so (Acquire).
         let value = unsafe { self.read_slot(head) };
         self.release(head.wrapping_add(1));
         Ok(Some(value))
+    }
+
+    /// The value of the slot of `index`, for a received guard's view. In bounds (mask, private
+    /// geometry); dereferenced only through raw-pointer views while the slot is the consumer's.
+    #[inline]
+    pub(crate) fn value_ptr(&self, index: u64) -> *const T {
+        // SAFETY: `slot` is in bounds (mask); `addr_of!` forms no reference.
+        unsafe { std::ptr::addr_of!((*self.slot(index)).value) }
+    }
+
+    /// Copies the value of message `index`.
+    ///
+    /// # Safety
+    ///
+    /// `index` was returned by [`Self::try_peek`] and not released since: the slot is ours.
+    #[inline]
+    pub(crate) unsafe fn read_peeked(&self, index: u64) -> T {
+        // SAFETY: forwarded: the slot is the consumer's (see `read_slot`).
+        unsafe { self.read_slot(index) }
+    }
+
+    /// Releases message `index` (peeked with [`Self::try_peek`]) to the producer. Returns
+    /// `false`, releasing nothing, if the shared `head` is no longer `index` (a second consumer
+    /// or a scribbler moved it; the next operation reports it).
+    #[inline]
+    pub(crate) fn release_one(&self, index: u64) -> bool {
+        match self.own_index() {
+            Ok(head) if head == index => {
+                self.release(index.wrapping_add(1));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Pops up to `max` messages into `out`, with one `head` update; returns how many.

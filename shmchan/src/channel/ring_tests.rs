@@ -226,3 +226,55 @@ fn miri_an_attaching_end_refuses_indices_near_u64_max() {
     ring.header().head.0.store(1 << 40, Ordering::Relaxed);
     assert!(ring.producer::<u64>().resync().is_ok());
 }
+
+#[test]
+fn miri_loaned_slots_hand_over_between_threads_in_place() {
+    // The loan path: reserve, write the slot in place, commit; peek, read in place, release.
+    const N: u64 = if cfg!(miri) { 200 } else { 50_000 };
+    let ring = Arc::new(HeapRing::new::<[u64; 2]>(4));
+    let r2 = Arc::clone(&ring);
+    let producer = std::thread::spawn(move || {
+        let p = r2.producer::<[u64; 2]>();
+        let mut i = 0;
+        while i < N {
+            let Some(index) = p.try_reserve().unwrap() else {
+                std::thread::yield_now();
+                continue;
+            };
+            assert_eq!(index, i);
+            let slot = p.value_ptr(index);
+            // SAFETY: the reserved slot is the producer's until `commit`; in bounds, aligned.
+            unsafe {
+                std::ptr::write_volatile(slot.cast::<u64>(), i);
+                std::ptr::write_volatile(slot.cast::<u64>().add(1), !i);
+            }
+            p.commit(index).unwrap();
+            i += 1;
+        }
+    });
+    let c = ring.consumer::<[u64; 2]>();
+    let mut next = 0;
+    while next < N {
+        let Some(index) = c.try_peek().unwrap() else {
+            std::thread::yield_now();
+            continue;
+        };
+        assert_eq!(index, next);
+        let slot = c.value_ptr(index);
+        // SAFETY: a peeked slot is the consumer's until `release_one`; in bounds, aligned.
+        let words = unsafe {
+            [
+                std::ptr::read_volatile(slot.cast::<u64>()),
+                std::ptr::read_volatile(slot.cast::<u64>().add(1)),
+            ]
+        };
+        assert_eq!(words, [next, !next]);
+        // A second peek without a release sees the same message.
+        assert_eq!(c.try_peek().unwrap(), Some(index));
+        assert!(c.release_one(index));
+        // Releasing it again is refused (the head moved on).
+        assert!(!c.release_one(index));
+        next += 1;
+    }
+    producer.join().unwrap();
+}

@@ -45,6 +45,11 @@ pub struct Sender<T: ShmSafe> {
     last_peer_check: Cell<Option<Instant>>,
     /// Paces the receiver liveness checks of a sender whose ring has room.
     pacer: ClockPacer,
+    /// Attempts that found the ring full, and the pacer of their looks at the clock: a
+    /// producer that outruns its consumer polls a full ring between messages, and a clock read
+    /// on each poll cost four times a whole send.
+    full_polls: Cell<u64>,
+    full_pacer: ClockPacer,
     // Last: unmapped after the fields above, which point into it, are gone.
     memory: Arc<RingMemory>,
 }
@@ -118,6 +123,8 @@ impl<T: ShmSafe> Sender<T> {
             // is due one interval later, not on the first operation.
             last_peer_check: Cell::new(Some(Instant::now())),
             pacer: ClockPacer::new(),
+            full_polls: Cell::new(0),
+            full_pacer: ClockPacer::new(),
             memory,
         })
     }
@@ -271,10 +278,84 @@ impl<T: ShmSafe> Sender<T> {
         }
     }
 
-    /// On a full ring: check the header's constants, and now and then the receiver's liveness.
+    /// The next free slot for a loan, without blocking: `None` if the ring is full. The checks
+    /// of [`try_send`](Sender::try_send), in the same order.
+    #[inline]
+    pub(super) fn try_reserve(&self) -> Result<Option<u64>> {
+        if self.header().receiver.0.is_closed() {
+            return Err(Error::Disconnected);
+        }
+        self.ensure_role()?;
+        match self.ring.try_reserve()? {
+            Some(index) => Ok(Some(index)),
+            None => {
+                self.full_slow_path()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The next free slot for a loan, blocking while the ring is full until `deadline`
+    /// (`Ok(None)` once it passed).
+    pub(super) fn reserve_until(&self, deadline: Option<Instant>) -> Result<Option<u64>> {
+        if let Some(index) = self.try_reserve()? {
+            return Ok(Some(index));
+        }
+        wait::block_on(
+            &self.header().tx_wait.0,
+            self.strategy.get(),
+            deadline,
+            || self.try_reserve(),
+            || self.ring.probe_space(),
+            || self.check_receiver(),
+        )
+    }
+
+    /// The value of the slot of `index` (a reserved one, for a loan's views).
+    #[inline]
+    pub(super) fn slot_ptr(&self, index: u64) -> *mut T {
+        self.ring.value_ptr(index)
+    }
+
+    /// The fork generation this handle holds the producer role in, and the pid it holds it
+    /// under (a loan records them: a copy of the loan in a forked child must not publish).
+    #[inline]
+    pub(super) fn role_of_loan(&self) -> (u64, u32) {
+        (self.role.get(), self.identity.get().0)
+    }
+
+    /// Publishes the loaned slot `index`, written in place, as a `send` would have; wakes the
+    /// receiver if it sleeps.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] (nothing published) if the receiver closed its end meanwhile;
+    /// [`Error::Corrupted`] if another process moved the ring's `tail`.
+    #[inline]
+    pub(super) fn commit_loan(&self, index: u64) -> Result<()> {
+        let header = self.header();
+        if header.receiver.0.is_closed() {
+            return Err(Error::Disconnected);
+        }
+        self.ring.commit(index)?;
+        wait::notify(&header.rx_wait.0);
+        if self.pacer.due_at(index) {
+            self.paced_peer_check();
+        }
+        Ok(())
+    }
+
+    /// On a full ring: check the header's constants, and now and then the receiver's liveness
+    /// (the clock is read on a paced subset of these polls: every one while they come slower
+    /// than one per millisecond, at least every 64th in a busy loop).
     fn full_slow_path(&self) -> Result<()> {
         self.geometry.check_unchanged(self.header())?;
-        self.check_receiver_every_interval(Instant::now())
+        let n = self.full_polls.get();
+        self.full_polls.set(n.wrapping_add(1));
+        if !self.full_pacer.due_at(n) {
+            return Ok(());
+        }
+        self.check_receiver_every_interval(self.full_pacer.look())
     }
 
     /// After some sends into a ring with room: now and then, whether the receiver still lives
