@@ -478,3 +478,93 @@ fn a_forked_child_has_no_notifier_until_it_awaits() {
     assert_eq!(done.recv(), 1);
     assert_eq!(wait(pid), 0);
 }
+
+#[test]
+fn broadcast_async_subscribers_each_get_every_message_of_a_forked_publisher() {
+    let _g = serial();
+    let (tx, mut rx1) = shmchan::broadcast::channel::<u64>(64).unwrap();
+    let mut rx2 = tx.subscribe().unwrap();
+    let ready = Pipe::new();
+    let go = Pipe::new();
+    let Some(pid) = fork() else {
+        drop(rx1);
+        drop(rx2);
+        child_main(|| {
+            // The parent's subscribers are registered before the fork; wait until they await.
+            ready.send(1);
+            go.recv();
+            for i in 0..N / 4 {
+                if tx.send(i).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+    };
+    drop(tx);
+    assert_eq!(ready.recv(), 1);
+    let rt = runtime();
+    let consume = |mut rx: shmchan::broadcast::Subscriber<u64>| async move {
+        let mut next = 0;
+        loop {
+            match rx.recv_async().await {
+                Ok(v) => {
+                    assert_eq!(v, next, "out of order or duplicated");
+                    next += 1;
+                }
+                Err(Error::Disconnected) => return next,
+                Err(e) => panic!("recv_async: {e}"),
+            }
+        }
+    };
+    let a = rt.spawn(consume(rx1));
+    let b = rt.spawn(consume(rx2));
+    go.send(1);
+    assert_eq!(rt.block_on(a).unwrap(), N / 4);
+    assert_eq!(rt.block_on(b).unwrap(), N / 4);
+    assert_eq!(wait(pid), 0);
+}
+
+#[test]
+fn a_killed_publisher_surfaces_as_disconnected_through_recv_async() {
+    let _g = serial();
+    let rt = runtime();
+    let (tx, rx) = shmchan::broadcast::channel::<u64>(8).unwrap();
+    let ready = Pipe::new();
+    let go = Pipe::new();
+    let release = Pipe::new();
+    let Some(pid) = fork() else {
+        drop(rx);
+        child_main(|| {
+            // The parent's publisher leaves first; then this copy registers by publishing.
+            go.recv();
+            if tx.send(7).is_err() {
+                return 1;
+            }
+            ready.send(1);
+            // Never comes: the parent kills us.
+            release.recv();
+            0
+        })
+    };
+    drop(tx);
+    go.send(1);
+    assert_eq!(ready.recv(), 1);
+    let mut rx = rx;
+    assert_eq!(rx.recv().unwrap(), 7);
+    let base = registrations();
+    let task = rt.spawn(async move { rx.recv_async().await });
+    until_registered(base + 1);
+    kill(pid);
+    let killed = Instant::now();
+    let r = rt.block_on(task).unwrap();
+    let took = killed.elapsed();
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    eprintln!("broadcast recv_async: killed publisher noticed after {took:?}");
+    assert!(
+        took < 2 * LIVENESS_INTERVAL + SLACK,
+        "broadcast: took {took:?}"
+    );
+    assert_eq!(wait(pid), 128 + libc::SIGKILL);
+    assert_eq!(registrations(), base);
+}

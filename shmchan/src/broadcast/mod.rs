@@ -72,6 +72,8 @@
 //! # Ok::<(), shmchan::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+mod async_ops;
 pub(crate) mod layout;
 mod memory;
 mod options;

@@ -54,6 +54,12 @@ pub(crate) struct Ring<T: ShmSafe> {
 }
 
 impl<T: ShmSafe> Ring<T> {
+    /// The mapping, for the async notifier to keep while a future waits on its words.
+    #[cfg(feature = "async")]
+    pub(crate) fn memory(&self) -> &Arc<ChannelMemory> {
+        &self.memory
+    }
+
     /// A view of `memory`, whose channel was initialised or validated for `geometry`.
     pub(crate) fn new(memory: Arc<ChannelMemory>, geometry: Geometry) -> Ring<T> {
         let base = memory.base();

@@ -67,6 +67,12 @@ impl<T: ShmSafe> Subscriber<T> {
     /// # Errors
     ///
     /// [`Error::TooManyHolders`] if the subscriber table is full.
+    /// The channel this subscriber reads.
+    #[cfg(feature = "async")]
+    pub(crate) fn ring(&self) -> &Ring<T> {
+        &self.ring
+    }
+
     pub(crate) fn attach(ring: Ring<T>) -> Result<Subscriber<T>> {
         // SAFETY: the table lies in the mapping `ring` keeps alive, and `holder` is dropped
         // before `ring` (field order), in every process that inherits both.
