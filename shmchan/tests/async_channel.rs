@@ -482,8 +482,8 @@ fn a_forked_child_has_no_notifier_until_it_awaits() {
 #[test]
 fn broadcast_async_subscribers_each_get_every_message_of_a_forked_publisher() {
     let _g = serial();
-    let (tx, mut rx1) = shmchan::broadcast::channel::<u64>(64).unwrap();
-    let mut rx2 = tx.subscribe().unwrap();
+    let (tx, rx1) = shmchan::broadcast::channel::<u64>(64).unwrap();
+    let rx2 = tx.subscribe().unwrap();
     let ready = Pipe::new();
     let go = Pipe::new();
     let Some(pid) = fork() else {
