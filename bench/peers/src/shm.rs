@@ -71,8 +71,56 @@ pub fn latency(cfg: &Config, subs: usize) -> f64 {
     ns
 }
 
-pub fn loan_latency(_cfg: &Config, _size: usize) -> f64 {
-    f64::NAN
+/// Half the mean round trip of a loaned message: `loan`, one word written in place, `send`;
+/// the peer reads that word in place (`recv_ref`) and answers the same way.
+pub fn loan_latency(cfg: &Config, size: usize) -> f64 {
+    match size {
+        64 => loan_pingpong::<8>(cfg),
+        4096 => loan_pingpong::<512>(cfg),
+        65536 => loan_pingpong::<8192>(cfg),
+        1048576 => loan_pingpong::<131072>(cfg),
+        4194304 => loan_pingpong::<524288>(cfg),
+        _ => unreachable!("no case for {size} bytes"),
+    }
+}
+
+fn loan_pingpong<const W: usize>(cfg: &Config) -> f64 {
+    let n = cfg.loan_round_trips;
+    let name = util::unique("shm-loan");
+    let mut tx = Sender::<[u64; W]>::create(key(&format!("{name}-a2b")), 2).expect("sender");
+    let mut peer = Peer::spawn(
+        "shm-loan",
+        &[name.clone(), (W * 8).to_string(), n.to_string()],
+    );
+    peer.expect("ready");
+    let mut rx = Receiver::<[u64; W]>::open(key(&format!("{name}-b2a"))).expect("receiver");
+    let start = Instant::now();
+    for seq in 0..n {
+        let mut slot = tx.loan().expect("loan");
+        slot.view_mut().set(0, seq);
+        slot.send().expect("send");
+        let msg = rx.recv_ref().expect("recv_ref");
+        assert_eq!(msg.view().get(0), Some(seq));
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64 / 2.0;
+    drop((tx, rx));
+    peer.finish();
+    ns
+}
+
+fn loan_peer<const W: usize>(name: &str, n: u64) {
+    let mut rx = Receiver::<[u64; W]>::open(key(&format!("{name}-a2b"))).expect("receiver");
+    let mut tx = Sender::<[u64; W]>::create(key(&format!("{name}-b2a")), 2).expect("sender");
+    util::tell("ready");
+    for seq in 0..n {
+        let word = rx.recv_ref().expect("recv_ref").view().get(0);
+        assert_eq!(word, Some(seq));
+        let mut slot = tx.loan().expect("loan");
+        slot.view_mut().set(0, seq);
+        slot.send().expect("send");
+    }
+    // Wait for the parent to take the last answer before the channel goes.
+    while rx.recv().is_ok() {}
 }
 
 pub fn child(role: &str, args: &[String]) {
@@ -96,6 +144,18 @@ pub fn child(role: &str, args: &[String]) {
                 let m = rx.recv().expect("shmchan recv");
                 util::check(&m, seq);
                 ack.send(m).expect("ack");
+            }
+        }
+        "shm-loan" => {
+            let size: usize = args[1].parse().expect("size");
+            let n: u64 = args[2].parse().expect("count");
+            match size {
+                64 => loan_peer::<8>(&args[0], n),
+                4096 => loan_peer::<512>(&args[0], n),
+                65536 => loan_peer::<8192>(&args[0], n),
+                1048576 => loan_peer::<131072>(&args[0], n),
+                4194304 => loan_peer::<524288>(&args[0], n),
+                _ => unreachable!("no case for {size} bytes"),
             }
         }
         other => panic!("unknown role {other}"),
