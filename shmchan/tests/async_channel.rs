@@ -568,3 +568,55 @@ fn a_killed_publisher_surfaces_as_disconnected_through_recv_async() {
     assert_eq!(wait(pid), 128 + libc::SIGKILL);
     assert_eq!(registrations(), base);
 }
+
+#[test]
+fn rpc_call_async_gets_its_own_answers_from_a_forked_server_and_disconnected_when_it_dies() {
+    let _g = serial();
+    let (server, mut client) = shmchan::rpc::channel::<u64, u64>(8).unwrap();
+    let ready = Pipe::new();
+    let Some(pid) = fork() else {
+        drop(client);
+        child_main(|| {
+            ready.send(1);
+            // Serves until killed.
+            loop {
+                match server.recv() {
+                    Ok((req, replier)) => {
+                        if replier.reply(req * 3).is_err() {
+                            return 1;
+                        }
+                    }
+                    Err(_) => return 2,
+                }
+            }
+        })
+    };
+    drop(server);
+    assert_eq!(ready.recv(), 1);
+    let rt = runtime();
+    let client = rt
+        .block_on(rt.spawn(async move {
+            for i in 0..2_000u64 {
+                assert_eq!(client.call_async(i).await.expect("call_async"), i * 3);
+            }
+            // A call dropped while pending (a timeout far shorter than a round trip, then a
+            // normal call): the next call gets its own answer, never the abandoned one's.
+            for i in 0..200u64 {
+                let _ = tokio::time::timeout(Duration::from_nanos(1), client.call_async(i)).await;
+                assert_eq!(client.call_async(i + 1_000).await.unwrap(), (i + 1_000) * 3);
+            }
+            client
+        }))
+        .unwrap();
+    let mut client = client;
+    kill(pid);
+    let killed = Instant::now();
+    let r = rt
+        .block_on(rt.spawn(async move { client.call_async(5).await }))
+        .unwrap();
+    let took = killed.elapsed();
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    eprintln!("rpc call_async: killed server noticed after {took:?}");
+    assert!(took < 2 * LIVENESS_INTERVAL + SLACK, "rpc: took {took:?}");
+    assert_eq!(wait(pid), 128 + libc::SIGKILL);
+}

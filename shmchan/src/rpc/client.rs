@@ -45,6 +45,9 @@ pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
 }
 
 /// The table is the queue's producer table: say "client" in the error.
+#[cfg(feature = "async")]
+mod async_ops;
+
 fn client_side(e: Error) -> Error {
     match e {
         Error::TooManyHolders { max, .. } => Error::TooManyHolders {
