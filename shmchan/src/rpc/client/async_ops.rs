@@ -2,7 +2,6 @@
 //! queue's `send_async`, and the reply is awaited on the client's own slot word with the
 //! process's async notifier as the sleeper.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,58 +61,56 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     /// assert_eq!(rt.block_on(client.call_async(21))?, 42);
     /// # Ok::<(), shmchan::Error>(())
     /// ```
-    pub fn call_async(&mut self, req: Req) -> impl Future<Output = Result<Resp>> + '_ {
-        async move {
-            let index = self.slot_index()?;
-            if self.tx.endpoint().peer_disconnected(Some(Instant::now())) {
-                return Err(Error::Disconnected);
-            }
-            let slots = Arc::clone(&self.slots);
-            let slot = slots
-                .slot(index)
-                .ok_or_else(|| corrupted("rpc client slot outside the channel"))?;
-            let call = slots.next_call(slot);
-            slots.write_request(index, call, &req);
-            let mut pending = Pending {
-                slots: &slots,
-                index,
-                call,
-                done: false,
-            };
-            self.tx
-                .send_async(token(index, call))
-                .await
-                .map_err(client_side)?;
-            // This client is the only waiter on its slot's word.
-            let mut wait = ChannelWait::new(true);
-            // The closure holds `&mut self` (not `&self`, which is not `Send`): what makes the
-            // future `Send`.
-            let this = &mut *self;
-            let slots = &slots;
-            let got = std::future::poll_fn(move |cx| {
-                let end = this.tx.endpoint();
-                wait.poll(
-                    cx,
-                    &slot.wait,
-                    || {
-                        let keep: Keep = Arc::<Slots>::clone(slots);
-                        (keep, Periodic::Always)
-                    },
-                    || {
-                        if let Some(r) = slots.read_reply::<Resp>(index, call) {
-                            return Some(Ok(r));
-                        }
-                        if let Err(e) = slots.geometry().check_unchanged(slots.header()) {
-                            return Some(Err(e));
-                        }
-                        end.peer_disconnected(Some(Instant::now()))
-                            .then_some(Err(Error::Disconnected))
-                    },
-                )
-            })
-            .await;
-            pending.done = got.is_ok();
-            got
+    pub async fn call_async(&mut self, req: Req) -> Result<Resp> {
+        let index = self.slot_index()?;
+        if self.tx.endpoint().peer_disconnected(Some(Instant::now())) {
+            return Err(Error::Disconnected);
         }
+        let slots = Arc::clone(&self.slots);
+        let slot = slots
+            .slot(index)
+            .ok_or_else(|| corrupted("rpc client slot outside the channel"))?;
+        let call = slots.next_call(slot);
+        slots.write_request(index, call, &req);
+        let mut pending = Pending {
+            slots: &slots,
+            index,
+            call,
+            done: false,
+        };
+        self.tx
+            .send_async(token(index, call))
+            .await
+            .map_err(client_side)?;
+        // This client is the only waiter on its slot's word.
+        let mut wait = ChannelWait::new(true);
+        // The closure holds `&mut self` (not `&self`, which is not `Send`): what makes the
+        // future `Send`.
+        let this = &mut *self;
+        let slots = &slots;
+        let got = std::future::poll_fn(move |cx| {
+            let end = this.tx.endpoint();
+            wait.poll(
+                cx,
+                &slot.wait,
+                || {
+                    let keep: Keep = Arc::<Slots>::clone(slots);
+                    (keep, Periodic::Always)
+                },
+                || {
+                    if let Some(r) = slots.read_reply::<Resp>(index, call) {
+                        return Some(Ok(r));
+                    }
+                    if let Err(e) = slots.geometry().check_unchanged(slots.header()) {
+                        return Some(Err(e));
+                    }
+                    end.peer_disconnected(Some(Instant::now()))
+                        .then_some(Err(Error::Disconnected))
+                },
+            )
+        })
+        .await;
+        pending.done = got.is_ok();
+        got
     }
 }
