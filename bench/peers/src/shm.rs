@@ -58,6 +58,9 @@ pub fn latency(cfg: &Config, subs: usize) -> f64 {
     let acks: Vec<Receiver<Msg>> = (0..subs)
         .map(|i| Receiver::open(key(&format!("{name}-ack-{i}"))).expect("ack receiver"))
         .collect();
+    if let Ok(w) = std::env::var("PEERS_WAIT") {
+        acks.iter().for_each(|a| a.set_wait_strategy(strategy(&w)));
+    }
     let start = Instant::now();
     for seq in 0..n {
         tx.send(util::msg(seq)).expect("shmchan send");
@@ -119,8 +122,9 @@ fn loan_peer<const W: usize>(name: &str, n: u64) {
         slot.view_mut().set(0, seq);
         slot.send().expect("send");
     }
-    // Wait for the parent to take the last answer before the channel goes.
-    while rx.recv().is_ok() {}
+    // Wait for the parent to take the last answer before the channel goes (in place: a
+    // 4 MiB message would not fit on the stack).
+    while rx.recv_ref().is_ok() {}
 }
 
 pub fn child(role: &str, args: &[String]) {
@@ -137,6 +141,9 @@ pub fn child(role: &str, args: &[String]) {
         "shm-lat" => {
             let n: u64 = args[2].parse().expect("count");
             let rx = Subscriber::<Msg>::open(key(&args[0])).expect("subscriber");
+            if let Ok(w) = std::env::var("PEERS_WAIT") {
+                rx.set_wait_strategy(strategy(&w));
+            }
             let ack = Sender::<Msg>::create(key(&format!("{}-ack-{}", args[0], args[1])), 4)
                 .expect("ack sender");
             util::tell("ready");
@@ -159,5 +166,13 @@ pub fn child(role: &str, args: &[String]) {
             }
         }
         other => panic!("unknown role {other}"),
+    }
+}
+
+fn strategy(w: &str) -> shmchan::channel::WaitStrategy {
+    match w {
+        "spin" => shmchan::channel::WaitStrategy::Spin,
+        "block" => shmchan::channel::WaitStrategy::Block,
+        _ => shmchan::channel::WaitStrategy::Adaptive,
     }
 }
