@@ -490,18 +490,22 @@ fn broadcast_async_subscribers_each_get_every_message_of_a_forked_publisher() {
         drop(rx1);
         drop(rx2);
         child_main(|| {
-            // The parent's subscribers are registered before the fork; wait until they await.
-            ready.send(1);
+            // The parent's publisher leaves first; this copy then registers by publishing
+            // (until then the subscribers would see no publisher: Disconnected).
             go.recv();
             for i in 0..N / 4 {
                 if tx.send(i).is_err() {
                     return 1;
+                }
+                if i == 0 {
+                    ready.send(1);
                 }
             }
             0
         })
     };
     drop(tx);
+    go.send(1);
     assert_eq!(ready.recv(), 1);
     let rt = runtime();
     let consume = |mut rx: shmchan::broadcast::Subscriber<u64>| async move {
@@ -519,7 +523,6 @@ fn broadcast_async_subscribers_each_get_every_message_of_a_forked_publisher() {
     };
     let a = rt.spawn(consume(rx1));
     let b = rt.spawn(consume(rx2));
-    go.send(1);
     assert_eq!(rt.block_on(a).unwrap(), N / 4);
     assert_eq!(rt.block_on(b).unwrap(), N / 4);
     assert_eq!(wait(pid), 0);

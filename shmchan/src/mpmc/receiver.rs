@@ -43,11 +43,10 @@ fn unreachable_timeout() -> Error {
 }
 
 impl<T: ShmSafe> Receiver<T> {
-    /// The futex word this receiver sleeps on: whoever makes it ready (a message is published or the last sender closes) clears the word
-    /// and wakes it if it holds 1. A waiter stores 1, issues a SeqCst fence, re-checks with a
+    /// The futex word this receiver sleeps on: whoever makes it ready (a message is published or the last sender closes)
+    /// clears the word and wakes it if it holds 1. A waiter stores 1, issues a SeqCst fence, re-checks with a
     /// `try_` operation and sleeps while the word holds 1 (the protocol of `channel::wait`);
     /// `WaitSet` and the async notifier wait on it the same way.
-    #[allow(dead_code)]
     pub(crate) fn wait_word(&self) -> &std::sync::atomic::AtomicU32 {
         &self.end.queue.header().rx_wait.0
     }

@@ -38,11 +38,10 @@ pub struct Sender<T: ShmSafe> {
 unsafe impl<T: ShmSafe> Send for Sender<T> {}
 
 impl<T: ShmSafe> Sender<T> {
-    /// The futex word this sender sleeps on: whoever makes it ready (a slot frees up or the last receiver closes) clears the word
-    /// and wakes it if it holds 1. A waiter stores 1, issues a SeqCst fence, re-checks with a
+    /// The futex word this sender sleeps on: whoever makes it ready (a slot frees up or the last receiver closes)
+    /// clears the word and wakes it if it holds 1. A waiter stores 1, issues a SeqCst fence, re-checks with a
     /// `try_` operation and sleeps while the word holds 1 (the protocol of `channel::wait`);
     /// `WaitSet` and the async notifier wait on it the same way.
-    #[allow(dead_code)]
     pub(crate) fn wait_word(&self) -> &std::sync::atomic::AtomicU32 {
         &self.end.queue.header().tx_wait.0
     }

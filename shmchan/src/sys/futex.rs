@@ -68,7 +68,6 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
 
 /// Why a [`wait_any`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 pub(crate) enum WaitAnyOutcome {
     /// Woken, by `FUTEX_WAKE` on the word at this index, by a signal (`None`), or because one
     /// word no longer held its expected value (`EAGAIN`, `None`): callers re-check everything.
@@ -81,7 +80,6 @@ pub(crate) enum WaitAnyOutcome {
 }
 
 /// The most words one [`wait_any`] sleeps on (the kernel's `FUTEX_WAITV_MAX`).
-#[allow(dead_code)]
 pub(crate) const WAITV_MAX: usize = 128;
 
 /// `struct futex_waitv` of `<linux/futex.h>`.
@@ -100,8 +98,8 @@ const FUTEX2_SIZE_U32: u32 = 0x02;
 /// Sleeps while every `words[i].0` holds `words[i].1`, at most `timeout` (forever when
 /// `None`), with one `futex_waitv` call (Linux 5.16 and later). At most [`WAITV_MAX`] words;
 /// more, or none, is [`WaitAnyOutcome::Woken(None)`](WaitAnyOutcome::Woken) at once.
-// Used by `WaitSet` and the async notifier.
-#[allow(dead_code)]
+///
+/// Used by `WaitSet` and the async notifier.
 pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> WaitAnyOutcome {
     if words.is_empty() || words.len() > WAITV_MAX {
         return WaitAnyOutcome::Woken(None);
