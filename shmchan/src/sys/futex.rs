@@ -101,14 +101,45 @@ const FUTEX2_SIZE_U32: u32 = 0x02;
 ///
 /// Used by `WaitSet` and the async notifier.
 pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> WaitAnyOutcome {
-    if words.is_empty() || words.len() > WAITV_MAX {
+    waitv(
+        words
+            .iter()
+            .map(|(w, expected)| (w.as_ptr() as u64, *expected)),
+        words.len(),
+        timeout,
+    )
+}
+
+/// [`wait_any`] over raw addresses, for a waiter that must not hold references to the words:
+/// the async notifier sleeps on words of mappings that a leaked future may let go away during
+/// the call. The kernel only reads the words; an address no longer mapped makes the call fail
+/// with `EFAULT`, reported as [`WaitAnyOutcome::Woken(None)`](WaitAnyOutcome::Woken) (look
+/// again), never a fault in this process.
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
+pub(crate) fn wait_any_raw(
+    words: &[(*const AtomicU32, u32)],
+    timeout: Option<Duration>,
+) -> WaitAnyOutcome {
+    waitv(
+        words.iter().map(|&(w, expected)| (w as u64, expected)),
+        words.len(),
+        timeout,
+    )
+}
+
+/// One `futex_waitv` call on `len` (address, expected value) pairs.
+fn waitv(
+    words: impl Iterator<Item = (u64, u32)>,
+    len: usize,
+    timeout: Option<Duration>,
+) -> WaitAnyOutcome {
+    if len == 0 || len > WAITV_MAX {
         return WaitAnyOutcome::Woken(None);
     }
     let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .map(|(w, expected)| FutexWaitv {
-            val: u64::from(*expected),
-            uaddr: w.as_ptr() as u64,
+        .map(|(uaddr, expected)| FutexWaitv {
+            val: u64::from(expected),
+            uaddr,
             flags: FUTEX2_SIZE_U32,
             reserved: 0,
         })
@@ -134,76 +165,10 @@ pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -
     let ts_ptr = deadline
         .as_ref()
         .map_or(core::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `waiters` is a live array of `waiters.len()` (1..=128) well-formed futex_waitv
-    // entries, each naming a valid aligned u32 borrowed for the duration of the call (the kernel
-    // only reads them); `ts_ptr` is null or points to a live absolute timespec on
-    // CLOCK_MONOTONIC; flags must be 0.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex_waitv,
-            waiters.as_ptr(),
-            waiters.len() as libc::c_uint,
-            0u32,
-            ts_ptr,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if r >= 0 {
-        return WaitAnyOutcome::Woken(usize::try_from(r).ok());
-    }
-    match super::Errno::last() {
-        super::Errno::ETIMEDOUT => WaitAnyOutcome::TimedOut,
-        super::Errno::ENOSYS | super::Errno::EPERM => WaitAnyOutcome::Unsupported,
-        // EAGAIN (a word changed), EINTR (signal), anything else: look again.
-        _ => WaitAnyOutcome::Woken(None),
-    }
-}
-
-/// [`wait_any`] over raw addresses, for a waiter that must not hold references to the words:
-/// the async notifier sleeps on words of mappings that a leaked future may let go away during
-/// the call. The kernel only reads the words; an address no longer mapped makes the call fail
-/// with `EFAULT`, reported as [`WaitAnyOutcome::Woken(None)`](WaitAnyOutcome::Woken) (look
-/// again), never a fault in this process.
-#[cfg_attr(not(feature = "async"), allow(dead_code))]
-pub(crate) fn wait_any_raw(
-    words: &[(*const AtomicU32, u32)],
-    timeout: Option<Duration>,
-) -> WaitAnyOutcome {
-    if words.is_empty() || words.len() > WAITV_MAX {
-        return WaitAnyOutcome::Woken(None);
-    }
-    let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .map(|&(w, expected)| FutexWaitv {
-            val: u64::from(expected),
-            uaddr: w as u64,
-            flags: FUTEX2_SIZE_U32,
-            reserved: 0,
-        })
-        .collect();
-    let deadline = timeout.map(|d| {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `now` is a live, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        let now = Duration::new(
-            now.tv_sec.max(0) as u64,
-            now.tv_nsec.clamp(0, 999_999_999) as u32,
-        );
-        let at = now.saturating_add(d);
-        libc::timespec {
-            tv_sec: at.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: at.subsec_nanos() as libc::c_long,
-        }
-    });
-    let ts_ptr = deadline
-        .as_ref()
-        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `waiters` is a live array of `waiters.len()` (1..=128) futex_waitv entries; the
-    // kernel only reads the user words they name (an unmapped or misaligned one fails the call
-    // with EFAULT/EINVAL, it is never written); `ts_ptr` is null or points to a live absolute
+    // kernel only reads the user words they name (through `wait_any`, words borrowed for the
+    // call; through `wait_any_raw`, an unmapped or misaligned one fails the call with
+    // EFAULT/EINVAL and is never written); `ts_ptr` is null or points to a live absolute
     // timespec on CLOCK_MONOTONIC; flags must be 0.
     let r = unsafe {
         libc::syscall(
@@ -221,6 +186,7 @@ pub(crate) fn wait_any_raw(
     match super::Errno::last() {
         super::Errno::ETIMEDOUT => WaitAnyOutcome::TimedOut,
         super::Errno::ENOSYS | super::Errno::EPERM => WaitAnyOutcome::Unsupported,
+        // EAGAIN (a word changed), EINTR (signal), anything else: look again.
         _ => WaitAnyOutcome::Woken(None),
     }
 }
