@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use super::liveness::{MAX_HOLDERS, PeerState, Probe, RESERVED, Side};
-use super::{Receiver, Sender, TrySendError};
+use super::{Receiver, RecvRef, Sender, TrySendError};
 use crate::async_rt::{ChannelWait, Keep, Look, Periodic, Shm};
 use crate::{Error, Result, ShmSafe};
 
@@ -75,6 +75,60 @@ impl<T: ShmSafe> Receiver<T> {
                 || this.try_recv().transpose(),
             )
         })
+    }
+
+    /// Receives the next message in place, waiting asynchronously while the channel is empty:
+    /// the async form of [`recv_ref`](Receiver::recv_ref). The guard reads the message in its
+    /// slot and releases the slot when dropped; no copy is made.
+    ///
+    /// Waits exactly as [`recv_async`](Receiver::recv_async) does (announced, woken by this
+    /// process's notifier thread, a dead sender noticed within about
+    /// [`LIVENESS_INTERVAL`](super::LIVENESS_INTERVAL)).
+    ///
+    /// **Cancellation-safe**: the message is only taken when the future completes with the
+    /// guard, in the same poll that found it; a future dropped before that takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_ref`](Receiver::recv_ref); [`Error::Os`] if the notifier thread could
+    /// not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmchan::channel::<[u32; 4]>(8)?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     // Typically: the sender is in another process.
+    ///     std::thread::spawn(move || tx.send([1, 2, 3, 4]));
+    ///     let msg = rx.recv_ref_async().await?;
+    ///     assert_eq!(msg.view().get(3), Some(4));
+    ///     Ok::<(), shmchan::Error>(())
+    /// })?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    // Not an `async fn`: the written `Send` bound makes a regression a compile error here
+    // rather than in a user's `tokio::spawn`.
+    #[allow(clippy::manual_async_fn)]
+    pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
+        async move {
+            let mut wait = ChannelWait::new(true);
+            // A reborrow moved into the closure (not `&self` captured): what keeps the future
+            // `Send`, and what gives `self` back for the guard once the wait is over.
+            let this: &mut Self = &mut *self;
+            let index = std::future::poll_fn(move |cx| {
+                let this = &*this;
+                wait.poll(
+                    cx,
+                    this.wait_word(),
+                    || this.async_liveness(),
+                    || this.try_peek().transpose(),
+                )
+            })
+            .await?;
+            // No await between finding the message and building its guard: nothing to cancel.
+            Ok(RecvRef::new(self, index))
+        }
     }
 
     /// What the notifier keeps and checks at each tick for a pending receive: the sender

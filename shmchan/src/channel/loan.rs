@@ -241,7 +241,7 @@ pub struct RecvRef<'a, T: ShmSafe> {
 }
 
 impl<'a, T: ShmSafe> RecvRef<'a, T> {
-    fn new(receiver: &'a mut Receiver<T>, index: u64) -> RecvRef<'a, T> {
+    pub(super) fn new(receiver: &'a mut Receiver<T>, index: u64) -> RecvRef<'a, T> {
         let generation = receiver.role_generation();
         RecvRef {
             receiver,
