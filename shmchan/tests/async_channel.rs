@@ -450,6 +450,8 @@ fn a_forked_child_has_no_notifier_until_it_awaits() {
             }
             let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
             let mut cx = Context::from_waker(&waker);
+            // `Block`: register on the first unready poll (no yield window first).
+            rx.set_wait_strategy(shmchan::channel::WaitStrategy::Block);
             let mut fut = pin!(rx.recv_async());
             if fut.as_mut().poll(&mut cx).is_ready() {
                 return 4;

@@ -3,6 +3,8 @@
 //! value's watcher count).
 
 use super::*;
+use crate::channel::WaitStrategy;
+use crate::channel::wait::YIELD_FOR;
 
 /// A pending future's registration with the notifier: [`arm`](Waiter::arm) it each time the
 /// future returns `Pending`; dropping it (or [`disarm`](Waiter::disarm)) unregisters.
@@ -99,6 +101,11 @@ pub(crate) struct ChannelWait {
     announced: Option<(usize, u64)>,
     /// Nobody else waits on this word (an spsc end): withdraw the announcement when done.
     exclusive: bool,
+    /// Re-poll through the executor for a short window before announcing (the async form of
+    /// an adaptive wait's yielding); see [`with_strategy`](ChannelWait::with_strategy).
+    yielding: bool,
+    /// When the yield window of this future ends (set on its first unready poll).
+    yield_until: Option<std::time::Instant>,
 }
 
 impl ChannelWait {
@@ -110,7 +117,21 @@ impl ChannelWait {
             waiter: Waiter::new(),
             announced: None,
             exclusive,
+            yielding: false,
+            yield_until: None,
         }
+    }
+
+    /// Waits as the endpoint's [`WaitStrategy`] says. `Block`: announce and register on the
+    /// first unready poll (one wake-up through the notifier thread, then the executor).
+    /// `Adaptive` and `Spin`: for up to `YIELD_FOR` (50 us) first, wake its own waker and
+    /// return `Pending`, so the executor runs its other tasks and polls again: a peer that
+    /// answers within the window costs no system call on either side and no thread hop, at
+    /// the price of that window of executor time when it does not. A future never yields
+    /// past its window (`Spin` does not busy-poll an executor forever).
+    pub(crate) fn with_strategy(mut self, strategy: WaitStrategy) -> ChannelWait {
+        self.yielding = strategy != WaitStrategy::Block;
+        self
     }
 
     /// One poll: `attempt` (a `try_` operation: `None` while not ready); if not ready,
@@ -127,6 +148,13 @@ impl ChannelWait {
         if let Some(r) = attempt() {
             self.done();
             return Poll::Ready(r);
+        }
+        if self.yielding && self.announced.is_none() {
+            let now = std::time::Instant::now();
+            if now < *self.yield_until.get_or_insert(now + YIELD_FOR) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
         // The sleeper's half of the protocol: announce, then re-check.
         word.store(1, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! without `futex_waitv`, more words than one call takes, and leaked futures.
 
 use super::*;
+use crate::channel::WaitStrategy;
 use crate::{SeqLock, Shared};
 use std::future::Future;
 use std::pin::pin;
@@ -63,6 +64,8 @@ fn recv_async_is_woken_by_a_send_from_another_thread() {
     let _s = serial();
     let base = registrations();
     let (tx, mut rx) = crate::channel::<u64>(4).unwrap();
+    // Register on the first unready poll (no yield window).
+    rx.set_wait_strategy(WaitStrategy::Block);
     let (seen_tx, seen_rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         // Sends once the receiver is announced (its word holds 1): the wake-up must come
@@ -93,10 +96,51 @@ fn recv_async_is_woken_by_a_send_from_another_thread() {
 }
 
 #[test]
+fn an_adaptive_future_yields_through_the_executor_before_it_announces_and_registers() {
+    let _s = serial();
+    let base = registrations();
+    let (tx, mut rx) = crate::channel::<u64>(4).unwrap();
+    assert_eq!(rx.wait_strategy(), WaitStrategy::Adaptive);
+    let (unpark, waker) = unpark_waker();
+    let mut fut = Box::pin(rx.recv_async());
+    // Inside the window: woken at once by itself, not announced, not registered.
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    assert_eq!(unpark.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(registrations(), base);
+    let start = std::time::Instant::now();
+    // Re-polled as the executor would, until the window is over: then announced and
+    // registered, and no longer self-woken.
+    while registrations() == base {
+        assert!(poll_once(&mut fut, &waker).is_pending());
+        assert!(start.elapsed() < Duration::from_secs(5), "never registered");
+    }
+    let wakes = unpark.wakes.load(Ordering::SeqCst);
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    assert_eq!(unpark.wakes.load(Ordering::SeqCst), wakes, "still yielding");
+    tx.send(3).unwrap();
+    let v = loop {
+        if let Poll::Ready(v) = poll_once(&mut fut, &waker) {
+            break v;
+        }
+        std::thread::park_timeout(Duration::from_secs(1));
+    };
+    assert_eq!(v.unwrap(), 3);
+    drop(fut);
+    assert_eq!(registrations(), base);
+    // A message arriving within the window is taken without any registration.
+    let mut fut = Box::pin(rx.recv_async());
+    assert!(poll_once(&mut fut, &waker).is_pending());
+    tx.send(4).unwrap();
+    assert!(matches!(poll_once(&mut fut, &waker), Poll::Ready(Ok(4))));
+    assert_eq!(registrations(), base);
+}
+
+#[test]
 fn dropping_a_pending_recv_withdraws_it_and_takes_no_message() {
     let _s = serial();
     let base = registrations();
     let (tx, mut rx) = crate::channel::<u64>(4).unwrap();
+    rx.set_wait_strategy(WaitStrategy::Block);
     let (_, waker) = unpark_waker();
     {
         let mut fut = Box::pin(rx.recv_async());
@@ -128,6 +172,7 @@ fn dropping_a_pending_send_sends_nothing_and_withdraws_it() {
     let _s = serial();
     let base = registrations();
     let (mut tx, rx) = crate::channel::<u64>(1).unwrap();
+    tx.set_wait_strategy(WaitStrategy::Block);
     block_on(tx.send_async(1)).unwrap();
     let (_, waker) = unpark_waker();
     {
@@ -141,6 +186,7 @@ fn dropping_a_pending_send_sends_nothing_and_withdraws_it() {
     assert_eq!(rx.try_recv().unwrap(), None);
     // mpmc: the same, on a word other waiters may share.
     let (mut tx, rx) = crate::mpmc::channel::<u64>(1).unwrap();
+    tx.set_wait_strategy(WaitStrategy::Block);
     let mut n = 0;
     while tx.try_send(n).is_ok() {
         n += 1;

@@ -64,7 +64,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn recv_async(&mut self) -> impl Future<Output = Result<T>> + Send + '_ {
-        let mut wait = ChannelWait::new(true);
+        let mut wait = ChannelWait::new(true).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`): what makes the future `Send`.
         std::future::poll_fn(move |cx| {
             let this = &*self;
@@ -112,7 +112,7 @@ impl<T: ShmSafe> Receiver<T> {
     #[allow(clippy::manual_async_fn)]
     pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
         async move {
-            let mut wait = ChannelWait::new(true);
+            let mut wait = ChannelWait::new(true).with_strategy(self.wait_strategy());
             // A reborrow moved into the closure (not `&self` captured): what keeps the future
             // `Send`, and what gives `self` back for the guard once the wait is over.
             let this: &mut Self = &mut *self;
@@ -183,7 +183,7 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn send_async(&mut self, value: T) -> impl Future<Output = Result<()>> + '_ {
-        let mut wait = ChannelWait::new(true);
+        let mut wait = ChannelWait::new(true).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`): what makes the future `Send`.
         std::future::poll_fn(move |cx| {
             let this = &*self;

@@ -67,7 +67,7 @@ const YIELD_ROUNDS: u32 = 4;
 /// sleeps. On a machine with more runnable processes than cores, a sleeper's wake-up waits for
 /// the scheduler (tens of microseconds), while a yielding waiter runs again as soon as the
 /// processes ahead of it yield or block; the window bounds the CPU a quiet wait burns.
-const YIELD_FOR: Duration = Duration::from_micros(50);
+pub(crate) const YIELD_FOR: Duration = Duration::from_micros(50);
 /// Probes between two full attempts while spinning (a full attempt also notices a closed peer).
 const PROBES_PER_ATTEMPT: u32 = 256;
 

@@ -56,7 +56,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn recv_async(&mut self) -> impl Future<Output = Result<T>> + Send + '_ {
-        let mut wait = ChannelWait::new(false);
+        let mut wait = ChannelWait::new(false).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`): what makes the future `Send`.
         std::future::poll_fn(move |cx| {
             let this = &*self;
@@ -129,7 +129,7 @@ impl<T: ShmSafe> Sender<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn send_async(&mut self, value: T) -> impl Future<Output = Result<()>> + '_ {
-        let mut wait = ChannelWait::new(false);
+        let mut wait = ChannelWait::new(false).with_strategy(self.wait_strategy());
         std::future::poll_fn(move |cx| {
             let this = &*self;
             wait.poll(

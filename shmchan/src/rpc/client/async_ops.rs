@@ -83,7 +83,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             .await
             .map_err(client_side)?;
         // This client is the only waiter on its slot's word.
-        let mut wait = ChannelWait::new(true);
+        let mut wait = ChannelWait::new(true).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`, which is not `Send`): what makes the
         // future `Send`.
         let this = &mut *self;
