@@ -85,17 +85,22 @@
 
 #[cfg(feature = "async")]
 mod async_ops;
+mod claim;
 pub(crate) mod endpoint;
 pub(crate) mod holders;
 mod keyed;
 pub(crate) mod layout;
+mod loan;
 pub(crate) mod memory;
 pub(crate) mod queue;
 mod receiver;
+mod recv_ref;
 mod sender;
 
 pub use crate::channel::{LIVENESS_INTERVAL, SendTimeoutError, TrySendError, WaitStrategy};
+pub use loan::Loan;
 pub use receiver::Receiver;
+pub use recv_ref::RecvRef;
 pub use sender::Sender;
 
 use std::sync::Arc;
