@@ -5,6 +5,7 @@
 mod mpmc_support;
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mpmc_support::{Msg, Signal, child_main, fork, serial};
@@ -57,7 +58,10 @@ fn loans_and_guards_hand_messages_over_in_place_and_mix_with_copies() {
     let mut slot = tx.try_loan().unwrap().expect("room");
     slot.write(Msg::new(2, 0));
     slot.send().unwrap();
-    assert_eq!(rx.try_recv_ref().unwrap().unwrap().to_owned(), Msg::new(2, 0));
+    assert_eq!(
+        rx.try_recv_ref().unwrap().unwrap().to_owned(),
+        Msg::new(2, 0)
+    );
     assert!(rx.try_recv_ref().unwrap().is_none());
     assert_eq!((rx.recovered(), rx.lost()), (0, 0));
 }
@@ -81,13 +85,19 @@ fn a_dropped_unsent_loan_is_skipped_at_once_and_not_counted() {
         Msg::new(2, 0)
     );
     assert!(t0.elapsed() < PROMPT, "{:?}", t0.elapsed());
-    assert!(rx.try_recv().unwrap().is_none(), "the dropped loan was published");
+    assert!(
+        rx.try_recv().unwrap().is_none(),
+        "the dropped loan was published"
+    );
     assert_eq!((rx.recovered(), rx.lost()), (0, 0));
     // The ring is usable to its full capacity afterwards.
     for seq in 0..4 {
         tx.try_send(Msg::new(1, seq)).unwrap();
     }
-    assert!(matches!(tx.try_send(Msg::new(1, 4)), Err(TrySendError::Full(_))));
+    assert!(matches!(
+        tx.try_send(Msg::new(1, 4)),
+        Err(TrySendError::Full(_))
+    ));
 }
 
 #[test]
@@ -242,7 +252,10 @@ fn types_aligned_past_8_bytes_are_refused_by_loans_not_misaligned() {
     let (mut tx, mut rx) = mpmc::channel::<u128>(2).unwrap();
     assert!(matches!(tx.loan(), Err(Error::InvalidArgument { .. })));
     assert!(matches!(tx.try_loan(), Err(Error::InvalidArgument { .. })));
-    assert!(matches!(rx.try_recv_ref(), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        rx.try_recv_ref(),
+        Err(Error::InvalidArgument { .. })
+    ));
     // The copy path still works, and nothing was claimed by the refused calls.
     tx.send(12).unwrap();
     assert!(matches!(rx.recv_ref(), Err(Error::InvalidArgument { .. })));
@@ -556,4 +569,81 @@ fn messages_of_64_mib_pass_through_mpmc_in_place_on_256_kib_stacks() {
         .join()
         .expect("the producer panicked (or overflowed its stack)");
     assert!(checked);
+}
+
+// ---- hostile peers ------------------------------------------------------------------------------
+
+/// Payload word indices (8-byte words) of an mpmc queue with the default 32 holders per side.
+const TAIL: usize = 16;
+const HEAD: usize = 32;
+const TABLES: usize = 96;
+const SLOTS: usize = TABLES + 2 * 32 * 4;
+
+#[test]
+fn hostile_writes_under_loans_and_guards_give_errors_or_valid_values_never_a_panic_or_hang() {
+    let _g = serial();
+    let name = format!("/shmchan-test-mpmc-loan-hostile-{}", std::process::id());
+    let key = shmchan::Key::name(&name).unwrap();
+    let mut rx = mpmc::Receiver::<[u64; 2]>::create(key, 4).unwrap();
+    let mut tx = mpmc::Sender::<[u64; 2]>::open(key).unwrap();
+    let seg = shmchan::Segment::open_any(key, false).unwrap();
+    let word = |i: usize| seg.atomic_u64(i).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // 4 slots of 3 words (seq, then the message).
+    let slot_words = SLOTS..SLOTS + 4 * 3;
+    for round in 0..300u64 {
+        let scribble = |noise: &mut dyn FnMut() -> u64| match round % 5 {
+            0 => {
+                word(TAIL).store(noise(), Ordering::Relaxed);
+                word(HEAD).store(noise(), Ordering::Relaxed);
+            }
+            1 => {
+                for i in TABLES..slot_words.end {
+                    if noise() % 3 == 0 {
+                        word(i).store(noise(), Ordering::Relaxed);
+                    }
+                }
+            }
+            2 => {
+                // Every word of the slots: sequence numbers and messages being read or written.
+                for i in slot_words.clone() {
+                    word(i).store(noise(), Ordering::Relaxed);
+                }
+            }
+            3 => word(TAIL).store(u64::MAX - round, Ordering::Relaxed),
+            _ => {}
+        };
+        if let Ok(Some(mut slot)) = tx.try_loan() {
+            slot.view_mut().set(0, round);
+            scribble(&mut noise);
+            let _ = slot.view().get(1);
+            if round % 2 == 0 {
+                let _ = slot.send();
+            } // else dropped unsent
+        }
+        scribble(&mut noise);
+        if let Ok(msg) = rx.recv_ref_timeout(Duration::from_millis(1)) {
+            let _ = msg.view().get(0);
+            scribble(&mut noise);
+            let _ = (msg.to_owned(), msg.to_boxed());
+        }
+        let _ = tx.loan_timeout(Duration::from_millis(1)).map(|mut s| {
+            s.write([round, !round]);
+            s.send()
+        });
+        let _ = rx.try_recv_ref().map(|m| m.map(|m| m.to_owned()));
+        let _ = tx.try_send([round, round]);
+        let _ = rx.try_recv();
+    }
+    drop((tx, rx, seg));
+    assert!(
+        mpmc_support::leftover_shm(&name[1..]).is_empty(),
+        "segment leaked"
+    );
 }

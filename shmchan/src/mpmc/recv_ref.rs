@@ -299,4 +299,3 @@ impl<T: ShmSafe> Receiver<T> {
         })
     }
 }
-
