@@ -32,11 +32,13 @@ use crate::{Error, Result, ShmSafe};
 /// [`write_from`](Loan::write_from). The slot holds whatever an earlier message left there:
 /// write every field the receivers read.
 ///
-/// The slot's position is claimed from the moment the loan is taken: receivers that reach it
-/// wait for it (their timeouts apply) while messages of other senders claimed after it may be
-/// received meanwhile. Dropping the loan unsent releases the position at once (receivers skip
-/// it). `mem::forget` of a loan keeps receivers waiting on its position until this sender's
-/// next operation or its drop, which release it; don't forget loans.
+/// The slot's position is claimed from the moment the loan is taken, and receivers take
+/// positions in order: those that reach it wait for it (their timeouts apply, and name this
+/// process), and so do the messages other senders sent after the loan was taken. Keep loans
+/// short, and don't wait for a receiver of the same queue while holding one. Dropping the loan
+/// unsent gives the position up at once (receivers skip it). `mem::forget` of a loan keeps
+/// receivers waiting on its position until this sender's next operation or its drop, which
+/// give it up; don't forget loans.
 ///
 /// # Examples
 ///
