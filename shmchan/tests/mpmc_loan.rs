@@ -375,6 +375,38 @@ fn a_producer_killed_holding_a_loan_is_skipped_and_counted() {
 }
 
 #[test]
+fn a_stopped_producer_holding_a_loan_is_waited_for_not_robbed() {
+    let _g = serial();
+    let (mut tx, rx) = mpmc::channel::<Msg>(8).unwrap();
+    let (loaned, go) = (Signal::new(), Signal::new());
+    let Some(mut child) = fork() else {
+        child_main(|| {
+            drop(rx);
+            let Ok(mut slot) = tx.loan() else { return 1 };
+            loaned.notify();
+            go.wait();
+            fill(&mut slot, 1, 0);
+            if slot.send().is_ok() { 0 } else { 2 }
+        })
+    };
+    drop(tx);
+    loaned.wait();
+    child.signal(libc::SIGSTOP);
+    child.wait_stopped();
+    // Ten liveness intervals: recovery is attempted several times and must refuse.
+    match rx.recv_timeout(mpmc::LIVENESS_INTERVAL * 10) {
+        Err(Error::Timeout { holder_pid, .. }) => assert_eq!(holder_pid, Some(child.pid as u32)),
+        other => panic!("expected a timeout naming the stopped sender, got {other:?}"),
+    }
+    assert_eq!(rx.recovered(), 0, "a stopped process was robbed");
+    child.signal(libc::SIGCONT);
+    go.notify();
+    assert_eq!(rx.recv().unwrap(), Msg::new(1, 0));
+    assert_eq!(child.wait(), 0, "the resumed sender's publication failed");
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+}
+
+#[test]
 fn a_consumer_killed_holding_a_guard_never_blocks_producers_and_is_counted_lost() {
     let _g = serial();
     let (tx, mut rx) = mpmc::channel::<u64>(4).unwrap();
@@ -641,6 +673,48 @@ fn hostile_writes_under_loans_and_guards_give_errors_or_valid_values_never_a_pan
         let _ = tx.try_send([round, round]);
         let _ = rx.try_recv();
     }
+    drop((tx, rx, seg));
+    assert!(
+        mpmc_support::leftover_shm(&name[1..]).is_empty(),
+        "segment leaked"
+    );
+}
+
+#[test]
+fn a_loaned_slot_skipped_or_a_held_slot_freed_by_a_hostile_peer_is_an_error_or_left_alone() {
+    let _g = serial();
+    let name = format!("/shmchan-test-mpmc-loan-seq-{}", std::process::id());
+    let key = shmchan::Key::name(&name).unwrap();
+    let mut rx = mpmc::Receiver::<[u64; 2]>::create(key, 4).unwrap();
+    let mut tx = mpmc::Sender::<[u64; 2]>::open(key).unwrap();
+    let seg = shmchan::Segment::open_any(key, false).unwrap();
+    // Slot 0's sequence number: its first word (slots of 3 words).
+    let seq0 = seg.atomic_u64(SLOTS).unwrap();
+    const SKIP: u64 = 1 << 63;
+
+    // Position 0 loaned, then marked skipped behind the sender's back: `send` reports it and
+    // delivers nothing.
+    let mut slot = tx.loan().unwrap();
+    slot.write([1, 1]);
+    assert_eq!(seq0.load(Ordering::Relaxed), 0);
+    seq0.store(1 | SKIP, Ordering::Relaxed);
+    assert!(matches!(slot.send(), Err(Error::Corrupted { .. })));
+    assert_eq!(rx.try_recv().unwrap(), None);
+
+    // Position 4 (slot 0 again) received in place, then freed behind the receiver's back: the
+    // guard's release leaves the slot alone, and the queue goes on.
+    tx.send_batch(&[[2, 2], [3, 3], [4, 4], [5, 5]]).unwrap();
+    for m in 2..5 {
+        assert_eq!(rx.recv().unwrap(), [m, m]);
+    }
+    let msg = rx.recv_ref().unwrap();
+    assert_eq!(msg.view().get(0), Some(5));
+    assert_eq!(seq0.load(Ordering::Relaxed), 5);
+    seq0.store(8, Ordering::Relaxed);
+    drop(msg);
+    assert_eq!(seq0.load(Ordering::Relaxed), 8);
+    tx.send([6, 6]).unwrap();
+    assert_eq!(rx.recv_ref().unwrap().to_owned(), [6, 6]);
     drop((tx, rx, seg));
     assert!(
         mpmc_support::leftover_shm(&name[1..]).is_empty(),
