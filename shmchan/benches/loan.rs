@@ -169,6 +169,43 @@ fn loan_pingpong<const W: usize>(iters: u64) -> f64 {
     r
 }
 
+/// [`loan_pingpong`] over two mpmc queues (one sender and one receiver each).
+fn mpmc_loan_pingpong<const W: usize>(iters: u64) -> f64 {
+    let queue = || {
+        let (tx, rx) = shmchan::mpmc::channel::<Msg<W>>(2).expect("mpmc queue");
+        tx.set_wait_strategy(WaitStrategy::Adaptive);
+        rx.set_wait_strategy(WaitStrategy::Adaptive);
+        (tx, rx)
+    };
+    let ((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx)) = (queue(), queue());
+    let Some(child) = fork_child(true) else {
+        drop(ping_tx);
+        drop(pong_rx);
+        while let Ok(msg) = ping_rx.recv_ref() {
+            let word = msg.view().get(0).unwrap_or(0);
+            let Ok(mut slot) = pong_tx.loan() else { break };
+            slot.view_mut().set(0, word);
+            if slot.send().is_err() {
+                break;
+            }
+        }
+        exit_child()
+    };
+    drop(ping_rx);
+    drop(pong_tx);
+    let r = time_round_trips(iters, |i| {
+        let mut slot = ping_tx.loan().expect("loan");
+        slot.view_mut().set(0, i);
+        slot.send().expect("send");
+        let msg = pong_rx.recv_ref().expect("recv_ref");
+        black_box(msg.view().get(0));
+    });
+    drop(ping_tx);
+    reap(child);
+    unpin();
+    r
+}
+
 fn copy_pingpong<const W: usize>(iters: u64) -> f64 {
     let (ping_tx, ping_rx) = adaptive_channel::<W>(2);
     let (pong_tx, pong_rx) = adaptive_channel::<W>(2);
@@ -319,13 +356,17 @@ fn size_cases<const W: usize>(label: &str, scale: u64, report: &mut Report) {
         v[v.len() / 2]
     };
     let (mut loan, mut copy, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mpmc_loan = Vec::new();
     for _ in 0..3 {
         loan.push(loan_pingpong::<W>(rtt_iters));
+        mpmc_loan.push(mpmc_loan_pingpong::<W>(rtt_iters));
         copy.push(copy_pingpong::<W>(rtt_iters));
         pipe.push(pipe_pingpong(rtt_iters, bytes));
     }
     let (loan, copy, pipe) = (median(loan), median(copy), median(pipe));
     report.row("round-trip", label, "loan", loan, "ns", "");
+    let mpmc_loan = median(mpmc_loan);
+    report.row("round-trip", label, "mpmc-loan", mpmc_loan, "ns", "");
     report.row("round-trip", label, "copy", copy, "ns", "");
     report.row("round-trip", label, "pipe", pipe, "ns", "");
     let (mut loan, mut copy, mut pipe) = (Vec::new(), Vec::new(), Vec::new());

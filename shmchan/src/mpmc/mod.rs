@@ -42,6 +42,24 @@
 //! process writing arbitrary bytes into the segment causes errors or wrong messages, never
 //! undefined behaviour or a panic.
 //!
+//! # Zero copy
+//!
+//! [`Sender::loan`] claims the next slot and lends it as a [`Loan`], written in place through
+//! the message's generated views and published by [`Loan::send`]; [`Receiver::recv_ref`] takes
+//! the next message and leaves it in its slot as a [`RecvRef`], read in place and released when
+//! dropped. Loans and copies mix freely. A loan dropped unsent is skipped (receivers pass over
+//! it at once); a `mem::forget`-ten loan or guard holds its position until its handle's next
+//! operation or its drop, and a process killed holding one is recovered as above.
+//!
+//! ```
+//! let (mut tx, mut rx) = shmchan::mpmc::channel::<[u64; 1024]>(4)?;
+//! let mut slot = tx.loan()?;
+//! slot.view_mut().set(7, 42);
+//! slot.send()?;
+//! assert_eq!(rx.recv_ref()?.view().get(7), Some(42));
+//! # Ok::<(), shmchan::Error>(())
+//! ```
+//!
 //! # Disconnection
 //!
 //! [`Receiver::recv`] returns [`Error::Disconnected`](crate::Error::Disconnected) once the
@@ -85,17 +103,22 @@
 
 #[cfg(feature = "async")]
 mod async_ops;
+mod claim;
 pub(crate) mod endpoint;
 pub(crate) mod holders;
 mod keyed;
 pub(crate) mod layout;
+mod loan;
 pub(crate) mod memory;
 pub(crate) mod queue;
 mod receiver;
+mod recv_ref;
 mod sender;
 
 pub use crate::channel::{LIVENESS_INTERVAL, SendTimeoutError, TrySendError, WaitStrategy};
+pub use loan::Loan;
 pub use receiver::Receiver;
+pub use recv_ref::RecvRef;
 pub use sender::Sender;
 
 use std::sync::Arc;

@@ -51,7 +51,7 @@ use crate::{Result, ShmSafe};
 
 /// Attempts of one `try_push`/`try_pop` before it reports "busy" (only reached under heavy
 /// contention or when another process keeps rewriting the indices).
-const RETRY_LIMIT: u32 = 10_000;
+pub(super) const RETRY_LIMIT: u32 = 10_000;
 
 /// Wakes every process sleeping on `word` if one announced itself (several producers or
 /// consumers may sleep on the same word; waking one would leave the others asleep until their
@@ -123,7 +123,7 @@ impl<T> Clone for Queue<T> {
 impl<T> Copy for Queue<T> {}
 
 #[inline]
-fn is_before(a: u64, b: u64) -> bool {
+pub(super) fn is_before(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as i64) < 0
 }
 
@@ -201,14 +201,14 @@ impl<T: ShmSafe> Queue<T> {
 
     /// The sequence word of the slot of `pos`.
     #[inline]
-    fn seq(&self, pos: u64) -> &AtomicU64 {
+    pub(super) fn seq(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: in bounds (see `slot`), 8-aligned (slots offset a multiple of 128, slot size
         // a multiple of 8), and only ever accessed atomically.
         unsafe { AtomicU64::from_ptr(self.slot(pos).cast()) }
     }
 
     #[inline]
-    fn value_ptr(&self, pos: u64) -> *mut u64 {
+    pub(super) fn value_ptr(&self, pos: u64) -> *mut u64 {
         self.slot(pos)
             .wrapping_add(SLOT_VALUE_OFFSET as usize)
             .cast()

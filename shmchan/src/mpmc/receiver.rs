@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::claim::Outstanding;
 use super::endpoint::{Endpoint, Role};
 use super::layout::Geometry;
 use super::memory::QueueMemory;
@@ -29,6 +30,8 @@ use crate::{Error, Result, ShmSafe};
 /// ```
 pub struct Receiver<T: ShmSafe> {
     end: Endpoint<T>,
+    /// The position of this handle's `recv_ref` guard not yet released (see `recv_ref.rs`).
+    pub(super) held: Outstanding,
 }
 
 // SAFETY: a `Receiver` is one consumer handle; moving it to another thread moves that role with
@@ -83,6 +86,7 @@ impl<T: ShmSafe> Receiver<T> {
     pub(crate) fn attach(memory: Arc<QueueMemory>, geometry: Geometry) -> Receiver<T> {
         Receiver {
             end: Endpoint::attach(memory, geometry, Role::Consumer),
+            held: Outstanding::default(),
         }
     }
 
@@ -179,6 +183,9 @@ impl<T: ShmSafe> Receiver<T> {
     fn try_recv_with(&self, claimed: impl FnOnce()) -> Result<Option<T>> {
         let end = &self.end;
         let me = end.entry()?;
+        if self.held.is_set() {
+            self.settle_held(); // a forgotten guard: release its slot first
+        }
         let mut claimed = Some(claimed);
         for _ in 0..2 {
             let hook = || {
@@ -209,7 +216,7 @@ impl<T: ShmSafe> Receiver<T> {
     /// Position `pos` is claimed but not published: if that has lasted, skip it when its
     /// sender is dead. Returns true if it was skipped.
     #[cold]
-    fn pending_slow_path(&self, pos: u64) -> Result<bool> {
+    pub(super) fn pending_slow_path(&self, pos: u64) -> Result<bool> {
         let end = &self.end;
         end.geometry.check_unchanged(end.queue.header())?;
         if !end.stuck_long_enough(pos) {
@@ -435,6 +442,7 @@ impl<T: ShmSafe> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         Receiver {
             end: self.end.duplicate(),
+            held: Outstanding::default(),
         }
     }
 }
@@ -451,6 +459,8 @@ impl<T: ShmSafe> std::fmt::Debug for Receiver<T> {
 
 impl<T: ShmSafe> Drop for Receiver<T> {
     fn drop(&mut self) {
+        // A forgotten guard's slot is released, or senders would wait on it for good.
+        self.settle_held();
         // Senders blocked on a full queue must look again: this may have been the last
         // receiver.
         if self.end.leave() {

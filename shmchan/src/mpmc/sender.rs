@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::claim::Outstanding;
 use super::endpoint::{Endpoint, Role};
 use super::layout::Geometry;
 use super::memory::QueueMemory;
@@ -31,6 +32,8 @@ use crate::{Error, Result, ShmSafe};
 /// ```
 pub struct Sender<T: ShmSafe> {
     end: Endpoint<T>,
+    /// The position of this handle's loan not yet sent or skipped (see `loan.rs`).
+    pub(super) loaned: Outstanding,
 }
 
 // SAFETY: a `Sender` is one producer handle; moving it to another thread moves that role with
@@ -75,6 +78,7 @@ impl<T: ShmSafe> Sender<T> {
     pub(crate) fn attach(memory: Arc<QueueMemory>, geometry: Geometry) -> Sender<T> {
         Sender {
             end: Endpoint::attach(memory, geometry, Role::Producer),
+            loaned: Outstanding::default(),
         }
     }
 
@@ -185,6 +189,9 @@ impl<T: ShmSafe> Sender<T> {
             Ok(me) => me,
             Err(e) => return Err(TrySendError::Failed(e)),
         };
+        if self.loaned.is_set() {
+            self.settle_loan(); // a forgotten loan: give its position up first
+        }
         if end.peer_disconnected(end.clock_due()) {
             return Err(TrySendError::Disconnected(value));
         }
@@ -222,7 +229,7 @@ impl<T: ShmSafe> Sender<T> {
     /// On a full queue: check the constants, the receivers' liveness, and whether the slot at
     /// `pos` is held by a dead receiver (then free it). Returns true if a slot was freed.
     #[cold]
-    fn full_slow_path(&self, pos: u64) -> Result<bool> {
+    pub(super) fn full_slow_path(&self, pos: u64) -> Result<bool> {
         let end = &self.end;
         end.geometry.check_unchanged(end.queue.header())?;
         if end.peer_disconnected(Some(Instant::now())) {
@@ -424,6 +431,7 @@ impl<T: ShmSafe> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Sender {
             end: self.end.duplicate(),
+            loaned: Outstanding::default(),
         }
     }
 }
@@ -440,6 +448,8 @@ impl<T: ShmSafe> std::fmt::Debug for Sender<T> {
 
 impl<T: ShmSafe> Drop for Sender<T> {
     fn drop(&mut self) {
+        // A forgotten loan's position is skipped, or receivers would wait on it for good.
+        self.settle_loan();
         // Receivers blocked on an empty queue must look again: this may have been the last
         // sender.
         if self.end.leave() {
