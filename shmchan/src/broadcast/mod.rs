@@ -75,6 +75,7 @@
 #[cfg(feature = "async")]
 mod async_ops;
 pub(crate) mod layout;
+mod loan;
 mod memory;
 mod options;
 mod publisher;
@@ -82,6 +83,7 @@ mod ring;
 mod subscriber;
 
 pub use crate::channel::{LIVENESS_INTERVAL, SendTimeoutError, TrySendError, WaitStrategy};
+pub use loan::{Loan, RecvRef};
 pub use options::PublisherOptions;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;
