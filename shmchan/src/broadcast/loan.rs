@@ -313,9 +313,10 @@ impl<T: ShmSafe> RecvRef<'_, T> {
     pub fn to_boxed(&self) -> Box<T> {
         let mut out = Box::<T>::new_uninit();
         match &self.copy {
-            Some(b) => {
-                out.write(**b);
-            }
+            // SAFETY: `b` is a valid `T` in its own allocation and `out` a fresh one: valid
+            // for one `T` each, not overlapping. (Not `out.write(**b)`: that may build the
+            // message on the stack.)
+            Some(b) => unsafe { std::ptr::copy_nonoverlapping(&**b, out.as_mut_ptr(), 1) },
             None => self.subscriber.ring().load_value_into(self.pos, &mut out),
         }
         // SAFETY: every byte was initialised (copied from the slot as atomic words, or from a
