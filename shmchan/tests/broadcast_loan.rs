@@ -268,6 +268,104 @@ fn a_sigkilled_subscriber_holding_a_recv_ref_stops_holding_the_publisher_back() 
     assert_eq!(tx.peer_count(), 1);
 }
 
+#[test]
+fn a_loan_carried_into_a_forked_child_cannot_be_sent_there_and_stays_the_parents() {
+    let _g = serial();
+    let (mut tx, rx) = channel::<Pattern>(4).unwrap();
+    let done = Signal::new();
+    let mut slot = tx.loan().unwrap();
+    fill(&mut slot, 1);
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            drop(rx);
+            // The parent holds the publisher: the child's copy of the loan is refused.
+            let code = match slot.send() {
+                Err(Error::TooManyHolders { .. }) => 0,
+                Err(_) => 3,
+                Ok(()) => 4,
+            };
+            done.notify();
+            code
+        })
+    };
+    done.wait();
+    assert_eq!(child.wait(), 0);
+    assert!(rx.try_recv().unwrap().is_none(), "the child published");
+    slot.send().unwrap();
+    assert_eq!(rx.recv().unwrap(), Pattern::new(1));
+    assert!(rx.try_recv().unwrap().is_none());
+}
+
+#[test]
+fn a_guard_carried_into_a_forked_child_moves_only_the_childs_own_subscriber() {
+    let _g = serial();
+    let (tx, mut rx) = channel::<u64>(2).unwrap();
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let done = Signal::new();
+    let msg = rx.recv_ref().unwrap();
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            let ok = msg.to_owned() == 1;
+            drop(msg);
+            done.notify();
+            if ok { 0 } else { 5 }
+        })
+    };
+    done.wait();
+    assert_eq!(child.wait(), 0);
+    // The parent's guard still holds message 1's slot.
+    assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+    assert_eq!(msg.to_owned(), 1);
+    drop(msg);
+    tx.send(3).unwrap();
+    assert_eq!(rx.recv().unwrap(), 2);
+    assert_eq!(rx.recv().unwrap(), 3);
+}
+
+#[test]
+fn a_forked_copy_registered_late_copies_what_it_cannot_protect_then_reads_in_place() {
+    let _g = serial();
+    // One subscriber entry: the child's copy finds the table full at the fork and registers on
+    // its first receive. The publisher may have scanned the cursors before it saw the late
+    // entry, so the messages already published are copied (and checked), not read in place.
+    let (tx, rx) = Publisher::<u64>::options()
+        .capacity(4)
+        .max_subscribers(1)
+        .anonymous()
+        .unwrap();
+    tx.send(10).unwrap();
+    tx.send(11).unwrap();
+    let (freed, registered, published) = (Signal::new(), Signal::new(), Signal::new());
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            let mut rx = rx;
+            freed.wait();
+            let mut got = Vec::new();
+            for i in 0..3 {
+                if i == 2 {
+                    registered.notify();
+                    published.wait();
+                }
+                let Ok(m) = rx.recv_ref() else { return 2 };
+                got.push((m.to_owned(), format!("{m:?}").contains("copied: true")));
+            }
+            drop(rx);
+            if got == [(10, true), (11, true), (12, false)] {
+                0
+            } else {
+                3
+            }
+        })
+    };
+    drop(rx);
+    freed.notify();
+    registered.wait();
+    tx.send(12).unwrap();
+    published.notify();
+    assert_eq!(child.wait(), 0);
+}
+
 // ---- 64 MiB messages on a 256 KiB stack ------------------------------------------------------
 
 const WORDS: usize = 8 << 20; // 64 MiB of u64
