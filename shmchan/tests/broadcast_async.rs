@@ -2,7 +2,8 @@
 //! gets 10^4 messages exactly once from an async publisher in `Block` mode that never blocks
 //! its executor; a SIGKILLed subscriber unblocks a pending send within `LIVENESS_INTERVAL`;
 //! dropping a pending send publishes nothing and leaves no waiter registered; in `DropOldest`
-//! mode the future completes at once.
+//! mode the future completes at once. And `recv_ref_async`: every message of a forked loaning
+//! publisher read in place exactly once; a cancelled one takes nothing.
 
 #![cfg(feature = "async")]
 
@@ -223,4 +224,93 @@ fn a_drop_oldest_send_async_completes_at_its_first_poll() {
     assert_eq!(registrations(), 0);
     assert!(matches!(rx.recv(), Err(Error::Lagged { missed: 3 })));
     assert_eq!(rx.recv().unwrap(), 3);
+}
+
+#[test]
+fn an_async_subscriber_reads_every_message_of_a_forked_loaning_publisher_in_place_once() {
+    let _g = serial();
+    const N: u64 = 10_000;
+    let (mut tx, mut rx) = channel::<Pattern>(16).unwrap();
+    let (parent_left, attached) = (Signal::new(), Signal::new());
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            drop(rx);
+            // The parent's publisher must leave before this copy can publish.
+            parent_left.wait();
+            for seq in 0..N {
+                let Ok(mut slot) = tx.loan() else { return 2 };
+                let mut v = slot.view_mut();
+                v.set_seq(seq);
+                v.words().store(Pattern::new(seq).words);
+                if slot.send().is_err() {
+                    return 3;
+                }
+                if seq == 0 {
+                    attached.notify();
+                }
+            }
+            0
+        })
+    };
+    drop(tx);
+    parent_left.notify();
+    attached.wait();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let got = rt.block_on(rt.spawn(async move {
+        let mut next = 0;
+        loop {
+            match rx.recv_ref_async().await {
+                Ok(msg) => {
+                    assert_eq!(msg.view().seq(), next, "lost, duplicated or reordered");
+                    assert!(msg.to_owned().is_valid(), "torn");
+                    next += 1;
+                }
+                Err(Error::Disconnected) => return next,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }));
+    assert_eq!(got.unwrap(), N);
+    assert_eq!(child.wait(), 0);
+    assert_eq!(registrations(), 0);
+}
+
+#[test]
+fn a_cancelled_recv_ref_async_takes_nothing_and_drop_oldest_refuses_it() {
+    let _g = serial();
+    let (tx, mut rx) = channel::<u64>(4).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(30), rx.recv_ref_async())
+            .await
+            .is_err()
+    });
+    assert!(r, "completed on an empty channel");
+    assert_eq!(registrations(), 0);
+    tx.send(5).unwrap();
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    {
+        // A ready future's guard moves past message 5 when it drops.
+        let mut fut = pin!(rx.recv_ref_async());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(m)) => assert_eq!(m.to_owned(), 5),
+            other => panic!("{:?}", other.map(|r| r.map(|m| m.to_owned()))),
+        }
+    }
+    assert!(rx.try_recv().unwrap().is_none());
+
+    let (_tx, mut rx) = Publisher::<u64>::options()
+        .overflow(Overflow::DropOldest)
+        .anonymous()
+        .unwrap();
+    let r = rt.block_on(rx.recv_ref_async());
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })));
 }

@@ -1,9 +1,11 @@
-//! `Subscriber::recv_async` and `Publisher::send_async` (the `async` feature): the blocking
-//! protocol of `channel::wait`, with the process's async notifier as the sleeper.
+//! `Subscriber::recv_async`, `Subscriber::recv_ref_async` and `Publisher::send_async` (the
+//! `async` feature): the blocking protocol of `channel::wait`, with the process's async
+//! notifier as the sleeper.
 
 use std::future::Future;
 
-use super::{Publisher, Subscriber, TrySendError};
+use super::loan::loans_supported;
+use super::{Publisher, RecvRef, Subscriber, TrySendError};
 use crate::async_rt::{ChannelWait, Keep, Periodic};
 use crate::{Error, Result, ShmSafe};
 
@@ -56,6 +58,60 @@ impl<T: ShmSafe> Subscriber<T> {
                 || this.try_recv().transpose(),
             )
         })
+    }
+
+    /// Receives the next message in place, waiting asynchronously while there is none: the
+    /// async form of [`recv_ref`](Subscriber::recv_ref) (`Overflow::Block` channels only),
+    /// waiting as [`recv_async`](Subscriber::recv_async) does. The guard reads the message in
+    /// its slot; its drop moves this subscriber past it.
+    ///
+    /// **Cancellation-safe**: dropping the future before it completes takes no message; the
+    /// next receive gets it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_ref`](Subscriber::recv_ref); [`Error::Os`] if the notifier thread could
+    /// not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmchan::broadcast::channel::<[u64; 4]>(8)?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     // Typically: the publisher is in another process.
+    ///     std::thread::spawn(move || {
+    ///         let mut slot = tx.loan()?;
+    ///         slot.write([1, 2, 3, 4]);
+    ///         slot.send()
+    ///     });
+    ///     let msg = rx.recv_ref_async().await?;
+    ///     assert_eq!(msg.view().get(2), Some(3));
+    ///     Ok::<(), shmchan::Error>(())
+    /// })?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
+        async move {
+            loans_supported::<T>(self.ring().geometry().overflow())?;
+            let mut wait = ChannelWait::new(false);
+            let me = &mut *self;
+            // The closure holds `&mut` (not `&`) across the await: what makes the future `Send`.
+            let found = std::future::poll_fn(move |cx| {
+                let this = &*me;
+                wait.poll(
+                    cx,
+                    this.wait_word(),
+                    || {
+                        let keep: Keep = this.ring().memory().clone();
+                        (keep, Periodic::Always)
+                    },
+                    || this.try_peek().transpose(),
+                )
+            })
+            .await?;
+            Ok(self.guard(found))
+        }
     }
 }
 

@@ -240,7 +240,7 @@ pub struct RecvRef<'a, T: ShmSafe> {
     subscriber: &'a mut Subscriber<T>,
     pos: u64,
     /// A checked private copy, for the rare position this handle cannot protect (a forked
-    /// copy registered late, see `Subscriber::unprotected_below`); `None`: in place.
+    /// copy registered late, see `Subscriber::register_late`); `None`: in place.
     copy: Option<Box<T>>,
 }
 
@@ -342,7 +342,7 @@ impl<T: ShmSafe> std::fmt::Debug for RecvRef<'_, T> {
 }
 
 /// `Ok` if loans can be offered on a channel of `T` in `overflow` mode.
-fn loans_supported<T: ShmSafe>(overflow: Overflow) -> Result<()> {
+pub(super) fn loans_supported<T: ShmSafe>(overflow: Overflow) -> Result<()> {
     if overflow == Overflow::DropOldest {
         return Err(Error::InvalidArgument {
             what: "broadcast loans and recv_ref need Overflow::Block: in DropOldest mode the \
@@ -457,11 +457,11 @@ impl<T: ShmSafe> Publisher<T> {
 impl<T: ShmSafe> Subscriber<T> {
     /// The next message's position and, for a position this handle cannot protect, a checked
     /// copy; `Ok(None)` if none is published yet.
-    fn try_peek(&self) -> Result<Option<(u64, Option<Box<T>>)>> {
+    pub(super) fn try_peek(&self) -> Result<Option<(u64, Option<Box<T>>)>> {
         let Some((me, c, t)) = self.next_published()? else {
             return Ok(None);
         };
-        let found = if c < self.unprotected_below() {
+        let found = if c < self.unprotected_below.get() {
             match self.ring().read_boxed(c) {
                 Read::Message(b) => return Ok(Some((c, Some(b)))),
                 Read::Lapped => Read::Lapped,
@@ -491,7 +491,7 @@ impl<T: ShmSafe> Subscriber<T> {
         )
     }
 
-    fn guard(&mut self, (pos, copy): (u64, Option<Box<T>>)) -> RecvRef<'_, T> {
+    pub(super) fn guard(&mut self, (pos, copy): (u64, Option<Box<T>>)) -> RecvRef<'_, T> {
         RecvRef {
             subscriber: self,
             pos,

@@ -55,8 +55,9 @@ pub struct Subscriber<T: ShmSafe> {
     seen_departures: Cell<u32>,
     last_scan: Cell<Option<Instant>>,
     publisher_gone: Cell<bool>,
-    /// See [`Self::unprotected_below`].
-    unprotected_below: Cell<u64>,
+    /// Positions below this may be overwritten while read (see `register_late`): 0 for a
+    /// handle registered by `join` or at `fork`.
+    pub(super) unprotected_below: Cell<u64>,
 }
 
 // SAFETY: a `Subscriber` is one subscribing handle; moving it to another thread moves its
@@ -130,12 +131,6 @@ impl<T: ShmSafe> Subscriber<T> {
         self.store_cursor(me, self.cursor.get());
         fence(Ordering::SeqCst);
         self.unprotected_below.set(self.ring.tail());
-    }
-
-    /// Positions below this may be overwritten while read (see `register_late`): 0 for a
-    /// handle registered by `join` or at `fork`.
-    pub(super) fn unprotected_below(&self) -> u64 {
-        self.unprotected_below.get()
     }
 
     fn store_cursor(&self, me: &Entry, c: u64) {
@@ -340,12 +335,11 @@ impl<T: ShmSafe> Subscriber<T> {
     /// A guard over message `c` (`RecvRef`) was dropped: move past it, as `try_recv` does
     /// after copying.
     pub(super) fn received_in_place(&self, c: u64) {
-        if self.cursor.get() != c {
-            return;
-        }
-        match self.holder.entry(&|_| true) {
-            Ok(me) => self.advance(me, c),
-            Err(_) => self.cursor.set(c.wrapping_add(1)),
+        if self.cursor.get() == c {
+            match self.holder.entry(&|_| true) {
+                Ok(me) => self.advance(me, c),
+                Err(_) => self.cursor.set(c.wrapping_add(1)),
+            }
         }
     }
 
