@@ -91,6 +91,8 @@ impl<T: ShmSafe> Subscriber<T> {
     /// })?;
     /// # Ok::<(), shmchan::Error>(())
     /// ```
+    // Not an `async fn`: the signature promises `Send`, as `recv_async`'s does.
+    #[allow(clippy::manual_async_fn)]
     pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
         async move {
             loans_supported::<T>(self.ring().geometry().overflow())?;
