@@ -189,15 +189,12 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
     #[inline]
     pub fn send(self) -> Result<()> {
         // The same checks as a send's: the role is ours, and the slot is still the next one.
-        match self.publisher.try_reserve()? {
-            Some(t) if t == self.pos => {}
-            found => {
-                return Err(corrupted(format!(
-                    "the broadcast publisher's cursor is {found:?}, not the loaned position {}: \
-                     another process published meanwhile; nothing was published",
-                    self.pos
-                )));
-            }
+        if self.publisher.try_reserve()? != Some(self.pos) {
+            return Err(corrupted(format!(
+                "the broadcast publisher's cursor moved away from the loaned position {} \
+                 (another process published meanwhile); nothing was published",
+                self.pos
+            )));
         }
         let ring = self.publisher.ring();
         ring.commit(self.pos);
