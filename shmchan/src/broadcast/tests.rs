@@ -181,7 +181,7 @@ fn a_wait_set_wakes_on_a_broadcast_message_and_on_the_publishers_departure() {
 fn a_loaned_slot_reads_as_being_written_and_a_moved_cursor_makes_its_send_publish_nothing() {
     use std::sync::atomic::Ordering;
 
-    let (mut tx, mut rx) = channel::<u64>(2).unwrap();
+    let (mut tx, rx) = channel::<u64>(2).unwrap();
     tx.send(1).unwrap();
     tx.send(2).unwrap();
     assert_eq!(rx.recv().unwrap(), 1);
