@@ -27,6 +27,14 @@
 //!   A subscriber that was lapped gets [`Error::Lagged { missed }`](crate::Error::Lagged) once,
 //!   saying how many messages it lost, and continues with the oldest message still held.
 //!
+//! # Zero copy
+//!
+//! In `Overflow::Block` mode, [`Publisher::loan`] lends the next slot to be written in place
+//! ([`Loan`]), and [`Subscriber::recv_ref`] reads the next message in its slot ([`RecvRef`]),
+//! which the publisher does not overwrite until the guard drops: messages of any size pass
+//! without a copy. `DropOldest` channels refuse both with
+//! [`Error::InvalidArgument`](crate::Error::InvalidArgument) (use `send` and `recv` there).
+//!
 //! # Disconnection
 //!
 //! [`Subscriber::recv`] returns [`Error::Disconnected`](crate::Error::Disconnected) once the
@@ -75,6 +83,7 @@
 #[cfg(feature = "async")]
 mod async_ops;
 pub(crate) mod layout;
+mod loan;
 mod memory;
 mod options;
 mod publisher;
@@ -82,6 +91,7 @@ mod ring;
 mod subscriber;
 
 pub use crate::channel::{LIVENESS_INTERVAL, SendTimeoutError, TrySendError, WaitStrategy};
+pub use loan::{Loan, RecvRef};
 pub use options::PublisherOptions;
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;

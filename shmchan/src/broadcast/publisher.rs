@@ -207,22 +207,52 @@ impl<T: ShmSafe> Publisher<T> {
     /// ```
     #[inline]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        if let Err(e) = self.holder.entry(&|_| true) {
-            return Err(TrySendError::Failed(e));
-        }
-        // Only the publisher writes `tail`; reading it back (not a private copy) lets a
-        // publisher re-opened after a crash continue where the old one stopped.
-        let t = self.ring.header().tail.0.load(Ordering::Relaxed);
-        if self.ring.geometry().overflow() == Overflow::Block && t >= self.limit.get() {
-            match self.make_room(t) {
-                Ok(true) => {}
-                Ok(false) => return Err(TrySendError::Full(value)),
-                Err(e) => return Err(TrySendError::Failed(e)),
-            }
-        }
+        let t = match self.try_reserve() {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(TrySendError::Full(value)),
+            Err(e) => return Err(TrySendError::Failed(e)),
+        };
         self.ring.write(t, &value);
         wake_all(&self.ring.header().sub_wait.0);
         Ok(())
+    }
+
+    /// The position the next message may be written at, if there is room for it (`Ok(None)`:
+    /// `Block` mode and the slowest live subscriber is a lap behind). Writes nothing.
+    #[inline]
+    pub(super) fn try_reserve(&self) -> Result<Option<u64>> {
+        self.holder.entry(&|_| true)?;
+        // Only the publisher writes `tail`; reading it back (not a private copy) lets a
+        // publisher re-opened after a crash continue where the old one stopped.
+        let t = self.ring.header().tail.0.load(Ordering::Relaxed);
+        if self.ring.geometry().overflow() == Overflow::Block
+            && t >= self.limit.get()
+            && !self.make_room(t)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(t))
+    }
+
+    /// [`try_reserve`](Self::try_reserve), waiting as a blocked `send` does until `deadline`
+    /// (`Ok(None)` once it passed).
+    pub(super) fn reserve_until(&self, deadline: Option<Instant>) -> Result<Option<u64>> {
+        if let Some(t) = self.try_reserve()? {
+            return Ok(Some(t));
+        }
+        wait::block_on(
+            self.wait_word(),
+            self.strategy.get(),
+            deadline,
+            || self.try_reserve(),
+            || self.has_room(),
+            || Ok(()),
+        )
+    }
+
+    /// The channel this publisher writes.
+    pub(super) fn ring(&self) -> &Ring<T> {
+        &self.ring
     }
 
     /// For `WaitSet`: whether `try_send` would now send or fail (there is room, the mode never

@@ -20,6 +20,7 @@
 //! the re-read tail, `>= S`.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -29,7 +30,7 @@ use crate::ShmSafe;
 use crate::format::broadcast::{PUBLISHER_OFFSET, SLOT_VALUE_OFFSET, SUBSCRIBERS_OFFSET, WRITING};
 use crate::mpmc::holders::Table;
 use crate::mpmc::layout::Entry;
-use crate::sync::words::{load_words, store_words};
+use crate::sync::words::{load_words, load_words_into, store_words};
 
 /// What a subscriber's copy of one slot found.
 pub(crate) enum Read<T> {
@@ -162,6 +163,87 @@ impl<T: ShmSafe> Ring<T> {
             .tail
             .0
             .store(pos.wrapping_add(1), Ordering::Release);
+    }
+
+    /// The message of the slot of `pos`, as a typed pointer (8-aligned: for a `T` aligned to
+    /// at most 8, aligned for `T`).
+    #[inline]
+    pub(crate) fn value_ptr(&self, pos: u64) -> *mut T {
+        self.slot(pos).1.cast()
+    }
+
+    /// Marks the slot of `pos` as being written as position `pos` (a loan of it, publisher
+    /// only): a subscriber that copies it meanwhile rejects its copy. The stores that follow
+    /// are ordered after the mark by the Release fence, as in `write`.
+    #[inline]
+    pub(crate) fn begin_write(&self, pos: u64) {
+        let (stamp, _) = self.slot(pos);
+        stamp.store(pos.wrapping_add(1) | WRITING, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// Stores `value` into the slot of `pos` as atomic words, without touching its stamp
+    /// (between [`begin_write`](Self::begin_write) and [`commit`](Self::commit)).
+    #[inline]
+    pub(crate) fn store_value(&self, pos: u64, value: &T) {
+        // SAFETY: the slot's words lie in the mapping (see `slot`) and every access to them
+        // is atomic.
+        unsafe { store_words(self.slot(pos).1, value) };
+    }
+
+    /// Copies the message of the slot of `pos` into `out` as atomic words, without checking
+    /// its stamp (a slot the caller knows is not being written, or checks afterwards).
+    #[inline]
+    pub(crate) fn load_value_into(&self, pos: u64, out: &mut MaybeUninit<T>) {
+        // SAFETY: as in `store_value`.
+        unsafe { load_words_into(self.slot(pos).1, out) };
+    }
+
+    /// Publishes position `pos`, written since [`begin_write`](Self::begin_write): the stamp,
+    /// then the cursor, as `write` ends.
+    #[inline]
+    pub(crate) fn commit(&self, pos: u64) {
+        let (stamp, _) = self.slot(pos);
+        stamp.store(pos.wrapping_add(1) & !WRITING, Ordering::Release);
+        self.header()
+            .tail
+            .0
+            .store(pos.wrapping_add(1), Ordering::Release);
+    }
+
+    /// What the stamp of the slot of `pos` says now (Acquire: if `Message`, the message's
+    /// words written before it are visible), without copying the message.
+    #[inline]
+    pub(crate) fn stamp_check(&self, pos: u64) -> Read<()> {
+        let (stamp, _) = self.slot(pos);
+        let want = pos.wrapping_add(1) & !WRITING;
+        let s = stamp.load(Ordering::Acquire);
+        if s == want {
+            Read::Message(())
+        } else if (s & !WRITING) > want || s & WRITING != 0 {
+            Read::Lapped
+        } else {
+            Read::Stale
+        }
+    }
+
+    /// Copies position `pos` into a new heap allocation, checking its stamp before and after
+    /// (no copy of the message on the stack, whatever its size).
+    pub(crate) fn read_boxed(&self, pos: u64) -> Read<Box<T>> {
+        match self.stamp_check(pos) {
+            Read::Message(()) => {}
+            Read::Lapped => return Read::Lapped,
+            Read::Stale => return Read::Stale,
+        }
+        let mut out = Box::<T>::new_uninit();
+        self.load_value_into(pos, &mut out);
+        fence(Ordering::Acquire);
+        if self.slot(pos).0.load(Ordering::Relaxed) != pos.wrapping_add(1) & !WRITING {
+            return Read::Lapped;
+        }
+        // SAFETY: `load_value_into` initialised every byte, and any bits are a valid `T`
+        // (`ShmSafe`).
+        Read::Message(unsafe { out.assume_init() })
     }
 
     /// Copies position `pos` out, checking its stamp before and after.

@@ -55,6 +55,9 @@ pub struct Subscriber<T: ShmSafe> {
     seen_departures: Cell<u32>,
     last_scan: Cell<Option<Instant>>,
     publisher_gone: Cell<bool>,
+    /// Positions below this may be overwritten while read (see `register_late`): 0 for a
+    /// handle registered by `join` or at `fork`.
+    pub(super) unprotected_below: Cell<u64>,
 }
 
 // SAFETY: a `Subscriber` is one subscribing handle; moving it to another thread moves its
@@ -62,17 +65,16 @@ pub struct Subscriber<T: ShmSafe> {
 unsafe impl<T: ShmSafe> Send for Subscriber<T> {}
 
 impl<T: ShmSafe> Subscriber<T> {
+    /// The channel this subscriber reads.
+    pub(crate) fn ring(&self) -> &Ring<T> {
+        &self.ring
+    }
+
     /// Joins `ring` at the newest message.
     ///
     /// # Errors
     ///
     /// [`Error::TooManyHolders`] if the subscriber table is full.
-    /// The channel this subscriber reads.
-    #[cfg(feature = "async")]
-    pub(crate) fn ring(&self) -> &Ring<T> {
-        &self.ring
-    }
-
     pub(crate) fn attach(ring: Ring<T>) -> Result<Subscriber<T>> {
         // SAFETY: the table lies in the mapping `ring` keeps alive, and `holder` is dropped
         // before `ring` (field order), in every process that inherits both.
@@ -89,6 +91,7 @@ impl<T: ShmSafe> Subscriber<T> {
             pending_lag: Cell::new(0),
             last_scan: Cell::new(None),
             publisher_gone: Cell::new(false),
+            unprotected_below: Cell::new(0),
         };
         let me = s.holder.entry(&|_| true)?;
         s.join(me);
@@ -115,9 +118,19 @@ impl<T: ShmSafe> Subscriber<T> {
     fn entry(&self) -> Result<&Entry> {
         let me = self.holder.entry(&|_| true)?;
         if me.inherited.load(Ordering::Relaxed) == 0 {
-            self.store_cursor(me, self.cursor.get());
+            self.register_late(me);
         }
         Ok(me)
+    }
+
+    /// Stores the cursor of a handle that had no entry. A publisher that scanned the cursors
+    /// before it saw the entry may still overwrite the messages below the `tail` read after the
+    /// fence (the argument of `join`): in-place reads of those copy and check instead.
+    #[cold]
+    fn register_late(&self, me: &Entry) {
+        self.store_cursor(me, self.cursor.get());
+        fence(Ordering::SeqCst);
+        self.unprotected_below.set(self.ring.tail());
     }
 
     fn store_cursor(&self, me: &Entry, c: u64) {
@@ -247,6 +260,25 @@ impl<T: ShmSafe> Subscriber<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<Option<T>> {
+        let Some((me, c, t)) = self.next_published()? else {
+            return Ok(None);
+        };
+        match self.ring.read(c) {
+            Read::Message(v) => {
+                self.advance(me, c);
+                Ok(Some(v))
+            }
+            Read::Lapped => Err(self.unreadable(me, c, t, true)),
+            Read::Stale => Err(self.unreadable(me, c, t, false)),
+        }
+    }
+
+    /// This handle's entry, the position `c` to read and the publisher's cursor `t > c` as
+    /// last seen, once the message at `c` is published; `Ok(None)` if there is none yet.
+    /// Reports a pending lag, a lap, a cursor moved back and a gone publisher as `try_recv`
+    /// does. Reads no slot.
+    #[inline(always)]
+    pub(super) fn next_published(&self) -> Result<Option<(&Entry, u64, u64)>> {
         let me = self.entry()?;
         if self.pending_lag.get() != 0 {
             return Err(Error::Lagged {
@@ -286,28 +318,51 @@ impl<T: ShmSafe> Subscriber<T> {
             }
             return Err(self.lagged(me, c, t));
         }
-        match self.ring.read(c) {
-            Read::Message(v) => {
-                let next = c.wrapping_add(1);
-                self.cursor.set(next);
-                if next.wrapping_sub(self.shared_cursor.get()) >= self.stride {
-                    self.store_cursor(me, next);
-                }
-                Ok(Some(v))
-            }
-            Read::Lapped => Err(self.lagged(me, c, self.ring.tail())),
-            Read::Stale => {
-                self.ring.geometry().check_unchanged(self.ring.header())?;
-                // Only another process writing the slot does this. Skip the position, so that
-                // the next call (and a publisher waiting for this cursor) moves on.
-                let next = c.wrapping_add(1);
-                self.cursor.set(next);
-                self.store_cursor(me, next);
-                Err(corrupted(format!(
-                    "broadcast slot of position {c} holds an older message although the publisher's cursor is {t}; skipped"
-                )))
+        Ok(Some((me, c, t)))
+    }
+
+    /// Message `c` was received: move the cursor past it (and publish the cursor every
+    /// `stride` messages).
+    #[inline(always)]
+    pub(super) fn advance(&self, me: &Entry, c: u64) {
+        let next = c.wrapping_add(1);
+        self.cursor.set(next);
+        if next.wrapping_sub(self.shared_cursor.get()) >= self.stride {
+            self.store_cursor(me, next);
+        }
+    }
+
+    /// A guard over message `c` (`RecvRef`) was dropped: move past it, as `try_recv` does
+    /// after copying.
+    pub(super) fn received_in_place(&self, c: u64) {
+        if self.cursor.get() == c {
+            match self.holder.entry(&|_| true) {
+                Ok(me) => self.advance(me, c),
+                Err(_) => self.cursor.set(c.wrapping_add(1)),
             }
         }
+    }
+
+    /// The slot of position `c` did not hold message `c` (`t`: the publisher's cursor as
+    /// seen): `lapped`, the publisher overwrote it (reported as a lag), or it holds an older
+    /// message, which only another process writing the slot does (skipped, reported as
+    /// corruption).
+    #[cold]
+    pub(super) fn unreadable(&self, me: &Entry, c: u64, t: u64, lapped: bool) -> Error {
+        if lapped {
+            return self.lagged(me, c, self.ring.tail());
+        }
+        if let Err(e) = self.ring.geometry().check_unchanged(self.ring.header()) {
+            return e;
+        }
+        // Skip the position, so that the next call (and a publisher waiting for this cursor)
+        // moves on.
+        let next = c.wrapping_add(1);
+        self.cursor.set(next);
+        self.store_cursor(me, next);
+        corrupted(format!(
+            "broadcast slot of position {c} holds an older message although the publisher's cursor is {t}; skipped"
+        ))
     }
 
     /// Skips to the oldest message still held after the publisher lapped position `c`

@@ -176,3 +176,23 @@ fn a_wait_set_wakes_on_a_broadcast_message_and_on_the_publishers_departure() {
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
     drop(other_tx);
 }
+
+#[test]
+fn a_loaned_slot_reads_as_being_written_and_a_moved_cursor_makes_its_send_publish_nothing() {
+    use std::sync::atomic::Ordering;
+
+    let (mut tx, rx) = channel::<u64>(2).unwrap();
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert_eq!(rx.recv().unwrap(), 2);
+    // Position 2 reuses message 0's slot: while it is loaned, a copy of position 0 (a late
+    // subscriber's) is rejected instead of mixing the two.
+    let slot = tx.loan().unwrap();
+    assert!(matches!(rx.ring_for_tests().read(0), ring::Read::Lapped));
+    // Another process moves the publisher's cursor meanwhile: the loan publishes nothing.
+    let tail = &rx.ring_for_tests().header().tail.0;
+    tail.store(3, Ordering::Release);
+    assert!(matches!(slot.send(), Err(Error::Corrupted { .. })));
+    assert_eq!(tail.load(Ordering::Acquire), 3);
+}
