@@ -176,6 +176,8 @@ fn a_sigkilled_subscriber_unblocks_a_pending_send_async_within_the_liveness_inte
 fn dropping_a_pending_send_async_publishes_nothing_and_leaves_no_waiter() {
     let _g = serial();
     let (mut tx, rx) = channel::<Pattern>(2).unwrap();
+    // `Block`: registered at the first unready poll (no yield window first).
+    tx.set_wait_strategy(shmchan::broadcast::WaitStrategy::Block);
     let sent = fill(&tx);
     let waker = Waker::from(Arc::new(Noop));
     let mut cx = Context::from_waker(&waker);

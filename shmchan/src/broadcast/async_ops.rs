@@ -44,7 +44,7 @@ impl<T: ShmSafe> Subscriber<T> {
     /// ```
     pub fn recv_async(&mut self) -> impl Future<Output = Result<T>> + Send + '_ {
         // Subscribers share their wait word: leave it announced for the next waker.
-        let mut wait = ChannelWait::new(false);
+        let mut wait = ChannelWait::new(false).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`): what makes the future `Send`.
         std::future::poll_fn(move |cx| {
             let this = &*self;
@@ -96,7 +96,7 @@ impl<T: ShmSafe> Subscriber<T> {
     pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
         async move {
             loans_supported::<T>(self.ring().geometry().overflow())?;
-            let mut wait = ChannelWait::new(false);
+            let mut wait = ChannelWait::new(false).with_strategy(self.wait_strategy());
             let me = &mut *self;
             // The closure holds `&mut` (not `&`) across the await: what makes the future `Send`.
             let found = std::future::poll_fn(move |cx| {
@@ -160,7 +160,7 @@ impl<T: ShmSafe> Publisher<T> {
     /// ```
     pub fn send_async(&mut self, value: T) -> impl Future<Output = Result<()>> + '_ {
         // Only this handle waits on the publisher's word: withdraw the announcement when done.
-        let mut wait = ChannelWait::new(true);
+        let mut wait = ChannelWait::new(true).with_strategy(self.wait_strategy());
         // The closure holds `&mut self` (not `&self`): what makes the future `Send`.
         std::future::poll_fn(move |cx| {
             let this = &*self;
