@@ -1,6 +1,7 @@
 //! `recv_ref_async` across processes, under tokio's multi-thread runtime: every message of a
 //! forked blocking sender read in place exactly once, in order; cancelled (timed-out) futures
-//! take nothing; a killed sender surfaces as `Disconnected`.
+//! take nothing; a killed sender surfaces as `Disconnected`; two mpmc receivers awaiting in place
+//! share a forked sender's messages exactly once.
 
 #![cfg(feature = "async")]
 
@@ -122,4 +123,60 @@ fn a_killed_sender_surfaces_as_disconnected_through_recv_ref_async() {
         assert!(t.elapsed() < limit, "noticed after {:?}", t.elapsed());
     });
     wait(pid);
+}
+
+#[test]
+fn mpmc_recv_ref_async_receivers_share_a_forked_senders_messages_exactly_once() {
+    let _g = serial();
+    const M: u64 = 20_000;
+    let (tx, rx) = shmchan::mpmc::channel::<Msg>(16).unwrap();
+    let Some(pid) = fork() else {
+        drop(rx);
+        child_main(|| {
+            for i in 0..M {
+                if tx.send(msg(i)).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+    };
+    drop(tx);
+    let rt = runtime();
+    let base = registrations();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let mut rx = rx.clone();
+            rt.spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let r =
+                        tokio::time::timeout(Duration::from_micros(50), rx.recv_ref_async()).await;
+                    match r {
+                        Ok(Ok(m)) => {
+                            let (first, last) = (m.view().get(0), m.view().get(15));
+                            let first = first.expect("in bounds");
+                            assert_eq!(last, Some(!first), "torn message");
+                            got.push(first);
+                        }
+                        Ok(Err(Error::Disconnected)) => return got,
+                        Ok(Err(e)) => panic!("recv_ref_async: {e}"),
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(rx);
+    let mut all = Vec::new();
+    for t in tasks {
+        let got = rt.block_on(t).unwrap();
+        // Per-producer order within each receiver.
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "reordered");
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..M).collect::<Vec<_>>(), "lost or duplicated");
+    assert_eq!(registrations(), base, "a dropped future stayed registered");
+    assert_eq!(wait(pid), 0);
 }

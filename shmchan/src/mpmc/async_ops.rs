@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
+use super::claim::check_align;
 use super::holders::{Table, live_pids};
-use super::{Receiver, Sender};
+use super::{Receiver, RecvRef, Sender};
 use crate::async_rt::{ChannelWait, Keep, Look, Periodic, Shm};
 use crate::channel::TrySendError;
 use crate::{Error, Result, ShmSafe};
@@ -67,6 +68,58 @@ impl<T: ShmSafe> Receiver<T> {
                 || this.try_recv().transpose(),
             )
         })
+    }
+
+    /// Receives the next message in place, waiting asynchronously while the queue is empty:
+    /// the async form of [`recv_ref`](Receiver::recv_ref). Waits as
+    /// [`recv_async`](Receiver::recv_async) does.
+    ///
+    /// **Cancellation-safe**: a message is only taken in the poll that completes the future
+    /// with its guard; a future dropped before that takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_ref`](Receiver::recv_ref); [`Error::Os`](crate::Error::Os) if the
+    /// notifier thread could not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmchan::mpmc::channel::<[u16; 4]>(8)?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     std::thread::spawn(move || tx.send([5, 6, 7, 8]));
+    ///     let msg = rx.recv_ref_async().await?;
+    ///     assert_eq!(msg.view().get(2), Some(7));
+    ///     Ok::<(), shmchan::Error>(())
+    /// })?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    // Not an `async fn`: the written `Send` bound makes a regression a compile error here.
+    #[allow(clippy::manual_async_fn)]
+    pub fn recv_ref_async(&mut self) -> impl Future<Output = Result<RecvRef<'_, T>>> + Send + '_ {
+        async move {
+            check_align::<T>()?;
+            let mut wait = ChannelWait::new(false).with_strategy(self.wait_strategy());
+            // A reborrow moved into the closure (not `&self` captured): what keeps the future
+            // `Send`, and what gives `self` back for the guard once the wait is over.
+            let this: &mut Self = &mut *self;
+            let pos = std::future::poll_fn(move |cx| {
+                let this = &*this;
+                wait.poll(
+                    cx,
+                    this.wait_word(),
+                    || this.async_liveness(),
+                    || this.try_claim_ref().transpose(),
+                )
+            })
+            .await?;
+            // No await between claiming the message and building its guard.
+            Ok(RecvRef {
+                receiver: self,
+                pos,
+            })
+        }
     }
 
     /// What the notifier keeps and checks at each tick for a pending receive: every sender

@@ -44,8 +44,8 @@ use crate::{Error, Result, ShmSafe};
 /// # Ok::<(), shmchan::Error>(())
 /// ```
 pub struct RecvRef<'a, T: ShmSafe> {
-    receiver: &'a mut Receiver<T>,
-    pos: u64,
+    pub(super) receiver: &'a mut Receiver<T>,
+    pub(super) pos: u64,
 }
 
 impl<'a, T: ShmSafe> RecvRef<'a, T> {
@@ -146,7 +146,7 @@ impl<T: ShmSafe> Receiver<T> {
     }
 
     /// One attempt to claim the next message for a guard (as `try_recv` does for a copy).
-    fn try_claim_ref(&self) -> Result<Option<u64>> {
+    pub(super) fn try_claim_ref(&self) -> Result<Option<u64>> {
         let end = self.endpoint();
         let me = end.entry()?;
         if self.held.is_set() {
