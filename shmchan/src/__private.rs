@@ -2,6 +2,7 @@
 //! release.
 
 pub use crate::shm_safe::{Field, Layout, PrimKind, ShmSafe, TypeDesc};
+pub use crate::sync::atomic_value::load_value;
 pub use crate::view::{ArrayView, ArrayViewMut};
 pub use core::marker::PhantomData;
 pub use core::mem::{align_of, offset_of, size_of};

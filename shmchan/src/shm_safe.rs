@@ -22,8 +22,8 @@
 ///
 /// An implementation must uphold every point above. [`LAYOUT`](ShmSafe::LAYOUT) must give the real
 /// size, alignment and field offsets; [`view`](ShmSafe::view) and [`view_mut`](ShmSafe::view_mut)
-/// must only access the bytes of the value they are given, only through raw pointers (volatile
-/// reads and writes), never by forming a `&Self`/`&mut Self` or a reference to a part of it, and
+/// must only access the bytes of the value they are given, only through raw pointers (atomic
+/// reads and writes: `Relaxed` loads and stores, since the bytes may be shared), never by forming a `&Self`/`&mut Self` or a reference to a part of it, and
 /// the views they return must be neither `Send` nor `Sync`: a generated `ViewMut` hands out
 /// nested mutable views from `&self`, so several views of the same bytes may coexist within one
 /// thread (they behave like `Cell`s).
@@ -120,6 +120,47 @@ pub unsafe trait ShmSafe: Copy + Sized + 'static {
     /// assert_eq!(v.y(), 2.0);
     /// ```
     unsafe fn view<'a>(ptr: *const Self) -> Self::View<'a>;
+
+    /// Builds a read view over the value at `ptr` in memory that another process may write
+    /// at the same time (a slot of a channel, read in place): every read through it is a
+    /// `Relaxed` atomic access, so such a write gives a wrong but valid value, never undefined
+    /// behaviour. [`view`](ShmSafe::view) reads with volatile accesses instead, which is right
+    /// for memory nobody writes meanwhile (a reference, a private copy) and wrong for memory
+    /// someone may: a volatile read racing a write is a data race.
+    ///
+    /// The default, for hand-written impls, is [`view`](ShmSafe::view); the derive and the
+    /// impls of this crate implement it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be non-null, aligned for `Self`, and valid for reads and writes of
+    /// `size_of::<Self>()` bytes for `'a` (atomic accesses need memory that may be written:
+    /// a mapping, or an `UnsafeCell`, not a shared reference's target); anyone writing those
+    /// bytes meanwhile must use atomic accesses or be another process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::ShmSafe;
+    /// use std::cell::UnsafeCell;
+    ///
+    /// #[derive(ShmSafe, Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Point {
+    ///     x: f32,
+    ///     y: f32,
+    /// }
+    ///
+    /// let cell = UnsafeCell::new(Point { x: 1.0, y: 2.0 });
+    /// // SAFETY: `cell.get()` is aligned, valid for reads and writes, and written by nobody.
+    /// let v = unsafe { Point::view_shared(cell.get()) };
+    /// assert_eq!(v.y(), 2.0);
+    /// ```
+    #[inline]
+    unsafe fn view_shared<'a>(ptr: *const Self) -> Self::View<'a> {
+        // SAFETY: forwarded from the caller's contract, which is stronger than `view`'s.
+        unsafe { Self::view(ptr) }
+    }
 
     /// Builds a read-write view over the value at `ptr`.
     ///
@@ -514,85 +555,4 @@ pub const fn fingerprint(layout: &Layout) -> u64 {
     fnv_fields(h, layout)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Primitive impls.
-
-macro_rules! impl_prim {
-    ($($t:ty => $kind:ident),* $(,)?) => {$(
-        // SAFETY: primitive numbers have a fixed size, no padding, no pointers, and every bit
-        // pattern is a valid value; `view`/`view_mut` read exactly `size_of::<$t>()` bytes.
-        unsafe impl ShmSafe for $t {
-            const LAYOUT: Layout = Layout {
-                type_name: stringify!($t),
-                size: core::mem::size_of::<$t>(),
-                align: core::mem::align_of::<$t>(),
-                fields: &[],
-            };
-            const DESC: TypeDesc = TypeDesc::Prim(PrimKind::$kind);
-            type View<'a> = $t;
-            type ViewMut<'a> = $t;
-
-            #[inline]
-            unsafe fn view<'a>(ptr: *const Self) -> Self::View<'a> {
-                // SAFETY: the caller guarantees `ptr` is aligned and valid for reads and that
-                // nobody writes it concurrently outside the caller's protocol.
-                unsafe { core::ptr::read_volatile(ptr) }
-            }
-
-            #[inline]
-            unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a> {
-                // SAFETY: as for `view`; a primitive "mut view" is just its current value.
-                unsafe { core::ptr::read_volatile(ptr) }
-            }
-
-            #[inline]
-            unsafe fn commit_view_mut(view: &$t, ptr: *mut Self) {
-                // SAFETY: the caller guarantees `ptr` is aligned, writable and exclusively its.
-                unsafe { core::ptr::write_volatile(ptr, *view) }
-            }
-        }
-    )*};
-}
-
-impl_prim! {
-    u8 => U8, u16 => U16, u32 => U32, u64 => U64, u128 => U128, usize => Usize,
-    i8 => I8, i16 => I16, i32 => I32, i64 => I64, i128 => I128, isize => Isize,
-    f32 => F32, f64 => F64,
-}
-
-// SAFETY: an array of `ShmSafe` elements has no padding between elements (size is a multiple of
-// align), no pointers, and every bit pattern is valid because every element's is. The views only
-// touch the array's own `N * size_of::<T>()` bytes.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
-    const LAYOUT: Layout = Layout {
-        type_name: "array",
-        size: core::mem::size_of::<[T; N]>(),
-        align: core::mem::align_of::<[T; N]>(),
-        // One pseudo-field describing the whole array, so that the fingerprint tells `[u32; 4]`
-        // from `[f32; 4]` and tools reading a segment know the element type.
-        fields: &[Field {
-            name: ARRAY_FIELD,
-            offset: 0,
-            size: core::mem::size_of::<[T; N]>(),
-            ty: <[T; N] as ShmSafe>::DESC,
-        }],
-    };
-    const DESC: TypeDesc = TypeDesc::Array {
-        elem: &T::DESC,
-        len: N,
-    };
-    type View<'a> = crate::view::ArrayView<'a, T, N>;
-    type ViewMut<'a> = crate::view::ArrayViewMut<'a, T, N>;
-
-    #[inline]
-    unsafe fn view<'a>(ptr: *const Self) -> Self::View<'a> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { crate::view::ArrayView::from_raw(ptr) }
-    }
-
-    #[inline]
-    unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { crate::view::ArrayViewMut::from_raw(ptr) }
-    }
-}
+mod impls;

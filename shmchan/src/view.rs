@@ -3,9 +3,38 @@
 //!
 //! `#[derive(ShmSafe)]` generates `<Name>View<'a>` and `<Name>ViewMut<'a>` for each struct; arrays
 //! use [`ArrayView`] and [`ArrayViewMut`].
+//!
+//! Two kinds of read view exist. One over memory nobody writes meanwhile (`new(&value)`,
+//! `from_raw`: a reference, a private copy, memory under a lock) reads with volatile accesses,
+//! which need no more than read access. One over memory another process may write at the same
+//! time (`from_shared`, [`ShmSafe::view_shared`]: a channel slot read in place) reads with
+//! `Relaxed` atomic accesses of the widest width the element's alignment allows: a volatile
+//! read racing a write would be a data race (undefined behaviour), racing atomics only give a
+//! wrong but valid value. Read-write views use volatile accesses: their memory is the caller's
+//! alone under its protocol (a lock, a loaned slot).
 
 use crate::ShmSafe;
+use crate::sync::atomic_value::load_value;
 use core::marker::PhantomData;
+
+/// Reads the `T` at `p`: atomically if `shared` (memory another process may write), else with
+/// a volatile read (memory nobody writes meanwhile, possibly behind a shared reference, where
+/// atomics are not allowed).
+///
+/// # Safety
+///
+/// `p` aligned and valid for reads; if `shared`, the contract of [`ShmSafe::view_shared`], else
+/// that of [`ShmSafe::view`].
+#[inline]
+unsafe fn read<T: ShmSafe>(p: *const T, shared: bool) -> T {
+    if shared {
+        // SAFETY: forwarded to the caller.
+        unsafe { load_value(p) }
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+}
 
 /// Read access to an array `[T; N]` in (possibly shared) memory.
 ///
@@ -23,6 +52,8 @@ use core::marker::PhantomData;
 /// ```
 pub struct ArrayView<'a, T: ShmSafe, const N: usize> {
     ptr: *const [T; N],
+    /// Built by `from_shared`: read with atomic accesses.
+    shared: bool,
     _life: PhantomData<&'a [T; N]>,
 }
 
@@ -90,6 +121,36 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     pub unsafe fn from_raw(ptr: *const [T; N]) -> Self {
         ArrayView {
             ptr,
+            shared: false,
+            _life: PhantomData,
+        }
+    }
+
+    /// A view over the array at `ptr` in memory another process may write meanwhile: every
+    /// read is a `Relaxed` atomic access, so such a write gives wrong but valid elements, never
+    /// undefined behaviour.
+    ///
+    /// # Safety
+    ///
+    /// The contract of [`ShmSafe::view_shared`]: `ptr` aligned and valid for reads and writes
+    /// for `'a` (a mapping or an `UnsafeCell`, not a shared reference's target), and anyone
+    /// writing it meanwhile uses atomic accesses or is another process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmchan::view::ArrayView;
+    /// use std::cell::UnsafeCell;
+    ///
+    /// let words = UnsafeCell::new([7u32; 3]);
+    /// // SAFETY: aligned, valid for reads and writes, written by nobody meanwhile.
+    /// let v = unsafe { ArrayView::from_shared(words.get()) };
+    /// assert_eq!(v.get(2), Some(7));
+    /// ```
+    pub unsafe fn from_shared(ptr: *const [T; N]) -> Self {
+        ArrayView {
+            ptr,
+            shared: true,
             _life: PhantomData,
         }
     }
@@ -106,7 +167,7 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
         N
     }
 
-    /// The element at `index` (a volatile read of that element only), or `None` when
+    /// The element at `index` (a read of that element only: atomic in a shared view), or `None` when
     /// `index >= N`.
     ///
     /// # Examples
@@ -120,7 +181,7 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
             return None;
         }
         // SAFETY: `index < N`, so the element lies inside the array the contract covers.
-        Some(unsafe { core::ptr::read_volatile(self.ptr.cast::<T>().add(index)) })
+        Some(unsafe { read(self.ptr.cast::<T>().add(index), self.shared) })
     }
 
     /// A view of the element at `index` (a nested view for struct elements, the value for
@@ -148,7 +209,14 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
             return None;
         }
         // SAFETY: `index < N`; the element inherits the array's contract.
-        Some(unsafe { T::view(self.ptr.cast::<T>().add(index)) })
+        Some(unsafe {
+            let p = self.ptr.cast::<T>().add(index);
+            if self.shared {
+                T::view_shared(p)
+            } else {
+                T::view(p)
+            }
+        })
     }
 
     /// Copies the whole array out.
@@ -160,7 +228,7 @@ impl<'a, T: ShmSafe, const N: usize> ArrayView<'a, T, N> {
     /// ```
     pub fn to_array(&self) -> [T; N] {
         // SAFETY: the contract makes the whole array readable.
-        unsafe { core::ptr::read_volatile(self.ptr) }
+        unsafe { read(self.ptr, self.shared) }
     }
 }
 
@@ -424,5 +492,37 @@ mod tests {
         // SAFETY: `raw` came from `Box::into_raw` and no view of it remains.
         let back = unsafe { Box::from_raw(raw) };
         assert_eq!(*back, [[1, 2], [3, 4], [5, 60]]);
+    }
+
+    /// A shared view's reads racing a writer that stores the same words atomically: not a
+    /// data race. The same loop through `from_raw` (volatile reads, what loans used before
+    /// `view_shared`) is reported by Miri as a data race.
+    #[test]
+    fn miri_shared_views_may_race_atomic_writers() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let words = Arc::new([const { AtomicU64::new(0) }; 2]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (words, stop) = (Arc::clone(&words), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    words[0].store(i, Ordering::Relaxed);
+                    words[1].store(!i, Ordering::Relaxed);
+                }
+            })
+        };
+        // SAFETY: the atomics are valid for reads and writes while `words` lives, and the
+        // writer only stores atomically.
+        let v = unsafe { ArrayView::<u64, 2>::from_shared(words.as_ptr().cast()) };
+        for _ in 0..20 {
+            // Torn pairs are possible and valid: only the accesses are checked here.
+            let _ = (v.get(0), v.view(1), v.to_array());
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
     }
 }

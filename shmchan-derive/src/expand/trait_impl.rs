@@ -31,6 +31,12 @@ pub fn expand(g: &Gen<'_, '_>) -> TokenStream {
             }
 
             #[inline]
+            unsafe fn view_shared<'a>(ptr: *const Self) -> Self::View<'a> {
+                // The caller's contract is exactly `from_shared`'s.
+                unsafe { #view::from_shared(ptr) }
+            }
+
+            #[inline]
             unsafe fn view_mut<'a>(ptr: *mut Self) -> Self::ViewMut<'a> {
                 unsafe { #view_mut::from_raw(ptr) }
             }

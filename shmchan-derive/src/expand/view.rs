@@ -2,8 +2,10 @@
 //!
 //! A view is a raw pointer to the struct plus a lifetime. Each getter projects the pointer to one
 //! field with `addr_of!` (no reference is ever formed, neither to the struct nor to the field)
-//! and hands it to the field type's own `ShmSafe::view`/`view_mut`: a volatile read for numbers,
-//! a nested view for structs and arrays. Setters are volatile writes of that field only. Views hold
+//! and hands it to the field type's own `ShmSafe::view`/`view_mut`: a volatile read for numbers
+//! (an atomic one in a view built with `from_shared`: memory another process may write), a nested
+//! view for structs and arrays. Setters are volatile writes of that field only (a read-write
+//! view's memory is exclusively the caller's under its protocol). Views hold
 //! a raw pointer, so they are neither `Send` nor `Sync`: several views of the same bytes within
 //! one thread behave like `Cell`s.
 
@@ -48,6 +50,7 @@ pub fn types(g: &Gen<'_, '_>) -> TokenStream {
         #[doc = #view_doc]
         #vis struct #view #params #where_clause {
             ptr: *const #self_ty,
+            shared: bool,
             _life: #p::PhantomData<&'a #self_ty>,
         }
 
@@ -98,9 +101,16 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
             #[inline]
             #vis fn #getter(&self) -> <#ty as #p::ShmSafe>::View<'a> {
                 // SAFETY: `self.ptr` satisfies `ShmSafe::view`'s contract for the whole struct
-                // (see `from_raw`), hence for each of its fields; `addr_of!` projects without
-                // forming a reference.
-                unsafe { <#ty as #p::ShmSafe>::view(#p::ptr::addr_of!((*self.ptr).#member)) }
+                // (`view_shared`'s if `shared`: see `from_raw`, `from_shared`), hence for each
+                // of its fields; `addr_of!` projects without forming a reference.
+                unsafe {
+                    let field = #p::ptr::addr_of!((*self.ptr).#member);
+                    if self.shared {
+                        <#ty as #p::ShmSafe>::view_shared(field)
+                    } else {
+                        <#ty as #p::ShmSafe>::view(field)
+                    }
+                }
             }
         }
     });
@@ -138,6 +148,15 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
          lock that excludes writers while the view is used, or a seqlock whose reads are \
          validated afterwards). This is the contract of `ShmSafe::view`."
     );
+    let from_shared_doc = format!(
+        "A read view of the [`{name}`] at `ptr` in memory another process may write \
+         meanwhile (a channel slot read in place): every read is a `Relaxed` atomic access, so \
+         such a write gives wrong but valid values, never undefined behaviour.\n\n# Safety\n\n\
+         For all of `'a`: `ptr` is non-null, aligned for `{name}` and valid for reads and writes \
+         of `size_of::<{name}>()` bytes (a mapping or an `UnsafeCell`, not a shared reference's \
+         target: atomics need writable memory), and anyone writing them meanwhile uses atomic \
+         accesses or is another process. This is the contract of `ShmSafe::view_shared`."
+    );
     let new_mut_doc = format!("A read-write view of a [`{name}`] in ordinary memory.");
     let from_raw_mut_doc = format!(
         "A read-write view of the [`{name}`] at `ptr`.\n\n# Safety\n\nFor all of `'a`: `ptr` is \
@@ -147,6 +166,10 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
          `ShmSafe::view_mut`."
     );
     let get_doc = format!("Copies the whole [`{name}`] out (a volatile read of all its bytes).");
+    let view_get_doc = format!(
+        "Copies the whole [`{name}`] out (a volatile read of all its bytes, or atomic reads for \
+         a view built with `from_shared`)."
+    );
     let store_doc = format!("Overwrites the whole [`{name}`] (a volatile write of all its bytes).");
 
     quote! {
@@ -191,7 +214,14 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
             #[inline]
             pub unsafe fn from_raw(ptr: *const #self_ty) -> Self {
                 #force
-                Self { ptr, _life: #p::PhantomData }
+                Self { ptr, shared: false, _life: #p::PhantomData }
+            }
+
+            #[doc = #from_shared_doc]
+            #[inline]
+            pub unsafe fn from_shared(ptr: *const #self_ty) -> Self {
+                #force
+                Self { ptr, shared: true, _life: #p::PhantomData }
             }
 
             /// The address of the viewed value.
@@ -200,10 +230,16 @@ pub fn impls(g: &Gen<'_, '_>) -> TokenStream {
                 self.ptr
             }
 
-            #[doc = #get_doc]
+            #[doc = #view_get_doc]
             #[inline]
             pub fn get(&self) -> #self_ty {
-                unsafe { #p::ptr::read_volatile(self.ptr) }
+                unsafe {
+                    if self.shared {
+                        #p::load_value(self.ptr)
+                    } else {
+                        #p::ptr::read_volatile(self.ptr)
+                    }
+                }
             }
 
             #(#getters)*

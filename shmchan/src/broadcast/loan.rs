@@ -21,7 +21,7 @@
 //!
 //! Both guards borrow their end mutably, so no other send or receive of that handle runs while
 //! one is out. Both give access to the slot only through the message's generated views (one
-//! volatile access per field, never a reference to the whole message) or copy it as atomic
+//! atomic access per field, never a reference to the whole message) or copy it as atomic
 //! words: a process that breaks the protocol and writes the slot meanwhile can tear the message
 //! (every bit pattern is a valid `ShmSafe` value), never cause undefined behaviour.
 //!
@@ -107,7 +107,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
         // before `tail` passes it, and a late subscriber that still copies the old message
         // sees the `WRITING` stamp and rejects its copy. The `&mut self` borrow keeps this view
         // the only one. A process that breaks the protocol accesses it from elsewhere; the view
-        // makes one volatile access per field, so it can only tear the message (any bits are a
+        // makes one atomic access per field, so it can only tear the message (any bits are a
         // valid `T: ShmSafe`).
         unsafe { T::view_mut(self.publisher.ring().value_ptr(self.pos)) }
     }
@@ -126,7 +126,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
     #[inline]
     pub fn view(&self) -> T::View<'_> {
         // SAFETY: as for `view_mut`; reads only, and `&self` excludes a mutable view meanwhile.
-        unsafe { T::view(self.publisher.ring().value_ptr(self.pos)) }
+        unsafe { T::view_shared(self.publisher.ring().value_ptr(self.pos)) }
     }
 
     /// Overwrites the whole slot with `value` (which passes through the stack: for a large
@@ -242,13 +242,6 @@ pub struct RecvRef<'a, T: ShmSafe> {
 }
 
 impl<T: ShmSafe> RecvRef<'_, T> {
-    fn ptr(&self) -> *const T {
-        match &self.copy {
-            Some(b) => &**b,
-            None => self.subscriber.ring().value_ptr(self.pos),
-        }
-    }
-
     /// Read access to the message, field by field: the message type's generated `View` (for
     /// an array an [`ArrayView`](crate::view::ArrayView), for a primitive its value).
     ///
@@ -262,14 +255,20 @@ impl<T: ShmSafe> RecvRef<'_, T> {
     /// ```
     #[inline]
     pub fn view(&self) -> T::View<'_> {
-        // SAFETY: in place, the slot is in bounds, aligned for `T` (8-aligned; loans are
-        // refused for types aligned to more) and mapped while the subscriber (borrowed) lives.
-        // Its stamp said it holds message `pos` (Acquire: the publisher's writes are visible),
-        // and this subscriber's published cursor is at most `pos` until the guard drops, so a
-        // `Block`-mode publisher does not write the slot meanwhile. A process that breaks the
-        // protocol writes from elsewhere; the view reads each field with one volatile access,
-        // so it can only tear the message. A copy is private heap memory owned by the guard.
-        unsafe { T::view(self.ptr()) }
+        match &self.copy {
+            // SAFETY: private heap memory owned by the guard: aligned, valid, written by nobody
+            // while `&self` lives (a volatile-read view suffices).
+            Some(b) => unsafe { T::view(&**b) },
+            // SAFETY: in place, the slot is in bounds, aligned for `T` (8-aligned; loans are
+            // refused for types aligned to more) and mapped (read-write) while the subscriber
+            // (borrowed) lives. Its stamp said it holds message `pos` (Acquire: the
+            // publisher's writes are visible), and this subscriber's published cursor is at
+            // most `pos` until the guard drops, so a `Block`-mode publisher does not write the
+            // slot meanwhile. A process that breaks the protocol writes from elsewhere; the
+            // shared view reads each field with one atomic access, so it can only tear the
+            // message, never cause undefined behaviour.
+            None => unsafe { T::view_shared(self.subscriber.ring().value_ptr(self.pos)) },
+        }
     }
 
     /// Copies the whole message out (onto the stack: for a large message use

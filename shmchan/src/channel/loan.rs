@@ -12,7 +12,7 @@
 //!
 //! Both guards borrow their end mutably (`&mut Sender`, `&mut Receiver`), so no other send or
 //! receive can run while one is out: the slot is never handed out twice, and messages stay in
-//! order. Both give access to the slot only through the message's generated views (one volatile
+//! order. Both give access to the slot only through the message's generated views (one atomic
 //! access per field, never a reference to the whole message), because a peer that breaks the
 //! protocol may write the same bytes at any time: it can then tear the message (every bit
 //! pattern is a valid `ShmSafe` value), never cause undefined behaviour.
@@ -103,7 +103,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
         // `send` publishes it (`tail - head < cap` when it was reserved; `head` only grows up to
         // `tail`): under the protocol no one else reads or writes it, and the `&mut self` borrow
         // keeps this view the only one. A peer that breaks the protocol writes from another
-        // process; the views access each field with one volatile access, so it can only tear the
+        // process; the views access each field with one atomic access, so it can only tear the
         // message (any bits are a valid `T: ShmSafe`).
         unsafe { T::view_mut(self.sender.slot_ptr(self.index)) }
     }
@@ -122,7 +122,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
     #[inline]
     pub fn view(&self) -> T::View<'_> {
         // SAFETY: as for `view_mut`; reads only, and `&self` excludes a mutable view meanwhile.
-        unsafe { T::view(self.sender.slot_ptr(self.index)) }
+        unsafe { T::view_shared(self.sender.slot_ptr(self.index)) }
     }
 
     /// Overwrites the whole slot with `value` (which passes through the stack: for a large
@@ -268,8 +268,8 @@ impl<'a, T: ShmSafe> RecvRef<'a, T> {
         // `head + 1`: the producer's writes happened before the Acquire load (of `tail` or the
         // stamp) that made it ready, and it writes the slot again only after our release. A
         // peer that breaks the protocol writes from another process; the views read each field
-        // with one volatile access, so it can only tear the message, never cause UB.
-        unsafe { T::view(self.receiver.slot_ptr(self.index)) }
+        // with one atomic access, so it can only tear the message, never cause UB.
+        unsafe { T::view_shared(self.receiver.slot_ptr(self.index)) }
     }
 
     /// Copies the whole message out (onto the stack: for a large message use

@@ -107,7 +107,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
         // sender (borrowed for `'a`) lives. Position `pos` is claimed by this sender and not
         // published: under the protocol no other process reads or writes the slot, and the
         // `&mut self` borrow keeps this view the only one. A peer that breaks the protocol
-        // writes from another process; the views access each field with one volatile access,
+        // writes from another process; the views access each field with one atomic access,
         // so it can only tear the message (any bits are a valid `T: ShmSafe`).
         unsafe { T::view_mut(self.slot()) }
     }
@@ -126,7 +126,7 @@ impl<'a, T: ShmSafe> Loan<'a, T> {
     #[inline]
     pub fn view(&self) -> T::View<'_> {
         // SAFETY: as for `view_mut`; reads only, and `&self` excludes a mutable view meanwhile.
-        unsafe { T::view(self.slot()) }
+        unsafe { T::view_shared(self.slot()) }
     }
 
     /// Overwrites the whole slot with `value` (which passes through the stack: for a large

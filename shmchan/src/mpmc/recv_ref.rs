@@ -72,8 +72,8 @@ impl<'a, T: ShmSafe> RecvRef<'a, T> {
         // this receiver: the producer's writes happened before the Acquire load of `seq` that
         // found it published, and no producer writes the slot again before our release. A peer
         // that breaks the protocol writes from another process; the views read each field with
-        // one volatile access, so it can only tear the message, never cause UB.
-        unsafe { T::view(self.slot()) }
+        // one atomic access, so it can only tear the message, never cause UB.
+        unsafe { T::view_shared(self.slot()) }
     }
 
     /// Copies the whole message out (onto the stack: for a large message use

@@ -5,6 +5,7 @@
 //! and are crate-internal. `docs/locking.md` explains the memory-ordering argument, crash
 //! recovery and the fcntl pitfalls.
 
+pub(crate) mod atomic_value;
 pub(crate) mod fcntl_guard;
 mod fcntl_value;
 pub(crate) mod lock_file;
