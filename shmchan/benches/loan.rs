@@ -349,6 +349,9 @@ fn size_cases<const W: usize>(label: &str, scale: u64, report: &mut Report) {
     let bytes = W * 8;
     // Fewer round trips for the larger messages, whose copies and pipe transfers are slow.
     let rtt_iters = (2_000_000 / (1 + bytes as u64 / 1024)).clamp(200, 20_000) / scale;
+    // A loaned round trip costs the same at every size: as many as for 64 B, so that the
+    // large sizes are not measured over a few hundred scheduler-noisy round trips.
+    let loan_iters = 20_000 / scale;
     let stream_n = (20_000_000 / (1 + bytes as u64 / 64)).clamp(300, 200_000) / scale;
     // Medians of three interleaved runs of each case.
     let median = |mut v: Vec<f64>| {
@@ -358,8 +361,8 @@ fn size_cases<const W: usize>(label: &str, scale: u64, report: &mut Report) {
     let (mut loan, mut copy, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
     let mut mpmc_loan = Vec::new();
     for _ in 0..3 {
-        loan.push(loan_pingpong::<W>(rtt_iters));
-        mpmc_loan.push(mpmc_loan_pingpong::<W>(rtt_iters));
+        loan.push(loan_pingpong::<W>(loan_iters));
+        mpmc_loan.push(mpmc_loan_pingpong::<W>(loan_iters));
         copy.push(copy_pingpong::<W>(rtt_iters));
         pipe.push(pipe_pingpong(rtt_iters, bytes));
     }
