@@ -206,8 +206,14 @@ fn main() {
     .unwrap();
     writeln!(out, "{:<52} {:>11} {:>11}", "", "round trip", "half").unwrap();
     for (name, rtt) in [
-        ("async Block receiver (tokio), blocking Block sender", mixed_rtt),
-        ("both sides async, Block (notifier wake-ups)", async_block_rtt),
+        (
+            "async Block receiver (tokio), blocking Block sender",
+            mixed_rtt,
+        ),
+        (
+            "both sides async, Block (notifier wake-ups)",
+            async_block_rtt,
+        ),
         ("both sides async, Adaptive (the default)", async_rtt),
         ("both sides recv/send, WaitStrategy::Block", block_rtt),
         ("both sides tokio UnixStream", unix_rtt),
