@@ -14,7 +14,7 @@
 //! protocol: it waits while each word still holds what the future saw, and wakes the future
 //! when the word changed (the waker's `FUTEX_WAKE` also ends its `futex_waitv`).
 //!
-//! **Registrations.** A future keeps one registration ([`Waiter`]) while it is pending, and
+//! **Registrations.** A future keeps one registration ([`Waiter`](futures::Waiter)) while it is pending, and
 //! drops it when it completes or is dropped. Two kinds:
 //!
 //! - *kept*: the registration holds a reference to the endpoint's mapping ([`Keep`]), so the

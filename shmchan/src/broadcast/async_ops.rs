@@ -25,8 +25,8 @@ impl<T: ShmSafe> Subscriber<T> {
     ///
     /// # Errors
     ///
-    /// As for [`recv`](Subscriber::recv) ([`Error::Lagged`](crate::Error::Lagged),
-    /// [`Error::Disconnected`](crate::Error::Disconnected), ...); [`Error::Os`](crate::Error::Os)
+    /// As for [`recv`](Subscriber::recv) ([`Error::Lagged`],
+    /// [`Error::Disconnected`], ...); [`Error::Os`]
     /// if the notifier thread could not be started.
     ///
     /// # Examples

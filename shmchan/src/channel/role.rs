@@ -6,7 +6,7 @@
 //! compare-and-swap **before** the first write (or read) of a process and released when that
 //! process drops its handle. A live claim is never taken away; a claim whose process died or
 //! `exec`ed (it no longer maps the ring) is taken over. A second user gets
-//! [`Error::InUse`](crate::Error::InUse) and touches nothing.
+//! [`Error::InUse`] and touches nothing.
 //!
 //! The word holds `pid | start_time_low32 << 32` (0: free), so a reused pid does not inherit a
 //! claim.

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Position `p` lives in slot `p % capacity`. Its stamp is `p + 1` once the slot holds
-//! message `p` completely, `(p + 1) | WRITING` while the publisher writes it (0: never written).
+//! message `p` completely, `(p + 1) | WRITING` while the publisher writes it or has it on
+//! loan (also after a loan dropped unsent, until the next write; 0: never written).
 //! A subscriber copies a slot's words between two reads of the stamp; a stamp that changed, or
 //! that names another position, means the publisher lapped it there (in `DropOldest` mode).
 //!
@@ -38,7 +39,7 @@ use core::mem::{offset_of, size_of};
 /// `b"SHMBCST1"` (little-endian word): marks an initialised broadcast channel.
 pub const BROADCAST_MAGIC: u64 = u64::from_le_bytes(*b"SHMBCST1");
 
-/// Set in a slot's stamp while the publisher writes it.
+/// Set in a slot's stamp while the publisher writes it or has it on loan.
 pub const WRITING: u64 = 1 << 63;
 
 /// The most subscribers a channel may have room for.

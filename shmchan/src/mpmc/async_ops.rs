@@ -79,7 +79,7 @@ impl<T: ShmSafe> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// As for [`recv_ref`](Receiver::recv_ref); [`Error::Os`](crate::Error::Os) if the
+    /// As for [`recv_ref`](Receiver::recv_ref); [`Error::Os`] if the
     /// notifier thread could not be started.
     ///
     /// # Examples

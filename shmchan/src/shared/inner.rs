@@ -166,7 +166,7 @@ impl<T: ShmSafe, L: Lock> Inner<T, L> {
         unsafe { self.lock.read_or_panic(self.payload) }
     }
 
-    /// A snapshot into `out`, panicking on the lock's failure as [`read_or_panic`] does.
+    /// A snapshot into `out`, panicking on the lock's failure as [`read_or_panic`](Self::read_or_panic) does.
     pub(super) fn read_into_or_panic(&self, out: &mut core::mem::MaybeUninit<T>) {
         // SAFETY: as in `read`.
         unsafe { self.lock.read_into(self.payload, out, None) }

@@ -59,7 +59,7 @@ impl<T: ShmSafe, L: Lock> Shared<T, L> {
     ///
     /// # Errors
     ///
-    /// As [`Segment::set_mode`]; for [`FcntlLock`](crate::FcntlLock), `fchmod` of its lock
+    /// As [`Segment::set_mode`]; for [`FcntlLock`], `fchmod` of its lock
     /// file too (which gets the same mode; the segment's mode is changed first).
     ///
     /// # Examples

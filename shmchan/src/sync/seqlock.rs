@@ -187,12 +187,11 @@ impl<T: ShmSafe> RawSeqLock<T> {
         unsafe { out.assume_init() }
     }
 
-    /// The latest complete value, for a writer that holds the lock.
+    /// [`current_into`](Self::current_into), returned by value (tests).
     ///
     /// # Safety
     ///
-    /// The caller holds the owner lock (no concurrent writer) and has repaired the region after
-    /// a takeover ([`repair`](Self::repair)).
+    /// As for [`current_into`](Self::current_into).
     #[cfg(test)]
     pub(crate) unsafe fn current(&self) -> T {
         let mut out = MaybeUninit::uninit();
@@ -202,12 +201,13 @@ impl<T: ShmSafe> RawSeqLock<T> {
         unsafe { out.assume_init() }
     }
 
-    /// [`current`](Self::current) into `out` (no copy of the value on the stack); every byte
-    /// of `out` is written.
+    /// The latest complete value, for a writer that holds the lock, into `out` (no copy of the
+    /// value on the stack); every byte of `out` is written.
     ///
     /// # Safety
     ///
-    /// As for [`current`](Self::current).
+    /// The caller holds the owner lock (no concurrent writer) and has repaired the region after
+    /// a takeover ([`repair`](Self::repair)).
     pub(crate) unsafe fn current_into(&self, out: &mut MaybeUninit<T>) {
         let s = self.control().seq.load(Ordering::Relaxed);
         // Even: copy 0 holds the last complete value. Odd: a writer died while writing copy 0,

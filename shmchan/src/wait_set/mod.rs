@@ -75,7 +75,7 @@ pub(crate) mod sealed {
 
 use sealed::Token;
 
-/// An endpoint a [`WaitSet`] can wait on: receiving ends of [`spsc`](crate::spsc) and
+/// An endpoint a [`WaitSet`] can wait on: receiving ends of [`spsc`](mod@crate::spsc) and
 /// [`mpmc`](crate::mpmc) channels (ready when a message can be received, or when their peer is
 /// gone so that `try_recv` reports it), and their sending ends (ready when there is room, or
 /// when the receivers are gone); [`broadcast`](crate::broadcast) subscribers and publishers

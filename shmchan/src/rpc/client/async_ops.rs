@@ -37,7 +37,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     /// The reply is awaited on this client's own slot, announced like a blocked `call`, and
     /// woken by this process's notifier thread (started on first use): no polling. The future
     /// is polled again at every liveness tick, so a dead server is noticed within about
-    /// [`LIVENESS_INTERVAL`](super::LIVENESS_INTERVAL). It takes `&mut self` so that the future
+    /// [`LIVENESS_INTERVAL`](crate::channel::LIVENESS_INTERVAL). It takes `&mut self` so that the future
     /// is `Send` when `Req` is (a client is `Send`, not `Sync`).
     ///
     /// **Cancellation**: dropping the future abandons the call: a server that has not taken
