@@ -218,6 +218,11 @@ fn pipe_case(n: usize, producers: usize, consumers: usize) -> f64 {
     (per * producers) as f64 / dt
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n_shm, n_pipe) = if quick {
@@ -226,7 +231,7 @@ fn main() {
         (2_000_000, 300_000)
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("mpmc vs pipe, 64-byte messages, forked processes ({cpus} CPUs)");
+    println!("mpmc vs pipe, 64-byte messages, forked processes ({cpus} CPUs), medians of 3 runs");
     println!(
         "{:<4} {:<4} {:>14} {:>14} {:>8}",
         "P", "C", "mpmc msg/s", "pipe msg/s", "ratio"
@@ -234,8 +239,14 @@ fn main() {
     let mut csv = String::from("producers,consumers,mpmc_msgs_per_s,pipe_msgs_per_s,ratio\n");
     for producers in [1, 2, 4] {
         for consumers in [1, 2, 4] {
-            let shm = mpmc_case(n_shm, producers, consumers);
-            let pipe = pipe_case(n_pipe, producers, consumers);
+            // Medians of three interleaved runs: one run of a fraction of a second on a shared
+            // 2-core machine measures whatever else the scheduler was doing.
+            let (mut shm, mut pipe) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                shm.push(mpmc_case(n_shm, producers, consumers));
+                pipe.push(pipe_case(n_pipe, producers, consumers));
+            }
+            let (shm, pipe) = (median(shm), median(pipe));
             let ratio = shm / pipe;
             println!("{producers:<4} {consumers:<4} {shm:>14.0} {pipe:>14.0} {ratio:>7.1}x");
             std::io::stdout().flush().ok();
