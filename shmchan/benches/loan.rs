@@ -5,8 +5,10 @@
 //!   and 1 as in the channel benchmark, so that a hop never waits for the other side's time
 //!   slice; pipes unpinned): a loaned send
 //!   (`loan` + one word written through the view + `send`) answered the same way after
-//!   `recv_ref` reads that word in place; the copy path (`send(T)` / `recv() -> T`: the whole
-//!   message copied in and out); a pipe pair (the whole message written and read back);
+//!   `recv_ref` reads that word in place, over spsc channels, mpmc queues and broadcast
+//!   channels (`Overflow::Block`, one subscriber); the copy path (`send(T)` / `recv() -> T`:
+//!   the whole message copied in and out); a pipe pair (the whole message written and read
+//!   back);
 //! - one-way throughput (messages/s and GiB/s): loans (one word written per message, read in
 //!   place), the copy path, and a pipe (whole messages).
 //!
@@ -206,6 +208,73 @@ fn mpmc_loan_pingpong<const W: usize>(iters: u64) -> f64 {
     r
 }
 
+/// [`loan_pingpong`] over two broadcast channels (`Overflow::Block`, one subscriber each).
+///
+/// A forked copy of a publisher publishes only once the original is dropped, and registers by
+/// publishing: the child sends a first answer after the parent dropped its copy (a pipe says
+/// when), and says so through another pipe, so that the parent's subscriber never looks during
+/// the gap (it would see no publisher: `Disconnected`).
+fn broadcast_loan_pingpong<const W: usize>(iters: u64) -> f64 {
+    let channel = || {
+        let (tx, rx) = shmchan::broadcast::channel::<Msg<W>>(2).expect("broadcast channel");
+        tx.set_wait_strategy(WaitStrategy::Adaptive);
+        rx.set_wait_strategy(WaitStrategy::Adaptive);
+        (tx, rx)
+    };
+    let ((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx)) = (channel(), channel());
+    let (go_r, go_w) = fd_pair();
+    let (ready_r, ready_w) = fd_pair();
+    let answer = |tx: &mut shmchan::broadcast::Publisher<Msg<W>>, word: u64| -> bool {
+        let Ok(mut slot) = tx.loan() else {
+            return false;
+        };
+        slot.view_mut().set(0, word);
+        slot.send().is_ok()
+    };
+    let Some(child) = fork_child(true) else {
+        drop(ping_tx);
+        drop(pong_rx);
+        close(go_w);
+        close(ready_r);
+        let mut byte = [0u8];
+        if read_exact(go_r, &mut byte) && answer(&mut pong_tx, u64::MAX) {
+            write_all(ready_w, &[1]);
+            close(ready_w);
+            while let Ok(msg) = ping_rx.recv_ref() {
+                let word = msg.view().get(0).unwrap_or(0);
+                drop(msg);
+                if !answer(&mut pong_tx, word) {
+                    break;
+                }
+            }
+        }
+        exit_child()
+    };
+    close(go_r);
+    close(ready_w);
+    drop(ping_rx);
+    drop(pong_tx);
+    write_all(go_w, &[1]);
+    close(go_w);
+    let mut byte = [0u8];
+    assert!(read_exact(ready_r, &mut byte), "the child did not start");
+    close(ready_r);
+    let hello = pong_rx.recv_ref().expect("the child's first answer");
+    assert_eq!(hello.view().get(0), Some(u64::MAX));
+    drop(hello);
+    let r = time_round_trips(iters, |i| {
+        let mut slot = ping_tx.loan().expect("loan");
+        slot.view_mut().set(0, i);
+        slot.send().expect("send");
+        let msg = pong_rx.recv_ref().expect("recv_ref");
+        black_box(msg.view().get(0));
+    });
+    drop(ping_tx);
+    reap(child);
+    unpin();
+    r
+}
+
 fn copy_pingpong<const W: usize>(iters: u64) -> f64 {
     let (ping_tx, ping_rx) = adaptive_channel::<W>(2);
     let (pong_tx, pong_rx) = adaptive_channel::<W>(2);
@@ -359,10 +428,11 @@ fn size_cases<const W: usize>(label: &str, scale: u64, report: &mut Report) {
         v[v.len() / 2]
     };
     let (mut loan, mut copy, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
-    let mut mpmc_loan = Vec::new();
+    let (mut mpmc_loan, mut broadcast_loan) = (Vec::new(), Vec::new());
     for run in 0..5 {
         loan.push(loan_pingpong::<W>(loan_iters));
         mpmc_loan.push(mpmc_loan_pingpong::<W>(loan_iters));
+        broadcast_loan.push(broadcast_loan_pingpong::<W>(loan_iters));
         // Loaned round trips are cheap: five runs of them, three of the slow copies and pipes.
         if run < 3 {
             copy.push(copy_pingpong::<W>(rtt_iters));
@@ -373,6 +443,8 @@ fn size_cases<const W: usize>(label: &str, scale: u64, report: &mut Report) {
     report.row("round-trip", label, "loan", loan, "ns", "");
     let mpmc_loan = median(mpmc_loan);
     report.row("round-trip", label, "mpmc-loan", mpmc_loan, "ns", "");
+    let broadcast_loan = median(broadcast_loan);
+    report.row("round-trip", label, "bcast-loan", broadcast_loan, "ns", "");
     report.row("round-trip", label, "copy", copy, "ns", "");
     report.row("round-trip", label, "pipe", pipe, "ns", "");
     let (mut loan, mut copy, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
