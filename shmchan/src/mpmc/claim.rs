@@ -96,7 +96,7 @@ impl<T: ShmSafe> Queue<T> {
         self.value_ptr(pos).cast()
     }
 
-    /// Claims the next free position as [`Queue::try_push`] does, without writing: on
+    /// Claims the next free position, without writing (what [`Queue::try_push`] does first): on
     /// [`Claim::Got`] the slot is this producer's until [`Queue::publish_claimed`] or
     /// [`Queue::skip_claimed`], and `me.intent` names it.
     pub(super) fn try_claim_free(&self, me: &Entry) -> Claim {
@@ -139,7 +139,22 @@ impl<T: ShmSafe> Queue<T> {
     /// [`crate::Error::Corrupted`] if a consumer skipped the slot meanwhile (only a hostile peer
     /// or a wrong `/proc` makes that happen): the message is not delivered.
     pub(super) fn publish_claimed(&self, me: &Entry, pos: u64) -> Result<()> {
-        // Release: the message written in place happens before a consumer's Acquire of `seq`.
+        self.publish_seq(me, pos)?;
+        wake_all(&self.header().rx_wait.0);
+        Ok(())
+    }
+
+    /// The publication of a claimed and written position (a send's or a loan's): the CAS of
+    /// `seq` from `pos` to `pos + 1` (Release: the message words happen before a consumer's
+    /// Acquire of `seq`), then the intent cleared. The caller wakes consumers.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Corrupted`] if a consumer skipped the slot meanwhile, having found this
+    /// process dead (only a hostile peer or a wrong `/proc` makes that happen): the message is
+    /// not delivered.
+    #[inline]
+    pub(super) fn publish_seq(&self, me: &Entry, pos: u64) -> Result<()> {
         let r = self.seq(pos).compare_exchange(
             pos,
             pos.wrapping_add(1),
@@ -147,15 +162,11 @@ impl<T: ShmSafe> Queue<T> {
             Ordering::Relaxed,
         );
         me.intent.store(0, Ordering::Release);
-        match r {
-            Ok(_) => {
-                wake_all(&self.header().rx_wait.0);
-                Ok(())
-            }
-            Err(_) => Err(corrupted(format!(
-                "the slot of position {pos}, loaned to this live sender, was skipped by a consumer that found it dead; the message was not sent"
-            ))),
-        }
+        r.map(|_| ()).map_err(|_| {
+            corrupted(format!(
+                "the slot of position {pos}, claimed by this live sender, was skipped by a consumer that found it dead; the message was not sent"
+            ))
+        })
     }
 
     /// Gives up position `pos`, claimed by [`Queue::try_claim_free`] and not published: marks
@@ -172,7 +183,8 @@ impl<T: ShmSafe> Queue<T> {
         wake_all(&self.header().rx_wait.0);
     }
 
-    /// Claims the next published message as [`Queue::try_pop`] does, without copying it: on
+    /// Claims the next published message, without copying it (what [`Queue::try_pop`] does
+    /// first): on
     /// [`Claim::Got`] the slot is this consumer's until [`Queue::release_claimed`], and
     /// `me.intent` names it. Skipped slots on the way are released, as `try_pop` does.
     ///
@@ -258,7 +270,17 @@ impl<T: ShmSafe> Queue<T> {
     /// for the next lap, and wakes sleeping producers. Returns false if another process freed
     /// the slot meanwhile (a hostile peer, or a wrong `/proc`): nothing is changed then.
     pub(super) fn release_claimed(&self, me: &Entry, pos: u64) -> bool {
-        // Release: the reads in place happen before a producer's Acquire that sees it free.
+        let released = self.release_seq(me, pos);
+        wake_all(&self.header().tx_wait.0);
+        released
+    }
+
+    /// The release of a claimed message for the next lap (a receive's or a guard's): the CAS of
+    /// `seq` from `pos + 1` to `pos + capacity` (Release: the reads happen before a producer's
+    /// Acquire that sees the slot free), then the intent cleared. False, changing nothing, if
+    /// another process freed the slot meanwhile. The caller wakes producers.
+    #[inline]
+    pub(super) fn release_seq(&self, me: &Entry, pos: u64) -> bool {
         let r = self.seq(pos).compare_exchange(
             pos.wrapping_add(1),
             pos.wrapping_add(self.capacity()),
@@ -266,7 +288,6 @@ impl<T: ShmSafe> Queue<T> {
             Ordering::Relaxed,
         );
         me.intent.store(0, Ordering::Release);
-        wake_all(&self.header().tx_wait.0);
         r.is_ok()
     }
 }

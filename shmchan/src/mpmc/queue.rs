@@ -42,6 +42,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
+use super::claim::Claim;
 use super::holders::{Table, owner_alive};
 use super::layout::{Entry, Geometry, MpmcHeader, corrupted};
 use crate::format::mpmc::{SKIP, SLOT_VALUE_OFFSET};
@@ -224,59 +225,19 @@ impl<T: ShmSafe> Queue<T> {
     /// happen); the message was then not sent.
     #[inline]
     pub(crate) fn try_push(&self, me: &Entry, value: &T, claimed: impl FnOnce()) -> Result<Push> {
-        let tail = &self.header().tail.0;
-        let mut pos = tail.load(Ordering::Relaxed);
-        let mut intent_set = false;
-        let mut outcome = Push::Busy;
-        for _ in 0..RETRY_LIMIT {
-            let seq = self.seq(pos).load(Ordering::Acquire);
-            if seq == pos {
-                me.intent.store(pos.wrapping_add(1), Ordering::Release);
-                intent_set = true;
-                match tail.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return self.publish(me, pos, value, claimed),
-                    Err(now) => pos = now,
-                }
-            } else if is_before(seq & !SKIP, pos) {
-                outcome = Push::Full { pos };
-                break;
-            } else {
-                // Another producer took `pos` (seq moved on): look again.
-                pos = tail.load(Ordering::Relaxed);
+        Ok(match self.try_claim_free(me) {
+            Claim::Got(pos) => {
+                claimed();
+                // SAFETY: the slot's value words are in bounds (`value_ptr`), 8-aligned, hold
+                // `words_for::<T>()` words (slot size), and every process accesses them
+                // atomically.
+                unsafe { store_words(self.value_ptr(pos), value) };
+                self.publish_seq(me, pos)?;
+                Push::Done
             }
-        }
-        if intent_set {
-            // A stale intent would make a recovery of that position wait for us.
-            me.intent.store(0, Ordering::Release);
-        }
-        Ok(outcome)
-    }
-
-    #[inline]
-    fn publish(&self, me: &Entry, pos: u64, value: &T, claimed: impl FnOnce()) -> Result<Push> {
-        claimed();
-        // SAFETY: the slot's value words are in bounds (`value_ptr`), 8-aligned, hold
-        // `words_for::<T>()` words (slot size), and every process accesses them atomically.
-        unsafe { store_words(self.value_ptr(pos), value) };
-        // Release: the value words happen before a consumer's Acquire load of `seq`.
-        let r = self.seq(pos).compare_exchange(
-            pos,
-            pos.wrapping_add(1),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
-        me.intent.store(0, Ordering::Release);
-        match r {
-            Ok(_) => Ok(Push::Done),
-            Err(_) => Err(corrupted(format!(
-                "the slot of position {pos}, claimed by this live sender, was skipped by a consumer that found it dead; the message was not sent"
-            ))),
-        }
+            Claim::Full { pos } => Push::Full { pos },
+            Claim::Busy | Claim::Empty | Claim::Pending { .. } => Push::Busy,
+        })
     }
 
     /// Takes the next published message, calling `claimed` between the claim and the copy (a
@@ -288,96 +249,23 @@ impl<T: ShmSafe> Queue<T> {
     /// held it, or the indices are impossible.
     #[inline]
     pub(crate) fn try_pop(&self, me: &Entry, claimed: impl FnOnce()) -> Result<Pop<T>> {
-        let head = &self.header().head.0;
-        let mut pos = head.load(Ordering::Relaxed);
-        let mut intent_set = false;
-        let mut claimed = Some(claimed);
-        let mut outcome = Pop::Busy;
-        for _ in 0..RETRY_LIMIT {
-            let seq = self.seq(pos).load(Ordering::Acquire);
-            let want = pos.wrapping_add(1);
-            if seq == want || seq == want | SKIP {
-                me.intent.store(want, Ordering::Release);
-                intent_set = true;
-                if let Err(now) =
-                    head.compare_exchange_weak(pos, want, Ordering::AcqRel, Ordering::Relaxed)
-                {
-                    pos = now;
-                    continue;
-                }
-                if let Some(hook) = claimed.take() {
-                    hook();
-                }
-                let value = (seq == want).then(|| {
-                    // SAFETY: in bounds and 8-aligned (`value_ptr`), `words_for::<T>()` words,
-                    // accessed atomically by everyone; `T: ShmSafe` makes any bytes a valid `T`.
-                    unsafe { load_words::<T>(self.value_ptr(pos)) }
-                });
-                // Release: our copy happens before a producer's Acquire load that sees the
-                // slot free for the next lap.
-                let r = self.seq(pos).compare_exchange(
-                    seq,
-                    pos.wrapping_add(self.capacity),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                );
-                me.intent.store(0, Ordering::Release);
-                intent_set = false;
-                if r.is_err() {
+        Ok(match self.try_claim_message(me)? {
+            Claim::Got(pos) => {
+                claimed();
+                // SAFETY: in bounds and 8-aligned (`value_ptr`), `words_for::<T>()` words,
+                // accessed atomically by everyone; `T: ShmSafe` makes any bytes a valid `T`.
+                let value = unsafe { load_words::<T>(self.value_ptr(pos)) };
+                if !self.release_seq(me, pos) {
                     return Err(corrupted(format!(
                         "the slot of position {pos}, held by this live receiver, was freed by another process"
                     )));
                 }
-                match value {
-                    Some(v) => return Ok(Pop::Got(v)),
-                    None => {
-                        // A skipped slot: released without a message; a producer may wait
-                        // for it.
-                        wake_all(&self.header().tx_wait.0);
-                        pos = head.load(Ordering::Relaxed);
-                        continue;
-                    }
-                }
-            } else if is_before(seq & !SKIP, want) {
-                // Acquire on `head`, then `tail`: whoever moved `head` to `pos` saw position
-                // `pos - 1` published, so the `tail` read next is at least `pos`.
-                let now = head.load(Ordering::Acquire);
-                if now != pos {
-                    pos = now;
-                    continue;
-                }
-                let tail = self.header().tail.0.load(Ordering::Acquire);
-                // `head` may have moved on while this thread was descheduled between the two
-                // loads (others can then have claimed far past `pos`): the distance is only
-                // meaningful if `head` still is `pos` after reading `tail`.
-                let now = head.load(Ordering::Acquire);
-                if now != pos {
-                    pos = now;
-                    continue;
-                }
-                let claimed_ahead = tail.wrapping_sub(pos);
-                outcome = if claimed_ahead == 0 {
-                    Pop::Empty
-                } else if claimed_ahead <= self.capacity {
-                    Pop::Pending { pos }
-                } else {
-                    if intent_set {
-                        me.intent.store(0, Ordering::Release);
-                    }
-                    return Err(corrupted(format!(
-                        "mpmc indices head={pos} tail={tail} are impossible (more than the capacity {} apart, or reversed)",
-                        self.capacity
-                    )));
-                };
-                break;
-            } else {
-                pos = head.load(Ordering::Relaxed);
+                Pop::Got(value)
             }
-        }
-        if intent_set {
-            me.intent.store(0, Ordering::Release);
-        }
-        Ok(outcome)
+            Claim::Empty => Pop::Empty,
+            Claim::Pending { pos } => Pop::Pending { pos },
+            Claim::Busy | Claim::Full { .. } => Pop::Busy,
+        })
     }
 
     /// Whether the slot at the current `tail` looks free (a cheap probe for spinning).
