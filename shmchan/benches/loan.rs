@@ -140,35 +140,44 @@ fn adaptive_channel<const W: usize>(
 
 // ---- round trips ----------------------------------------------------------------------
 
-fn loan_pingpong<const W: usize>(iters: u64) -> f64 {
-    let (mut ping_tx, mut ping_rx) = adaptive_channel::<W>(2);
-    let (mut pong_tx, mut pong_rx) = adaptive_channel::<W>(2);
-    let Some(child) = fork_child(true) else {
-        drop(ping_tx);
-        drop(pong_rx);
-        while let Ok(msg) = ping_rx.recv_ref() {
-            let word = msg.view().get(0).unwrap_or(0);
-            let Ok(mut slot) = pong_tx.loan() else { break };
-            slot.view_mut().set(0, word);
-            if slot.send().is_err() {
-                break;
+/// Loaned round trips over two channel pairs of any kind with the loan API (`loan` / `send` /
+/// `recv_ref`): the child answers each ping's word with a loaned pong. A macro, not a generic
+/// function: spsc and mpmc ends share method names but no trait.
+macro_rules! loan_round_trips {
+    ($iters:expr, $ping:expr, $pong:expr) => {{
+        let (mut ping_tx, mut ping_rx) = $ping;
+        let (mut pong_tx, mut pong_rx) = $pong;
+        let Some(child) = fork_child(true) else {
+            drop(ping_tx);
+            drop(pong_rx);
+            while let Ok(msg) = ping_rx.recv_ref() {
+                let word = msg.view().get(0).unwrap_or(0);
+                let Ok(mut slot) = pong_tx.loan() else { break };
+                slot.view_mut().set(0, word);
+                if slot.send().is_err() {
+                    break;
+                }
             }
-        }
-        exit_child()
-    };
-    drop(ping_rx);
-    drop(pong_tx);
-    let r = time_round_trips(iters, |i| {
-        let mut slot = ping_tx.loan().expect("loan");
-        slot.view_mut().set(0, i);
-        slot.send().expect("send");
-        let msg = pong_rx.recv_ref().expect("recv_ref");
-        black_box(msg.view().get(0));
-    });
-    drop(ping_tx);
-    reap(child);
-    unpin();
-    r
+            exit_child()
+        };
+        drop(ping_rx);
+        drop(pong_tx);
+        let r = time_round_trips($iters, |i| {
+            let mut slot = ping_tx.loan().expect("loan");
+            slot.view_mut().set(0, i);
+            slot.send().expect("send");
+            let msg = pong_rx.recv_ref().expect("recv_ref");
+            black_box(msg.view().get(0));
+        });
+        drop(ping_tx);
+        reap(child);
+        unpin();
+        r
+    }};
+}
+
+fn loan_pingpong<const W: usize>(iters: u64) -> f64 {
+    loan_round_trips!(iters, adaptive_channel::<W>(2), adaptive_channel::<W>(2))
 }
 
 /// [`loan_pingpong`] over two mpmc queues (one sender and one receiver each).
@@ -179,33 +188,7 @@ fn mpmc_loan_pingpong<const W: usize>(iters: u64) -> f64 {
         rx.set_wait_strategy(WaitStrategy::Adaptive);
         (tx, rx)
     };
-    let ((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx)) = (queue(), queue());
-    let Some(child) = fork_child(true) else {
-        drop(ping_tx);
-        drop(pong_rx);
-        while let Ok(msg) = ping_rx.recv_ref() {
-            let word = msg.view().get(0).unwrap_or(0);
-            let Ok(mut slot) = pong_tx.loan() else { break };
-            slot.view_mut().set(0, word);
-            if slot.send().is_err() {
-                break;
-            }
-        }
-        exit_child()
-    };
-    drop(ping_rx);
-    drop(pong_tx);
-    let r = time_round_trips(iters, |i| {
-        let mut slot = ping_tx.loan().expect("loan");
-        slot.view_mut().set(0, i);
-        slot.send().expect("send");
-        let msg = pong_rx.recv_ref().expect("recv_ref");
-        black_box(msg.view().get(0));
-    });
-    drop(ping_tx);
-    reap(child);
-    unpin();
-    r
+    loan_round_trips!(iters, queue(), queue())
 }
 
 /// [`loan_pingpong`] over two broadcast channels (`Overflow::Block`, one subscriber each).
