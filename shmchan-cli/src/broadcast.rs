@@ -1,10 +1,12 @@
-//! How `ls` and `inspect` present a broadcast channel: the publisher's cursor, and each
-//! subscriber with its liveness, cursor and lag, decoded by `shmchan::format::broadcast`.
+//! How `ls` and `inspect` present a broadcast channel: the publisher's cursor and its fork
+//! successors, and each subscriber with its liveness, cursor and lag, decoded by
+//! `shmchan::format::broadcast`.
 
 use serde_json::{Value as Json, json};
 use shmchan::format::ByteSource;
 use shmchan::format::broadcast::{BroadcastState, BroadcastSubscriber};
 use shmchan::format::liveness::Liveness;
+use shmchan::format::mpmc::MpmcHolder;
 
 use crate::probe::Header;
 
@@ -32,6 +34,8 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
         .max()
         .unwrap_or(0);
     let publisher = st.publisher.map(|p| (p.pid, p.liveness()));
+    let successors: Vec<(MpmcHolder, Liveness)> =
+        st.successors.iter().map(|p| (*p, p.liveness())).collect();
     let mut lines = vec![
         format!(
             "broadcast capacity {cap} x {} bytes, {} mode, {} published, {} missed by lagging subscribers",
@@ -48,17 +52,41 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
             "  publisher {}",
             match publisher {
                 Some((pid, l)) => format!("pid {pid} ({})", l.as_str()),
+                None if !successors.is_empty() => {
+                    "gone (a successor takes its place on its first send)".to_owned()
+                }
                 None if st.publisher_attached => "gone".to_owned(),
                 None => "none yet".to_owned(),
             }
         ),
-        format!(
-            "  subscribers {} of {}{}",
-            subs.len(),
-            st.meta.max_subscribers,
-            if subs.is_empty() { "" } else { ":" }
-        ),
     ];
+    if !successors.is_empty() {
+        let list: Vec<String> = successors
+            .iter()
+            .map(|(p, l)| {
+                format!(
+                    "pid {} ({}{})",
+                    p.pid,
+                    l.as_str(),
+                    if p.reservation {
+                        ", fork reservation"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "  successors (forked copies of the publisher; one takes its place once it is gone): {}",
+            list.join(", ")
+        ));
+    }
+    lines.push(format!(
+        "  subscribers {} of {}{}",
+        subs.len(),
+        st.meta.max_subscribers,
+        if subs.is_empty() { "" } else { ":" }
+    ));
     for (s, l) in &subs {
         lines.push(format!(
             "    #{:<3} pid {} ({}{}), {}",
@@ -82,6 +110,12 @@ pub fn broadcast_state(seg: &dyn ByteSource, h: &Header) -> Result<(Json, Vec<St
         "missed": st.missed,
         "publisher": publisher.map(|(pid, l)| json!({"pid": pid, "liveness": l.as_str()})),
         "publisher_attached": st.publisher_attached,
+        "successors": successors.iter().map(|(p, l)| json!({
+            "index": p.index,
+            "pid": p.pid,
+            "liveness": l.as_str(),
+            "reservation": p.reservation,
+        })).collect::<Vec<_>>(),
         "max_subscribers": st.meta.max_subscribers,
         "subscribers": subs.iter().map(|(s, l)| json!({
             "index": s.holder.index,

@@ -1,5 +1,5 @@
-//! Broadcast channels created through the library: `ls` and `inspect` show the publisher, the
-//! mode, and each subscriber's liveness, cursor and lag.
+//! Broadcast channels created through the library: `ls` and `inspect` show the publisher and
+//! its fork successors, the mode, and each subscriber's liveness, cursor and lag.
 
 mod common;
 
@@ -127,4 +127,60 @@ fn inspect_shows_a_killed_subscriber_as_dead_with_its_cursor() {
     assert_eq!(v["channel"]["queued"].as_u64(), Some(0), "{v}");
     assert!(ok(&["inspect", &arg]).contains("(dead), at #1, 1 behind"));
     drop(tx);
+}
+
+#[test]
+fn inspect_shows_a_forked_copy_of_the_publisher_as_its_successor() {
+    let _s = serial();
+    let key = test_key(62);
+    let arg = format!("0x{:08x}", key as u32);
+    let tx = Publisher::<u64>::create(Key::raw(key), 8).expect("create the channel");
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only writes one byte and pauses until killed (its copy of `tx` was
+    // registered as a successor before `fork` returned).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: writing one byte from a live local.
+        unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) };
+        loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        }
+    }
+    let mut b = [0u8];
+    // SAFETY: reading one byte into a live local.
+    assert_eq!(unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) }, 1);
+    let v = json(&["inspect", &arg]);
+    let c = &v["channel"];
+    let me = u64::from(std::process::id());
+    assert_eq!(c["publisher"]["pid"].as_u64(), Some(me), "{c}");
+    let successors = c["successors"].as_array().expect("successors").clone();
+    assert_eq!(successors.len(), 1, "{c}");
+    assert_eq!(successors[0]["pid"].as_i64(), Some(i64::from(pid)), "{c}");
+    assert_eq!(successors[0]["liveness"], "alive", "{c}");
+    // The parent's publisher leaves: the child's copy is what keeps the channel connected.
+    drop(tx);
+    let text = ok(&["inspect", &arg]);
+    assert!(
+        text.contains("publisher gone (a successor takes its place on its first send)"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("successors (forked copies of the publisher; one takes its place once it is gone): pid {pid} (alive)")), "{text}");
+    let mut status = 0;
+    // SAFETY: signalling and reaping our own child; closing our own descriptors.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, &mut status, 0);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    let v = json(&["inspect", &arg]);
+    assert_eq!(v["channel"]["successors"][0]["liveness"], "dead", "{v}");
+    shmchan::Segment::open_any(Key::raw(key), false)
+        .expect("open")
+        .remove()
+        .expect("remove");
 }

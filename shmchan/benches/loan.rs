@@ -142,7 +142,7 @@ fn adaptive_channel<const W: usize>(
 
 /// Loaned round trips over two channel pairs of any kind with the loan API (`loan` / `send` /
 /// `recv_ref`): the child answers each ping's word with a loaned pong. A macro, not a generic
-/// function: spsc and mpmc ends share method names but no trait.
+/// function: spsc, mpmc and broadcast ends share method names but no trait.
 macro_rules! loan_round_trips {
     ($iters:expr, $ping:expr, $pong:expr) => {{
         let (mut ping_tx, mut ping_rx) = $ping;
@@ -192,11 +192,8 @@ fn mpmc_loan_pingpong<const W: usize>(iters: u64) -> f64 {
 }
 
 /// [`loan_pingpong`] over two broadcast channels (`Overflow::Block`, one subscriber each).
-///
-/// A forked copy of a publisher publishes only once the original is dropped, and registers by
-/// publishing: the child sends a first answer after the parent dropped its copy (a pipe says
-/// when), and says so through another pipe, so that the parent's subscriber never looks during
-/// the gap (it would see no publisher: `Disconnected`).
+/// The child's copy of the answering publisher takes over once the parent drops its own (it
+/// is a successor, reserved at the fork), so the parent's subscriber never sees a gap.
 fn broadcast_loan_pingpong<const W: usize>(iters: u64) -> f64 {
     let channel = || {
         let (tx, rx) = shmchan::broadcast::channel::<Msg<W>>(2).expect("broadcast channel");
@@ -204,58 +201,7 @@ fn broadcast_loan_pingpong<const W: usize>(iters: u64) -> f64 {
         rx.set_wait_strategy(WaitStrategy::Adaptive);
         (tx, rx)
     };
-    let ((mut ping_tx, mut ping_rx), (mut pong_tx, mut pong_rx)) = (channel(), channel());
-    let (go_r, go_w) = fd_pair();
-    let (ready_r, ready_w) = fd_pair();
-    let answer = |tx: &mut shmchan::broadcast::Publisher<Msg<W>>, word: u64| -> bool {
-        let Ok(mut slot) = tx.loan() else {
-            return false;
-        };
-        slot.view_mut().set(0, word);
-        slot.send().is_ok()
-    };
-    let Some(child) = fork_child(true) else {
-        drop(ping_tx);
-        drop(pong_rx);
-        close(go_w);
-        close(ready_r);
-        let mut byte = [0u8];
-        if read_exact(go_r, &mut byte) && answer(&mut pong_tx, u64::MAX) {
-            write_all(ready_w, &[1]);
-            close(ready_w);
-            while let Ok(msg) = ping_rx.recv_ref() {
-                let word = msg.view().get(0).unwrap_or(0);
-                drop(msg);
-                if !answer(&mut pong_tx, word) {
-                    break;
-                }
-            }
-        }
-        exit_child()
-    };
-    close(go_r);
-    close(ready_w);
-    drop(ping_rx);
-    drop(pong_tx);
-    write_all(go_w, &[1]);
-    close(go_w);
-    let mut byte = [0u8];
-    assert!(read_exact(ready_r, &mut byte), "the child did not start");
-    close(ready_r);
-    let hello = pong_rx.recv_ref().expect("the child's first answer");
-    assert_eq!(hello.view().get(0), Some(u64::MAX));
-    drop(hello);
-    let r = time_round_trips(iters, |i| {
-        let mut slot = ping_tx.loan().expect("loan");
-        slot.view_mut().set(0, i);
-        slot.send().expect("send");
-        let msg = pong_rx.recv_ref().expect("recv_ref");
-        black_box(msg.view().get(0));
-    });
-    drop(ping_tx);
-    reap(child);
-    unpin();
-    r
+    loan_round_trips!(iters, channel(), channel())
 }
 
 fn copy_pingpong<const W: usize>(iters: u64) -> f64 {

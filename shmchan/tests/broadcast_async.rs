@@ -70,6 +70,7 @@ fn a_forked_slow_subscriber_gets_every_message_of_an_async_publisher_exactly_onc
     let go = SharedCounters::new(1);
     let Some(mut child) = fork() else {
         child_main(|| {
+            drop(tx); // else its copy keeps the channel connected
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut waited_for_go = true;
             while go.get()[0].load(Ordering::Acquire) == 0 {

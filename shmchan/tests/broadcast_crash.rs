@@ -111,6 +111,7 @@ fn drop_oldest_tells_a_slow_subscriber_exactly_how_many_it_missed() {
     let go = Signal::new();
     let Some(mut child) = fork() else {
         child_main(move || {
+            drop(tx); // else its copy keeps the channel connected
             go.wait();
             match rx.recv() {
                 Err(Error::Lagged { missed: 984 }) => {}
@@ -152,6 +153,7 @@ fn drop_oldest_under_a_racing_publisher_never_yields_a_torn_message_and_accounts
     for me in 0..2 {
         let Some(child) = fork() else {
             child_main(move || {
+                drop(tx); // else its copy keeps the channel connected
                 let Some(rx) = subs.into_iter().nth(me) else {
                     return 1;
                 };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use broadcast_support::{
     Pattern, SharedCounters, Signal, child_main, fork, key, leftover_shm, park, serial,
 };
-use shmchan::broadcast::{Publisher, Subscriber, channel};
+use shmchan::broadcast::{LIVENESS_INTERVAL, Publisher, Subscriber, channel};
 use shmchan::{Error, Segment};
 
 const MESSAGES: u64 = 20_000;
@@ -26,7 +26,10 @@ fn each_of_three_subscriber_processes_gets_every_message_once_in_order() {
         let Some(child) = fork() else {
             child_main(move || {
                 // Keep this child's subscriber; the other inherited copies leave (else they
-                // would hold the publisher back: they are live subscribers too).
+                // would hold the publisher back: they are live subscribers too), and so does
+                // the copy of the publisher (else it would keep the channel connected: it
+                // takes the publisher's place once the parent's leaves).
+                drop(tx);
                 let Some(mine) = subs.into_iter().nth(me) else {
                     return 1;
                 };
@@ -206,6 +209,93 @@ fn a_forked_copy_of_the_publisher_publishes_only_after_the_parents_left() {
     assert_eq!(child.wait(), 0);
     assert_eq!(rx.recv().unwrap(), 2);
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_forked_copy_of_the_publisher_keeps_subscribers_connected_after_the_parents_left() {
+    let _g = serial();
+    let (tx, rx) = channel::<u64>(8).unwrap();
+    let checked = Signal::new();
+    let Some(mut child) = fork() else {
+        child_main(move || {
+            drop(rx);
+            checked.wait();
+            // The parent's publisher left long ago: this copy takes its place.
+            match tx.send(2) {
+                Ok(()) => 0,
+                Err(_) => 3,
+            }
+        })
+    };
+    // The child's copy is a live publisher (reserved at the fork) that has not published yet:
+    // the channel is empty, not disconnected, also past a liveness scan.
+    drop(tx);
+    assert!(matches!(rx.try_recv(), Ok(None)));
+    assert!(matches!(
+        rx.recv_timeout(LIVENESS_INTERVAL * 3),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(rx.peer_count(), 1);
+    checked.notify();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 2);
+    assert_eq!(child.wait(), 0);
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Err(Error::Disconnected)
+    ));
+}
+
+#[test]
+fn a_copy_forked_by_a_publisher_that_was_killed_takes_its_place() {
+    let _g = serial();
+    let (tx, rx) = channel::<u64>(8).unwrap();
+    let (forked, go) = (Signal::new(), Signal::new());
+    let Some(mut middle) = fork() else {
+        child_main(move || {
+            drop(rx);
+            // Wait for the parent's publisher to leave, then become the publisher.
+            let mut n = 0;
+            while tx.try_send(0).is_err() {
+                n += 1;
+                if n > 10_000_000 {
+                    return 2;
+                }
+                std::hint::spin_loop();
+            }
+            let Some(grandchild) = fork() else {
+                child_main(move || {
+                    if !go.wait_timeout(20_000) {
+                        return 4;
+                    }
+                    // Its parent was SIGKILLed holding the publisher's entry.
+                    match tx.send(1) {
+                        Ok(()) => 0,
+                        Err(_) => 3,
+                    }
+                })
+            };
+            // It outlives this process (which is killed, not waiting for it).
+            std::mem::forget(grandchild);
+            forked.notify();
+            park()
+        })
+    };
+    drop(tx);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
+    forked.wait();
+    assert_eq!(middle.kill(), 128 + libc::SIGKILL);
+    // The grandchild's copy lives on: empty, not disconnected.
+    assert!(matches!(
+        rx.recv_timeout(LIVENESS_INTERVAL * 3),
+        Err(Error::Timeout { .. })
+    ));
+    go.notify();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+    // The grandchild exits (reaped by init, or a zombie: both count as dead).
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Err(Error::Disconnected)
+    ));
 }
 
 #[test]

@@ -194,12 +194,14 @@ fn two_forked_subscribers_each_receive_every_loaned_message_in_place_once() {
     };
     let Some(mut ca) = fork() else {
         child_main(move || {
+            drop(tx); // else its copy keeps the channel connected
             drop(b);
             reader(a)
         })
     };
     let Some(mut cb) = fork() else {
         child_main(move || {
+            drop(tx); // else its copy keeps the channel connected
             drop(a);
             reader(b)
         })
@@ -420,6 +422,7 @@ fn messages_of_64_mib_reach_a_forked_and_a_local_subscriber_in_place_on_256_kib_
     let mut remote = tx.subscribe().unwrap();
     let Some(mut child) = fork() else {
         child_main(move || {
+            drop(tx); // else its copy keeps the channel connected
             drop(local);
             small_stack(move || {
                 for seq in 0..N {

@@ -48,8 +48,12 @@
 //! After `fork`, a child's copies of subscribers are subscribers of their own, registered
 //! before `fork` returns, reading from the same position as the parent's. There is only one
 //! publisher: a child's copy of it can publish only once the parent's has left (until then
-//! its sends fail with [`Error::TooManyHolders`](crate::Error::TooManyHolders)). Drop the
-//! handles a child does not use.
+//! its sends fail with [`Error::TooManyHolders`](crate::Error::TooManyHolders)), but it is a
+//! publisher handle (a *successor*, registered before `fork` returns): subscribers are
+//! disconnected only once the parent's publisher and the children's copies are all gone, and
+//! a hand-off (the parent drops its publisher, the child publishes) leaves no gap. Drop the
+//! handles a child does not use, the publisher's copy included: a subscribing child that keeps
+//! it keeps its own subscribers connected.
 //!
 //! Size `max_subscribers` for every subscriber handle that exists at once, in all processes,
 //! counting the copies a `fork` makes before the child drops the ones it does not use (a parent

@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use super::layout::{BroadcastHeader, Geometry};
 use super::memory::ChannelMemory;
 use crate::ShmSafe;
-use crate::format::broadcast::{PUBLISHER_OFFSET, SLOT_VALUE_OFFSET, SUBSCRIBERS_OFFSET, WRITING};
+use crate::format::broadcast::{
+    PUBLISHER_ENTRIES, PUBLISHER_OFFSET, SLOT_VALUE_OFFSET, SUBSCRIBERS_OFFSET, WRITING,
+};
 use crate::mpmc::holders::Table;
 use crate::mpmc::layout::Entry;
 use crate::sync::words::{load_words, load_words_into, store_words};
@@ -66,7 +68,7 @@ impl<T: ShmSafe> Ring<T> {
         let base = memory.base();
         let header = memory.header();
         let counters = &header.counters.0;
-        // SAFETY: the publisher entry and `max_subscribers` subscriber entries lie between the
+        // SAFETY: the `PUBLISHER_ENTRIES` publisher entries and `max_subscribers` subscriber entries lie between the
         // header and `slots_offset`, inside the mapping that `memory` keeps alive for as long
         // as this ring (and the tables copied from it: every holder is dropped before its
         // ring, by field order) is used. Entries are only atomics, 8-aligned.
@@ -74,10 +76,11 @@ impl<T: ShmSafe> Ring<T> {
             (
                 Table::new(
                     base.add(PUBLISHER_OFFSET as usize).cast::<Entry>(),
-                    1,
+                    PUBLISHER_ENTRIES as usize,
                     &counters.publisher_attached,
                     &counters.publisher_departed,
-                ),
+                )
+                .with_successors(),
                 Table::new(
                     base.add(SUBSCRIBERS_OFFSET as usize).cast::<Entry>(),
                     geometry.max_subscribers as usize,

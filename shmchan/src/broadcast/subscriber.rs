@@ -545,7 +545,9 @@ impl<T: ShmSafe> Subscriber<T> {
         self.ring.tail().saturating_sub(self.cursor.get())
     }
 
-    /// 1 while the publisher is alive, 0 once it is gone (reads `/proc`).
+    /// How many publisher handles are alive (reads `/proc`): 1 for the publisher, plus the
+    /// copies of it forked children hold (each may take its place once it is gone); 0 once
+    /// all are gone.
     ///
     /// # Examples
     ///

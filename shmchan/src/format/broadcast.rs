@@ -1,8 +1,8 @@
-//! A broadcast channel's payload: the header, the publisher's holder entry, the subscriber
+//! A broadcast channel's payload: the header, the publisher's holder entries, the subscriber
 //! table, then the slots.
 //!
 //! ```text
-//!    0  meta         magic "SHMBCST1", capacity, slot size, slots offset, message fingerprint,
+//!    0  meta         magic "SHMBCST2", capacity, slot size, slots offset, message fingerprint,
 //!                    max subscribers, subscriber table offset, overflow mode (constant)
 //!  128  tail         u64: the publisher's cursor, the next position it publishes
 //!  256  counters     missed u64 (messages subscribers were told they lost), publisher and
@@ -10,8 +10,9 @@
 //!                    subscriber attached u32 (1 once a handle registered)
 //!  384  sub_wait     u32: the subscribers' futex word (1 while one may be asleep)
 //!  512  pub_wait     u32: the publisher's futex word
-//!  640  publisher    1 x HolderEntry (see `format::mpmc`)
-//!  672  subscribers  max_subscribers x SubscriberEntry { owner, intent (0), start time, cursor }
+//!  640  publisher    PUBLISHER_ENTRIES (4) x HolderEntry (see `format::mpmc`): the publisher,
+//!                    then the successors a `fork` reserved for the child's copy
+//!  768  subscribers  max_subscribers x SubscriberEntry { owner, intent (0), start time, cursor }
 //!   ..  slots        capacity x { stamp u64, value: the message as 8-byte words }, at the slots
 //!                    offset (a multiple of 128)
 //! ```
@@ -21,6 +22,13 @@
 //! loan (also after a loan dropped unsent, until the next write; 0: never written).
 //! A subscriber copies a slot's words between two reads of the stamp; a stamp that changed, or
 //! that names another position, means the publisher lapped it there (in `DropOldest` mode).
+//!
+//! Publisher entry 0 is the publisher: the one handle that may write. Entries 1 to 3 are
+//! *successors*: a forked child's copy of the publisher, reserved by the parent before `fork`
+//! returns. A successor cannot publish; it keeps the subscribers connected (it is a live
+//! publisher handle), and takes entry 0 with a compare-and-swap on its first send once entry
+//! 0 is free or its holder is dead. (Version 1, `SHMBCST1`, had entry 0 alone, and the
+//! subscriber table at 672.)
 //!
 //! A subscriber entry's `owner` word is that of an mpmc holder entry (pid, low 32 bits of the
 //! start time, the reservation bit of a fork); its `cursor` is `c + 1` where `c` is the next
@@ -36,8 +44,11 @@ use super::source::ByteSource;
 use crate::error::{Error, Result};
 use core::mem::{offset_of, size_of};
 
-/// `b"SHMBCST1"` (little-endian word): marks an initialised broadcast channel.
-pub const BROADCAST_MAGIC: u64 = u64::from_le_bytes(*b"SHMBCST1");
+/// `b"SHMBCST2"` (little-endian word): marks an initialised broadcast channel of this format.
+pub const BROADCAST_MAGIC: u64 = u64::from_le_bytes(*b"SHMBCST2");
+
+/// Publisher holder entries: the publisher (entry 0), then its fork successors.
+pub const PUBLISHER_ENTRIES: u64 = 4;
 
 /// Set in a slot's stamp while the publisher writes it or has it on loan.
 pub const WRITING: u64 = 1 << 63;
@@ -151,11 +162,12 @@ pub struct SubscriberEntry {
     pub cursor: u64,
 }
 
-/// Offset of the publisher's holder entry from the payload's start.
+/// Offset of the publisher's holder entries from the payload's start.
 pub const PUBLISHER_OFFSET: u64 = size_of::<BroadcastHeader>() as u64;
 
 /// Offset of the subscriber table from the payload's start.
-pub const SUBSCRIBERS_OFFSET: u64 = PUBLISHER_OFFSET + size_of::<HolderEntry>() as u64;
+pub const SUBSCRIBERS_OFFSET: u64 =
+    PUBLISHER_OFFSET + PUBLISHER_ENTRIES * size_of::<HolderEntry>() as u64;
 
 const _: () = {
     assert!(offset_of!(BroadcastHeader, tail) == 128);
@@ -174,7 +186,7 @@ const _: () = {
     assert!(offset_of!(SubscriberEntry, start_time) == offset_of!(HolderEntry, start_time));
     assert!(offset_of!(SubscriberEntry, cursor) == offset_of!(HolderEntry, reserved));
     assert!(PUBLISHER_OFFSET == 640);
-    assert!(SUBSCRIBERS_OFFSET == 672);
+    assert!(SUBSCRIBERS_OFFSET == 768);
     // The library's atomic header is this layout.
     use crate::broadcast::layout as live;
     assert!(size_of::<live::BroadcastHeader>() == size_of::<BroadcastHeader>());
@@ -282,8 +294,11 @@ pub struct BroadcastState {
     pub publisher_attached: bool,
     /// Some subscriber has registered.
     pub subscribers_attached: bool,
-    /// The publisher's holder entry, if registered.
+    /// The publisher's holder entry (entry 0), if registered.
     pub publisher: Option<MpmcHolder>,
+    /// The registered successors (entries 1 to 3): forked copies of the publisher, which take
+    /// its place once it is gone.
+    pub successors: Vec<MpmcHolder>,
     /// The registered subscribers (free entries left out).
     pub subscribers: Vec<BroadcastSubscriber>,
 }
@@ -395,8 +410,21 @@ impl BroadcastState {
         )?;
         let flag = |i: usize| flags[i..i + 4] != [0; 4];
         let entry = |at: u64, f: usize| word(at.saturating_add(f as u64));
-        let owner = entry(PUBLISHER_OFFSET, offset_of!(HolderEntry, owner))?;
-        let publisher = (owner as u32 != 0).then(|| MpmcHolder::from_entry(0, owner, 0));
+        let mut publisher = None;
+        let mut successors = Vec::new();
+        for i in 0..PUBLISHER_ENTRIES {
+            let at = PUBLISHER_OFFSET + i * size_of::<HolderEntry>() as u64;
+            let owner = entry(at, offset_of!(HolderEntry, owner))?;
+            if owner as u32 == 0 {
+                continue;
+            }
+            let holder = MpmcHolder::from_entry(i as usize, owner, 0);
+            if i == 0 {
+                publisher = Some(holder);
+            } else {
+                successors.push(holder);
+            }
+        }
         let mut subscribers = Vec::new();
         for i in 0..n {
             // Inside the payload: checked against `slots_offset` above.
@@ -418,6 +446,7 @@ impl BroadcastState {
             publisher_attached: flag(8),
             subscribers_attached: flag(12),
             publisher,
+            successors,
             subscribers,
         })
     }
@@ -477,6 +506,7 @@ mod tests {
         put(&mut b, 256 + 256, 4); // missed
         put(&mut b, 256 + 256 + 16, 1 | (1 << 32)); // both attached
         put(&mut b, 256 + PUBLISHER_OFFSET, 77);
+        put(&mut b, 256 + PUBLISHER_OFFSET + 2 * 32, 78); // a fork successor
         let e1 = 256 + SUBSCRIBERS_OFFSET + 32;
         put(&mut b, e1, 42 | (7 << 32));
         put(&mut b, e1 + 16, 1234); // start time
@@ -487,6 +517,13 @@ mod tests {
         assert_eq!((st.tail, st.missed, st.drop_oldest), (9, 4, false));
         assert!(st.publisher_attached && st.subscribers_attached);
         assert_eq!(st.publisher.map(|p| p.pid), Some(77));
+        assert_eq!(
+            st.successors
+                .iter()
+                .map(|p| (p.index, p.pid))
+                .collect::<Vec<_>>(),
+            [(2, 78)]
+        );
         assert_eq!(st.subscribers.len(), 2);
         let s = st.subscribers[0];
         assert_eq!(

@@ -18,6 +18,13 @@
 //! in on the first operation, once reading `/proc` is allowed again). The child never touches
 //! the parent's entries, and a reservation nobody claimed (the `fork` failed) expires after
 //! [`RESERVATION_TTL_MS`]. A handle whose table was full at the fork registers on first use.
+//!
+//! **Succession.** A side with a single writer (the broadcast publisher) uses a table
+//! [`with_successors`](Table::with_successors): entry 0 is the writer, and the other entries
+//! only take fork reservations. A child's copy then holds a *successor* entry: it keeps the
+//! side alive (so subscribers are not told `Disconnected` while the parent hands its
+//! publisher to a child), cannot write, and moves to entry 0 with one compare-and-swap on its
+//! first operation after entry 0 was freed or its holder died.
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::Once;
@@ -87,6 +94,8 @@ pub(crate) struct Table {
     len: usize,
     attached: *const AtomicU32,
     departed: *const AtomicU32,
+    /// Entry 0 is the one writer; the others are fork successors (see the module docs).
+    successors: bool,
 }
 
 impl Table {
@@ -105,7 +114,32 @@ impl Table {
             len,
             attached,
             departed,
+            successors: false,
         }
+    }
+
+    /// This table with entry 0 for the side's one writer and the others for fork successors:
+    /// [`register`](Table::register) only takes entry 0, a fork reservation only another.
+    pub(crate) fn with_successors(self) -> Table {
+        Table {
+            successors: true,
+            ..self
+        }
+    }
+
+    /// The entries a handle registers in (`register`), and the first index of those a fork
+    /// reserves for a child (`reserve`).
+    fn registrable(&self) -> &[Entry] {
+        let entries = self.entries();
+        if self.successors {
+            &entries[..entries.len().min(1)]
+        } else {
+            entries
+        }
+    }
+
+    fn first_reservable(&self) -> usize {
+        usize::from(self.successors)
     }
 
     /// The entries (atomics only, so a shared slice over memory others write is sound).
@@ -140,7 +174,8 @@ impl Table {
         finished: &dyn Fn(u64) -> bool,
     ) -> Result<usize> {
         let mine = owner_word(pid, start);
-        for (i, e) in self.entries().iter().enumerate() {
+        let entries = self.registrable();
+        for (i, e) in entries.iter().enumerate() {
             if e.owner
                 .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -149,7 +184,7 @@ impl Table {
                 return Ok(i);
             }
         }
-        for (i, e) in self.entries().iter().enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             let owner = e.owner.load(Ordering::Acquire);
             if owner == 0 || owner_alive(owner) {
                 continue;
@@ -178,14 +213,15 @@ impl Table {
         }
         Err(Error::TooManyHolders {
             side,
-            max: self.len,
+            max: entries.len(),
         })
     }
 
     /// Takes a free entry, or the entry of a dead holder with no pending claim, for `owner`
     /// (a fork reservation); returns its index.
     fn reserve(&self, owner: u64) -> Option<usize> {
-        let entries = self.entries();
+        let first = self.first_reservable();
+        let entries = self.entries().get(first..)?;
         let free = entries.iter().position(|e| {
             e.owner
                 .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed)
@@ -205,7 +241,7 @@ impl Table {
         entries[i].intent.store(0, Ordering::Release);
         entries[i].inherited.store(0, Ordering::Release);
         entries[i].start_time.store(0, Ordering::Release);
-        Some(i)
+        Some(first + i)
     }
 
     fn init(&self, e: &Entry, start: u64) {
@@ -419,11 +455,13 @@ impl Holder {
     }
 
     /// This handle's entry; in a forked child, first fills in the child's start time (or
-    /// registers the child if no entry could be reserved at the fork).
+    /// registers the child if no entry could be reserved at the fork). A successor (see the
+    /// module docs) first takes entry 0.
     ///
     /// # Errors
     ///
-    /// [`Error::TooManyHolders`] if the handle has no entry and the table is still full.
+    /// [`Error::TooManyHolders`] if the handle has no entry and the table is still full, or
+    /// is a successor and entry 0's holder lives.
     #[inline]
     pub(crate) fn entry(&self, finished: &dyn Fn(u64) -> bool) -> Result<&Entry> {
         let generation = proc::fork_generation();
@@ -432,17 +470,29 @@ impl Holder {
             self.refresh_after_fork();
         }
         let mut index = self.reg.index.load(Ordering::Relaxed);
-        if index == NONE {
-            let pid = proc::pid();
-            let start = proc::process_start_time(pid).unwrap_or(0);
-            index = self.reg.table.register(pid, start, self.side, finished)?;
-            self.reg.index.store(index, Ordering::Relaxed);
+        if index == NONE || (index != 0 && self.reg.table.successors) {
+            index = self.register(index, finished)?;
         }
         self.reg
             .table
             .entries()
             .get(index)
             .ok_or_else(|| super::layout::corrupted("holder entry index out of range"))
+    }
+
+    /// Registers this handle (it had no entry, or held successor entry `old`), releasing `old`
+    /// once it has its new entry.
+    #[cold]
+    fn register(&self, old: usize, finished: &dyn Fn(u64) -> bool) -> Result<usize> {
+        let pid = proc::pid();
+        let start = proc::process_start_time(pid).unwrap_or(0);
+        let index = self.reg.table.register(pid, start, self.side, finished)?;
+        self.reg.index.store(index, Ordering::Relaxed);
+        if old != NONE {
+            // Entry 0 is this handle's now: the side kept a live holder throughout.
+            self.reg.table.release(old, pid);
+        }
+        Ok(index)
     }
 
     #[cold]
@@ -570,6 +620,33 @@ mod tests {
         t.release(0, me);
         assert!(!any_alive(t.entries()));
         assert_eq!(t.departures(), 1);
+    }
+
+    #[test]
+    fn a_table_with_successors_registers_in_entry_0_and_reserves_the_others() {
+        let s = side(3);
+        let t = table(&s).with_successors();
+        let me = proc::pid();
+        let start = proc::process_start_time(me).unwrap();
+        assert_eq!(t.register(me, start, "publisher", &|_| true).unwrap(), 0);
+        // Entry 0 is live: a second writer is refused, with the writer count as the maximum.
+        assert!(matches!(
+            t.register(me, start, "publisher", &|_| true),
+            Err(Error::TooManyHolders { max: 1, .. })
+        ));
+        let reservation = u64::from(me | RESERVED) | (u64::from(now_ms32()) << 32);
+        assert_eq!(t.reserve(reservation), Some(1));
+        assert_eq!(t.reserve(reservation), Some(2));
+        assert_eq!(t.reserve(reservation), None);
+        // Entry 0 freed: a registration takes it again, never a successor's entry.
+        t.release(0, me);
+        assert_eq!(t.register(me, start, "publisher", &|_| true).unwrap(), 0);
+        // Entry 0's holder dead: its entry is taken over.
+        s.entries[0]
+            .owner
+            .store(u64::from(dead_pid()), Ordering::Relaxed);
+        assert_eq!(t.register(me, start, "publisher", &|_| true).unwrap(), 0);
+        assert_eq!(live_pids(t.entries()), vec![me, me, me]);
     }
 
     #[test]

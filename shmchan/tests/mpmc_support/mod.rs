@@ -130,6 +130,22 @@ impl Signal {
         assert_eq!(n, 1);
     }
 
+    /// Waits at most `ms` milliseconds; whether the signal came (for processes no test
+    /// reaps, such as grandchildren, which must not outlive a failed test for long).
+    pub fn wait_timeout(&self, ms: i32) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.read,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut fd, 1, ms) } != 1 {
+            return false;
+        }
+        self.wait();
+        true
+    }
+
     pub fn wait(&self) {
         let mut b = [0u8];
         // SAFETY: reading one byte into a live local.
