@@ -11,4 +11,16 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ldconfig -p | grep 
     apt-get install -y -q libclang-dev >/dev/null
 fi
 cargo build --release -q
-exec target/release/shmchan-peers "$@"
+# iceoryx2 keeps a machine-wide management object in /dev/shm and node and service records in
+# /tmp/iceoryx2 after its last node is gone: remove those this run created (another iceoryx2
+# user's stay).
+before_shm=$(ls -d /dev/shm/iox2_* 2>/dev/null || true)
+had_tmp=$([ -e /tmp/iceoryx2 ] && echo 1 || true)
+status=0
+target/release/shmchan-peers "$@" || status=$?
+for f in /dev/shm/iox2_*; do
+    [ -e "$f" ] || continue
+    grep -qxF "$f" <<<"$before_shm" || rm -f "$f"
+done
+[ -n "$had_tmp" ] || rm -rf /tmp/iceoryx2
+exit $status
