@@ -18,6 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shmchan::format::broadcast::BroadcastState;
 use shmchan::format::header::{self, FIXED_LEN, RawHeader};
 use shmchan::format::liveness::SideState;
 use shmchan::format::ring::{PEEK_MAX, RingState};
@@ -197,6 +198,25 @@ fn valid_segments() -> Vec<(&'static str, Vec<u8>)> {
     ));
     drop((tx, rx));
 
+    // A broadcast channel with a publisher, a fork successor's worth of entries, two
+    // subscribers at different cursors and a message each has not read.
+    let name = unique_name("broadcast");
+    let key = Key::name(&name).expect("name");
+    let tx = shmchan::broadcast::Publisher::<Tick>::options()
+        .capacity(2)
+        .max_subscribers(2)
+        .create(key)
+        .expect("create a broadcast channel");
+    let fast = shmchan::broadcast::Subscriber::<Tick>::open(key).expect("subscribe");
+    let slow = shmchan::broadcast::Subscriber::<Tick>::open(key).expect("subscribe");
+    tx.send(Tick::default()).expect("send");
+    assert_eq!(fast.try_recv().expect("recv").map(|t| t.seq), Some(0));
+    out.push((
+        "broadcast",
+        std::fs::read(dev_shm(&name)).expect("read /dev/shm"),
+    ));
+    drop((fast, slow, tx));
+
     let fcntl = Shared::<u64, FcntlLock>::anonymous(5).expect("an fcntl value");
     let seg = fcntl.segment();
     let mut bytes = vec![0u8; seg.header().total_len as usize];
@@ -267,6 +287,15 @@ fn decode_all(bytes: &[u8]) {
     }
     if let Ok(snap) = read_snapshot(bytes, &h, Duration::ZERO) {
         assert_eq!(snap.bytes.len() as u64, h.type_size);
+    }
+    if let Ok(st) = BroadcastState::read(bytes, &h) {
+        assert!(st.subscribers.len() as u64 <= st.meta.max_subscribers);
+        assert!(st.successors.len() < 4);
+        for sub in &st.subscribers {
+            if let (Some(c), Some(lag)) = (sub.cursor, sub.lag) {
+                assert_eq!(c + lag, st.tail);
+            }
+        }
     }
     let _ = read_owner(bytes, h.payload_off);
     for at in [0, h.payload_off, h.total_len.saturating_sub(1), u64::MAX] {
