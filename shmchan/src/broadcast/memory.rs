@@ -1,7 +1,10 @@
 //! Where a channel's bytes live: the payload of a shmchan segment (anonymous, System V or
 //! POSIX).
 
+use std::sync::OnceLock;
+
 use super::layout::{BroadcastHeader, Geometry};
+use crate::channel::liveness::Probe;
 use crate::segment::{Expect, Key, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::{Error, Result, ShmSafe};
 
@@ -9,6 +12,9 @@ use crate::{Error, Result, ShmSafe};
 /// and unmapped (and, for a keyed creator, possibly removed) when the last drops.
 pub(crate) struct ChannelMemory {
     segment: Segment,
+    /// Whether a holder's process still maps the segment (found on first need: it reads
+    /// `/proc/self/maps`).
+    probe: OnceLock<Probe>,
 }
 
 fn spec<T: ShmSafe>(geometry: &Geometry, len: usize) -> SegmentSpec<'static> {
@@ -33,6 +39,18 @@ fn total_len(geometry: &Geometry) -> Result<usize> {
 }
 
 impl ChannelMemory {
+    fn new(segment: Segment) -> ChannelMemory {
+        ChannelMemory {
+            segment,
+            probe: OnceLock::new(),
+        }
+    }
+
+    /// The liveness probe of this mapping's holder tables.
+    pub(crate) fn probe(&self) -> &OnceLock<Probe> {
+        &self.probe
+    }
+
     /// A fresh anonymous shared mapping holding an initialised channel (shared with children
     /// forked afterwards).
     pub(crate) fn anonymous<T: ShmSafe>(geometry: &Geometry) -> Result<ChannelMemory> {
@@ -41,7 +59,7 @@ impl ChannelMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
             unsafe { geometry.init(base) }
         })?;
-        Ok(ChannelMemory { segment })
+        Ok(ChannelMemory::new(segment))
     }
 
     /// Creates the keyed segment exclusively, holding an initialised channel.
@@ -51,7 +69,7 @@ impl ChannelMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
             unsafe { geometry.init(base) }
         })?;
-        Ok(ChannelMemory { segment })
+        Ok(ChannelMemory::new(segment))
     }
 
     /// Opens an existing keyed broadcast segment for `T` and validates its channel.
@@ -64,7 +82,7 @@ impl ChannelMemory {
             payload_len: None,
         };
         let segment = Segment::open(key, &expect, false)?;
-        let memory = ChannelMemory { segment };
+        let memory = ChannelMemory::new(segment);
         if memory.len() < size_of::<BroadcastHeader>() {
             return Err(Error::Corrupted {
                 what: format!(

@@ -12,7 +12,7 @@ use super::ring::Ring;
 use super::subscriber::Subscriber;
 use crate::channel::wait::{self, WaitStrategy};
 use crate::channel::{LIVENESS_INTERVAL, SendTimeoutError, TrySendError};
-use crate::mpmc::holders::{Holder, live_pids, owner_alive};
+use crate::mpmc::holders::Holder;
 use crate::mpmc::queue::wake_all;
 use crate::{Error, Result, ShmSafe};
 
@@ -317,7 +317,7 @@ impl<T: ShmSafe> Publisher<T> {
             if owner == 0 || !holds_back || self.dead.get(i).is_some_and(|d| d.get() == owner) {
                 continue;
             }
-            if owner_alive(owner) {
+            if self.ring.subscriber_table().holder_alive(owner) {
                 self.slowest_pid
                     .set(Some(owner as u32 & !crate::format::mpmc::RESERVED));
             } else if let Some(d) = self.dead.get(i) {
@@ -430,7 +430,7 @@ impl<T: ShmSafe> Publisher<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn peer_count(&self) -> usize {
-        live_pids(self.ring.subscriber_table().entries()).len()
+        self.ring.subscriber_table().live_pids().len()
     }
 
     /// Blocks until at least one subscriber is alive, at most `timeout`; returns how many are.

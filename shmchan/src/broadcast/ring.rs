@@ -71,7 +71,7 @@ impl<T: ShmSafe> Ring<T> {
         // SAFETY: the `PUBLISHER_ENTRIES` publisher entries and `max_subscribers` subscriber entries lie between the
         // header and `slots_offset`, inside the mapping that `memory` keeps alive for as long
         // as this ring (and the tables copied from it: every holder is dropped before its
-        // ring, by field order) is used. Entries are only atomics, 8-aligned.
+        // ring, by field order) is used; so does the probe, inside `memory`. Entries are only atomics, 8-aligned.
         let (publisher, subscribers) = unsafe {
             (
                 Table::new(
@@ -79,6 +79,7 @@ impl<T: ShmSafe> Ring<T> {
                     PUBLISHER_ENTRIES as usize,
                     &counters.publisher_attached,
                     &counters.publisher_departed,
+                    memory.probe(),
                 )
                 .with_successors(),
                 Table::new(
@@ -86,6 +87,7 @@ impl<T: ShmSafe> Ring<T> {
                     geometry.max_subscribers as usize,
                     &counters.subscribers_attached,
                     &counters.subscribers_departed,
+                    memory.probe(),
                 ),
             )
         };

@@ -8,7 +8,7 @@ use super::Overflow;
 use super::ring::{Read, Ring};
 use crate::channel::LIVENESS_INTERVAL;
 use crate::channel::wait::{self, WaitStrategy, notify};
-use crate::mpmc::holders::{Holder, any_alive, live_pids};
+use crate::mpmc::holders::Holder;
 use crate::mpmc::layout::{Entry, corrupted};
 use crate::{Error, Result, ShmSafe};
 
@@ -406,7 +406,7 @@ impl<T: ShmSafe> Subscriber<T> {
         }
         self.seen_departures.set(departures);
         self.last_scan.set(Some(now.unwrap_or_else(Instant::now)));
-        let gone = !any_alive(table.entries());
+        let gone = !table.any_alive();
         self.publisher_gone.set(gone);
         gone
     }
@@ -559,7 +559,7 @@ impl<T: ShmSafe> Subscriber<T> {
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     pub fn peer_count(&self) -> usize {
-        live_pids(self.ring.publisher_table().entries()).len()
+        self.ring.publisher_table().live_pids().len()
     }
 
     /// Whether the publisher is known to be gone (dropped, or found dead); false while no

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use super::claim::check_align;
-use super::holders::{Table, live_pids};
+use super::holders::Table;
 use super::{Receiver, RecvRef, Sender};
 use crate::async_rt::{ChannelWait, Keep, Look, Periodic, Shm};
 use crate::channel::TrySendError;
@@ -21,7 +21,7 @@ unsafe impl Send for PeerTable {}
 impl PeerTable {
     /// The pids of the side's live holders, if it was attached once (reads `/proc`).
     fn live(&self) -> Option<Vec<u32>> {
-        self.0.is_attached().then(|| live_pids(self.0.entries()))
+        self.0.is_attached().then(|| self.0.live_pids())
     }
 }
 

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::holders::{Holder, Table, any_alive, live_pids};
+use super::holders::{Holder, Table};
 use super::layout::{Entry, Geometry};
 use super::memory::QueueMemory;
 use super::queue::Queue;
@@ -51,7 +51,7 @@ impl<T: ShmSafe> Endpoint<T> {
     pub(crate) fn attach(memory: Arc<QueueMemory>, geometry: Geometry, role: Role) -> Self {
         // SAFETY: `memory` holds a queue initialised or validated for `geometry` and stays
         // mapped while `self.memory` lives, which outlives `queue` and `holder` (field order).
-        let queue = unsafe { Queue::<T>::new(memory.base(), &geometry) };
+        let queue = unsafe { Queue::<T>::new(memory.base(), &geometry, memory.probe()) };
         let table = match role {
             Role::Producer => *queue.producers(),
             Role::Consumer => *queue.consumers(),
@@ -151,14 +151,14 @@ impl<T: ShmSafe> Endpoint<T> {
         }
         self.seen_departures.set(departures);
         self.last_scan.set(Some(now.unwrap_or_else(Instant::now)));
-        let gone = !any_alive(peer.entries());
+        let gone = !peer.any_alive();
         self.peer_gone.set(gone);
         gone
     }
 
     /// The pids of the other side's live holders.
     pub(crate) fn peer_pids(&self) -> Vec<u32> {
-        live_pids(self.peer().entries())
+        self.peer().live_pids()
     }
 
     /// Records that `pos` is stuck; true once it has been stuck for [`LIVENESS_INTERVAL`]

@@ -27,11 +27,12 @@
 //! first operation after entry 0 was freed or its holder died.
 
 use std::cell::{Cell, UnsafeCell};
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::layout::Entry;
+use crate::channel::liveness::Probe;
 use crate::format::mpmc::{RESERVED, split_owner};
 use crate::sys::proc::{self, Liveness};
 use crate::{Error, Result};
@@ -56,7 +57,8 @@ fn owner_word(pid: u32, start: u64) -> u64 {
 }
 
 /// Whether the holder in an `owner` word is alive or stopped (reads `/proc`); a fresh
-/// reservation counts as alive, a free entry as not.
+/// reservation counts as alive, a free entry as not. Pid and start time only: a table's
+/// [`Table::holder_alive`] also checks that the process still maps the table.
 pub(crate) fn owner_alive(owner: u64) -> bool {
     let (pid, low) = split_owner(owner);
     if pid == 0 {
@@ -69,24 +71,6 @@ pub(crate) fn owner_alive(owner: u64) -> bool {
     }
 }
 
-/// The live (or stopped) holders' pids of a table.
-pub(crate) fn live_pids(entries: &[Entry]) -> Vec<u32> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let owner = e.owner.load(Ordering::Acquire);
-            owner_alive(owner).then_some(owner as u32 & !RESERVED)
-        })
-        .collect()
-}
-
-/// Whether any holder of a table is alive (stops at the first).
-pub(crate) fn any_alive(entries: &[Entry]) -> bool {
-    entries
-        .iter()
-        .any(|e| owner_alive(e.owner.load(Ordering::Acquire)))
-}
-
 /// One side's table in shared memory and its flag words.
 #[derive(Clone, Copy)]
 pub(crate) struct Table {
@@ -94,6 +78,8 @@ pub(crate) struct Table {
     len: usize,
     attached: *const AtomicU32,
     departed: *const AtomicU32,
+    /// Whether a holder's process still maps the table (found on first need).
+    probe: *const OnceLock<Probe>,
     /// Entry 0 is the one writer; the others are fork successors (see the module docs).
     successors: bool,
 }
@@ -102,20 +88,61 @@ impl Table {
     /// # Safety
     ///
     /// `entries` must point to `len` entries, and `attached`/`departed` to words, in memory
-    /// mapped for as long as the table (and every copy of it) is used.
+    /// mapped for as long as the table (and every copy of it) is used; `probe` must stay valid
+    /// as long, and be shared only by tables of the same mapping.
     pub(crate) unsafe fn new(
         entries: *const Entry,
         len: usize,
         attached: *const AtomicU32,
         departed: *const AtomicU32,
+        probe: *const OnceLock<Probe>,
     ) -> Table {
         Table {
             entries,
             len,
             attached,
             departed,
+            probe,
             successors: false,
         }
+    }
+
+    fn probe(&self) -> &Probe {
+        // SAFETY: `new`'s contract.
+        let probe = unsafe { &*self.probe };
+        probe.get_or_init(|| Probe::for_mapping(self.entries.cast()))
+    }
+
+    /// Whether the holder in an `owner` word holds this table: a fresh fork reservation, or a
+    /// process that runs (or is stopped) with that start time and still maps the table. A
+    /// process that `exec`ed after `fork` (a child spawned by `fork` and `exec`, which never
+    /// dropped the handles it inherited) keeps its pid and start time but lost the mapping,
+    /// and with it every handle: it holds nothing (noticed within a second: a process found
+    /// mapping the table is trusted to for that long).
+    pub(crate) fn holder_alive(&self, owner: u64) -> bool {
+        let (pid, low) = split_owner(owner);
+        if pid == 0 || pid & RESERVED != 0 {
+            return owner_alive(owner);
+        }
+        self.probe().process_holds_low32(pid, low)
+    }
+
+    /// The live (or stopped) holders' pids.
+    pub(crate) fn live_pids(&self) -> Vec<u32> {
+        self.entries()
+            .iter()
+            .filter_map(|e| {
+                let owner = e.owner.load(Ordering::Acquire);
+                self.holder_alive(owner).then_some(owner as u32 & !RESERVED)
+            })
+            .collect()
+    }
+
+    /// Whether any holder is alive (stops at the first).
+    pub(crate) fn any_alive(&self) -> bool {
+        self.entries()
+            .iter()
+            .any(|e| self.holder_alive(e.owner.load(Ordering::Acquire)))
     }
 
     /// This table with entry 0 for the side's one writer and the others for fork successors:
@@ -186,7 +213,7 @@ impl Table {
         }
         for (i, e) in entries.iter().enumerate() {
             let owner = e.owner.load(Ordering::Acquire);
-            if owner == 0 || owner_alive(owner) {
+            if owner == 0 || self.holder_alive(owner) {
                 continue;
             }
             let intent = e.intent.load(Ordering::Acquire);
@@ -232,7 +259,7 @@ impl Table {
                 let old = e.owner.load(Ordering::Acquire);
                 old != 0
                     && e.intent.load(Ordering::Acquire) == 0
-                    && !owner_alive(old)
+                    && !self.holder_alive(old)
                     && e.owner
                         .compare_exchange(old, owner, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
@@ -552,6 +579,7 @@ mod tests {
         entries: Vec<Entry>,
         attached: AtomicU32,
         departed: AtomicU32,
+        probe: OnceLock<Probe>,
     }
 
     fn side(n: usize) -> Box<Side> {
@@ -566,6 +594,8 @@ mod tests {
                 .collect(),
             attached: AtomicU32::new(0),
             departed: AtomicU32::new(0),
+            // Heap memory is no mapped object: holders are checked by pid and start time.
+            probe: OnceLock::new(),
         })
     }
 
@@ -577,6 +607,7 @@ mod tests {
                 s.entries.len(),
                 &s.attached,
                 &s.departed,
+                &s.probe,
             )
         }
     }
@@ -606,7 +637,7 @@ mod tests {
         ));
         assert_eq!(t.register(me, start, "producer", &|i| i == 7).unwrap(), 1);
         assert_eq!(s.entries[1].intent.load(Ordering::Relaxed), 0);
-        assert_eq!(live_pids(t.entries()), vec![me, me]);
+        assert_eq!(t.live_pids(), vec![me, me]);
     }
 
     #[test]
@@ -616,9 +647,9 @@ mod tests {
         let me = proc::pid();
         t.register(me, 0, "consumer", &|_| false).unwrap();
         t.release(0, me + 1);
-        assert!(any_alive(t.entries()));
+        assert!(t.any_alive());
         t.release(0, me);
-        assert!(!any_alive(t.entries()));
+        assert!(!t.any_alive());
         assert_eq!(t.departures(), 1);
     }
 
@@ -646,7 +677,7 @@ mod tests {
             .owner
             .store(u64::from(dead_pid()), Ordering::Relaxed);
         assert_eq!(t.register(me, start, "publisher", &|_| true).unwrap(), 0);
-        assert_eq!(live_pids(t.entries()), vec![me, me, me]);
+        assert_eq!(t.live_pids(), vec![me, me, me]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Where a queue's bytes live: the payload of a shmchan segment (anonymous, System V or POSIX).
 
+use std::sync::OnceLock;
+
 use super::layout::{Geometry, MpmcHeader};
+use crate::channel::liveness::Probe;
 use crate::segment::{Expect, Key, LockKind, Segment, SegmentKind, SegmentSpec};
 use crate::{Error, Result, ShmSafe};
 
@@ -8,6 +11,9 @@ use crate::{Error, Result, ShmSafe};
 /// and unmapped (and, for a keyed creator, possibly removed) when the last drops.
 pub(crate) struct QueueMemory {
     segment: Segment,
+    /// Whether a holder's process still maps the segment (found on first need: it reads
+    /// `/proc/self/maps`).
+    probe: OnceLock<Probe>,
     /// Where the queue starts in the payload (0, or a multiple of 128 for a queue embedded in
     /// another kind's segment, such as an rpc channel's request queue).
     offset: usize,
@@ -43,7 +49,7 @@ impl QueueMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet visible to anyone.
             unsafe { geometry.init(base) }
         })?;
-        Ok(QueueMemory { segment, offset: 0 })
+        Ok(QueueMemory::new(segment, 0))
     }
 
     /// Creates the keyed segment exclusively, holding an initialised queue.
@@ -53,7 +59,7 @@ impl QueueMemory {
             // SAFETY: the payload is 128-aligned, `len` bytes, and not yet READY for openers.
             unsafe { geometry.init(base) }
         })?;
-        Ok(QueueMemory { segment, offset: 0 })
+        Ok(QueueMemory::new(segment, 0))
     }
 
     /// Opens an existing keyed mpmc segment for `T` and validates its queue.
@@ -66,7 +72,7 @@ impl QueueMemory {
             payload_len: None,
         };
         let segment = Segment::open(key, &expect, false)?;
-        let memory = QueueMemory { segment, offset: 0 };
+        let memory = QueueMemory::new(segment, 0);
         if memory.len() < size_of::<MpmcHeader>() {
             return Err(Error::Corrupted {
                 what: format!(
@@ -87,7 +93,20 @@ impl QueueMemory {
     /// from `offset` on (the caller initialised or validated a queue there): [`Self::header`]
     /// relies on it.
     pub(crate) unsafe fn embedded(segment: Segment, offset: usize) -> QueueMemory {
-        QueueMemory { segment, offset }
+        QueueMemory::new(segment, offset)
+    }
+
+    fn new(segment: Segment, offset: usize) -> QueueMemory {
+        QueueMemory {
+            segment,
+            probe: OnceLock::new(),
+            offset,
+        }
+    }
+
+    /// The liveness probe of this mapping's holder tables.
+    pub(crate) fn probe(&self) -> &OnceLock<Probe> {
+        &self.probe
     }
 
     /// The whole segment (an embedding kind reaches its own structures through it).

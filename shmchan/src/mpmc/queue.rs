@@ -43,12 +43,14 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use super::claim::Claim;
-use super::holders::{Table, owner_alive};
+use super::holders::Table;
 use super::layout::{Entry, Geometry, MpmcHeader, corrupted};
+use crate::channel::liveness::Probe;
 use crate::format::mpmc::{SKIP, SLOT_VALUE_OFFSET};
 use crate::sync::words::{load_words, store_words};
 use crate::sys::futex;
 use crate::{Result, ShmSafe};
+use std::sync::OnceLock;
 
 /// Attempts of one `try_push`/`try_pop` before it reports "busy" (only reached under heavy
 /// contention or when another process keeps rewriting the indices).
@@ -135,8 +137,13 @@ impl<T: ShmSafe> Queue<T> {
     ///
     /// `base` must point to a queue initialised for `geometry` (with [`Geometry::init`] or
     /// checked with [`Geometry::validate`]), mapped for [`Geometry::total_len`] bytes for as
-    /// long as the result (or a copy) is used.
-    pub(crate) unsafe fn new(base: *mut u8, geometry: &Geometry) -> Queue<T> {
+    /// long as the result (or a copy) is used; `probe` must stay valid as long, and belong to
+    /// this mapping.
+    pub(crate) unsafe fn new(
+        base: *mut u8,
+        geometry: &Geometry,
+        probe: &OnceLock<Probe>,
+    ) -> Queue<T> {
         let header = base as *const MpmcHeader;
         // SAFETY: the caller guarantees `base` holds a header; the counters are atomics.
         let counters = unsafe { &(*header).counters.0 };
@@ -160,6 +167,7 @@ impl<T: ShmSafe> Queue<T> {
                     n,
                     &counters.producers_attached,
                     &counters.producers_departed,
+                    probe,
                 )
             },
             // SAFETY: as above.
@@ -169,6 +177,7 @@ impl<T: ShmSafe> Queue<T> {
                     n,
                     &counters.consumers_attached,
                     &counters.consumers_departed,
+                    probe,
                 )
             },
             _marker: PhantomData,
@@ -284,21 +293,18 @@ impl<T: ShmSafe> Queue<T> {
         seq == pos.wrapping_add(1)
     }
 
-    /// Scans `entries` for holders whose intent is `intent`: `Ok(dead entries)` if there is
+    /// Scans `table` for holders whose intent is `intent`: `Ok(dead entries)` if there is
     /// at least one and all are dead, `Err(pid)` otherwise.
-    fn dead_claimers(
-        entries: &[Entry],
-        intent: u64,
-    ) -> std::result::Result<Vec<&Entry>, Option<u32>> {
+    fn dead_claimers(table: &Table, intent: u64) -> std::result::Result<Vec<&Entry>, Option<u32>> {
         let mut dead = Vec::new();
-        for e in entries {
+        for e in table.entries() {
             if e.intent.load(Ordering::Acquire) != intent {
                 continue;
             }
             // An entry with a non-zero intent is never reused, so this owner is the one that
             // stored the intent.
             let owner = e.owner.load(Ordering::Acquire);
-            if owner_alive(owner) {
+            if table.holder_alive(owner) {
                 return Err(Some(owner as u32));
             }
             dead.push(e);
@@ -314,7 +320,7 @@ impl<T: ShmSafe> Queue<T> {
             return Recovery::NotStuck;
         }
         let want = pos.wrapping_add(1);
-        let dead = match Self::dead_claimers(self.producers.entries(), want) {
+        let dead = match Self::dead_claimers(&self.producers, want) {
             Ok(dead) => dead,
             Err(pid) => return Recovery::Held { pid },
         };
@@ -350,7 +356,7 @@ impl<T: ShmSafe> Queue<T> {
         if !is_before(m, head) || (seq != want && seq != want | SKIP) {
             return Recovery::NotStuck;
         }
-        let dead = match Self::dead_claimers(self.consumers.entries(), want) {
+        let dead = match Self::dead_claimers(&self.consumers, want) {
             Ok(dead) => dead,
             Err(pid) => return Recovery::Held { pid },
         };
