@@ -83,6 +83,7 @@ pub(crate) enum WaitAnyOutcome {
 pub(crate) const WAITV_MAX: usize = 128;
 
 /// `struct futex_waitv` of `<linux/futex.h>`.
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct FutexWaitv {
     val: u64,
@@ -127,7 +128,8 @@ pub(crate) fn wait_any_raw(
     )
 }
 
-/// One `futex_waitv` call on `len` (address, expected value) pairs.
+/// One `futex_waitv` call on `len` (address, expected value) pairs. The array lives on the
+/// stack (3 KiB): a wait allocates nothing.
 fn waitv(
     words: impl Iterator<Item = (u64, u32)>,
     len: usize,
@@ -136,14 +138,26 @@ fn waitv(
     if len == 0 || len > WAITV_MAX {
         return WaitAnyOutcome::Woken(None);
     }
-    let waiters: Vec<FutexWaitv> = words
-        .map(|(uaddr, expected)| FutexWaitv {
+    let mut array = [FutexWaitv {
+        val: 0,
+        uaddr: 0,
+        flags: 0,
+        reserved: 0,
+    }; WAITV_MAX];
+    let mut n = 0;
+    for (slot, (uaddr, expected)) in array.iter_mut().zip(words) {
+        *slot = FutexWaitv {
             val: u64::from(expected),
             uaddr,
             flags: FUTEX2_SIZE_U32,
             reserved: 0,
-        })
-        .collect();
+        };
+        n += 1;
+    }
+    let waiters = &array[..n];
+    if n == 0 {
+        return WaitAnyOutcome::Woken(None);
+    }
     // futex_waitv takes an absolute deadline on the given clock.
     let deadline = timeout.map(|d| {
         let mut now = libc::timespec {
