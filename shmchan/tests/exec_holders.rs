@@ -28,6 +28,16 @@ fn reap(mut child: Child) {
     let _ = child.wait();
 }
 
+/// Runs `recv` (the last sender is gone, but `child` inherited a copy of it and exec'd), reaps
+/// the child, and checks that `recv` said `Disconnected` within 2 s.
+fn disconnected_soon(child: Child, recv: impl FnOnce() -> shmchan::Result<u64>) {
+    let t0 = Instant::now();
+    let r = recv();
+    reap(child);
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
 #[test]
 fn subscribers_are_disconnected_although_an_execed_child_inherited_the_publisher() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -36,11 +46,7 @@ fn subscribers_are_disconnected_although_an_execed_child_inherited_the_publisher
     assert_eq!(rx.peer_count(), 1, "the exec'd child holds no publisher");
     assert_eq!(tx.peer_count(), 1, "the exec'd child holds no subscriber");
     drop(tx);
-    let t0 = Instant::now();
-    let r = rx.recv_timeout(Duration::from_secs(5));
-    reap(child);
-    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    disconnected_soon(child, || rx.recv_timeout(Duration::from_secs(5)));
 }
 
 #[test]
@@ -65,11 +71,7 @@ fn mpmc_receivers_are_disconnected_although_an_execed_child_inherited_the_sender
     let child = spawn_forked_sleeper();
     assert_eq!(rx.peer_count(), 1, "the exec'd child holds no sender");
     drop(tx);
-    let t0 = Instant::now();
-    let r = rx.recv_timeout(Duration::from_secs(5));
-    reap(child);
-    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    disconnected_soon(child, || rx.recv_timeout(Duration::from_secs(5)));
 }
 
 #[test]
@@ -78,9 +80,5 @@ fn spsc_receivers_are_disconnected_although_an_execed_child_inherited_the_sender
     let (tx, rx) = shmchan::channel::<u64>(8).unwrap();
     let child = spawn_forked_sleeper();
     drop(tx);
-    let t0 = Instant::now();
-    let r = rx.recv_timeout(Duration::from_secs(5));
-    reap(child);
-    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    disconnected_soon(child, || rx.recv_timeout(Duration::from_secs(5)));
 }
