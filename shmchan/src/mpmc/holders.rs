@@ -154,8 +154,7 @@ impl Table {
         }
     }
 
-    /// The entries a handle registers in (`register`), and the first index of those a fork
-    /// reserves for a child (`reserve`).
+    /// The entries a handle registers in (`register`): entry 0 alone with successors.
     fn registrable(&self) -> &[Entry] {
         let entries = self.entries();
         if self.successors {
@@ -165,6 +164,7 @@ impl Table {
         }
     }
 
+    /// The first entry a fork may reserve for a child (`reserve`): 1 with successors.
     fn first_reservable(&self) -> usize {
         usize::from(self.successors)
     }
